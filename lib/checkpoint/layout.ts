@@ -1,0 +1,62 @@
+/**
+ * Where things live. DynamoDB (one table, string `pk`/`sk`):
+ *   commit item   pk = task#<pipeline>#<topic>#<partition>   sk = commit
+ *   savepoints    pk = savepoint#<pipeline>#<name>           sk = <topic>#<partition>
+ * S3 (one bucket, everything of a pipeline under <prefix>/<pipeline>/):
+ *   snapshots     tasks/<topic>/<partition>/<epoch, 12 digits>-<attempt>.snap (full) | .delta
+ *   quarantine    quarantine/<topic>/<partition>/<offset, 20 digits>.json
+ *   savepoints    savepoints/<name>/<topic>/<partition>/…
+ * Kafka topic names use [A-Za-z0-9._-] only, so `#` and `/` are safe separators. Zero-padded
+ * numbers make S3 listings come out in epoch and offset order.
+ */
+import type { TaskId } from './stores.ts';
+
+export const COMMIT_SK = 'commit';
+
+export function taskPk(task: TaskId): string {
+  return `task#${task.pipeline}#${task.topic}#${task.partition}`;
+}
+
+export function taskPkPrefix(pipeline: string): string {
+  return `task#${pipeline}#`;
+}
+
+export function taskLabel(task: Pick<TaskId, 'topic' | 'partition'>): string {
+  return `${task.topic}-${task.partition}`;
+}
+
+export function pipelinePrefix(prefix: string, pipeline: string): string {
+  return `${prefix}/${pipeline}/`;
+}
+
+export function taskSnapshotPrefix(prefix: string, task: TaskId): string {
+  return `${prefix}/${task.pipeline}/tasks/${task.topic}/${task.partition}/`;
+}
+
+export function snapshotKey(
+  prefix: string,
+  task: TaskId,
+  epoch: number,
+  attempt: string,
+  kind: 'full' | 'delta',
+): string {
+  return `${taskSnapshotPrefix(prefix, task)}${String(epoch).padStart(12, '0')}-${attempt}.${kind === 'full' ? 'snap' : 'delta'}`;
+}
+
+/** Epoch encoded in a snapshot key, or undefined for keys that are not snapshots. */
+export function epochOfSnapshotKey(key: string): number | undefined {
+  const m = /\/(\d{12})-[0-9a-z]+\.(snap|delta)$/.exec(key);
+  return m ? Number(m[1]) : undefined;
+}
+
+export function quarantinePrefix(prefix: string, task: TaskId): string {
+  return `${prefix}/${task.pipeline}/quarantine/${task.topic}/${task.partition}/`;
+}
+
+export function quarantineKey(prefix: string, task: TaskId, offset: bigint): string {
+  return `${quarantinePrefix(prefix, task)}${offset.toString().padStart(20, '0')}.json`;
+}
+
+export function savepointPrefix(prefix: string, pipeline: string, name: string): string {
+  return `${prefix}/${pipeline}/savepoints/${name}/`;
+}

@@ -1,0 +1,118 @@
+/**
+ * `npx tidemark …`: operator commands. Every command is a thin layer over `lib/ops` (which tests
+ * call directly); bucket, table and endpoints come from the same environment variables the
+ * function uses (TIDEMARK_BUCKET, TIDEMARK_TABLE, AWS_ENDPOINT_URL_*, AWS_REGION, credentials).
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { ENV } from '../config/env.ts';
+import { TidemarkError } from '../errors.ts';
+import { inspectTask } from '../ops/inspect.ts';
+import { createDynamoDBClient, createS3Client, dynamoEndpointOverride, s3EndpointOverride } from '../store/clients.ts';
+import { ensureBucket, ensureTable } from '../store/provision.ts';
+import { createAwsStores } from '../store/stores.ts';
+
+class UsageError extends Error {}
+
+function requireSetting(value: string | undefined, env: string, flag: string): string {
+  if (!value) throw new UsageError(`missing ${flag} (or the ${env} environment variable)`);
+  return value;
+}
+
+function partitionArg(v: string): number {
+  if (!/^\d{1,10}$/.test(v)) throw new InvalidArgumentError('must be a non-negative integer');
+  return Number(v);
+}
+
+interface StoreFlags {
+  bucket?: string;
+  table?: string;
+}
+
+function storeOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--bucket <name>', 'S3 bucket').env(ENV.bucket))
+    .addOption(new Option('--table <name>', 'DynamoDB table').env(ENV.table));
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof TidemarkError) {
+    const cause = err.cause instanceof Error ? err.cause : undefined;
+    const network = cause && /ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH|socket/i.test(`${cause.message} ${cause.name}`);
+    if (network) {
+      const endpoints = [s3EndpointOverride(), dynamoEndpointOverride()].filter(Boolean).join(', ');
+      return `${err.message}\n(cannot reach the service${endpoints ? `; endpoint overrides: ${endpoints}` : ''})`;
+    }
+    return err.message;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function buildCli(): Command {
+  const program = new Command('tidemark')
+    .description('Tidemark operator commands')
+    .showHelpAfterError()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  storeOptions(
+    program
+      .command('init')
+      .description('create the bucket and the table if they are missing (idempotent; for local use and users without CDK)'),
+  ).action(async (opts: StoreFlags) => {
+    const bucket = requireSetting(opts.bucket, ENV.bucket, '--bucket');
+    const table = requireSetting(opts.table, ENV.table, '--table');
+    const s3 = createS3Client();
+    const ddb = createDynamoDBClient();
+    try {
+      const [b, t] = await Promise.all([ensureBucket(s3, bucket), ensureTable(ddb, table)]);
+      process.stdout.write(`bucket ${bucket}: ${b}\ntable ${table}: ${t}\n`);
+    } finally {
+      s3.destroy();
+      ddb.destroy();
+    }
+  });
+
+  storeOptions(
+    program
+      .command('inspect')
+      .description("print a task's committed checkpoint and its state")
+      .requiredOption('--pipeline <id>', 'pipeline id')
+      .requiredOption('--topic <topic>', 'Kafka topic')
+      .requiredOption('--partition <n>', 'partition number', partitionArg)
+      .option('--json', 'print one JSON object (pipeline, topic, partition, epoch, committedOffset, quarantined, state)'),
+  ).action(async (opts: StoreFlags & { pipeline: string; topic: string; partition: number; json?: boolean }) => {
+    const bucket = requireSetting(opts.bucket, ENV.bucket, '--bucket');
+    const table = requireSetting(opts.table, ENV.table, '--table');
+    const stores = createAwsStores({ bucket, table });
+    const r = await inspectTask(stores, { pipeline: opts.pipeline, topic: opts.topic, partition: opts.partition });
+    if (opts.json) {
+      const { pipeline, topic, partition, epoch, committedOffset, quarantined, state } = r;
+      process.stdout.write(`${JSON.stringify({ pipeline, topic, partition, epoch, committedOffset, quarantined, state })}\n`);
+      return;
+    }
+    const lines = [
+      `task            ${r.pipeline} ${r.topic}-${r.partition}`,
+      `epoch           ${r.epoch}`,
+      `committedOffset ${r.committedOffset ?? '(none: never committed)'}`,
+      `applied         ${r.applied}`,
+      `quarantined     ${r.quarantined}`,
+      `updatedAt       ${r.updatedAt ?? '-'}`,
+      `snapshot        ${r.snapshot ? `${r.snapshot.keys.join(' + ')} (${r.snapshot.bytes} bytes, ${r.snapshot.entries} entries)` : '-'}`,
+      `retained        ${r.retained.map((h) => `epoch ${h.epoch} @ ${h.committedOffset}`).join(', ') || '-'}`,
+      'state',
+      JSON.stringify(r.state, null, 2),
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  });
+
+  return program;
+}
+
+export async function main(argv: string[] = process.argv): Promise<number> {
+  try {
+    await buildCli().parseAsync(argv);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`tidemark: ${describeError(err)}\n`);
+    return err instanceof UsageError ? 2 : 1;
+  }
+}

@@ -1,0 +1,20 @@
+/**
+ * Names of the environment variables Tidemark reads. Shared with the CDK construct, which sets
+ * them on the function; nothing else lives here so `cdk/` can import it without runtime code.
+ */
+export const ENV = {
+  bucket: 'TIDEMARK_BUCKET',
+  table: 'TIDEMARK_TABLE',
+  pipeline: 'TIDEMARK_PIPELINE',
+  prefix: 'TIDEMARK_PREFIX',
+  epochMaxRecords: 'TIDEMARK_EPOCH_MAX_RECORDS',
+  epochMaxBytes: 'TIDEMARK_EPOCH_MAX_BYTES',
+  timeReserveMs: 'TIDEMARK_TIME_RESERVE_MS',
+  poisonPolicy: 'TIDEMARK_POISON_POLICY',
+  retainedCheckpoints: 'TIDEMARK_RETAINED_CHECKPOINTS',
+  warmCacheMaxTasks: 'TIDEMARK_WARM_CACHE_MAX_TASKS',
+  taskConcurrency: 'TIDEMARK_TASK_CONCURRENCY',
+  compression: 'TIDEMARK_SNAPSHOT_COMPRESSION',
+} as const;
+
+export type EnvName = (typeof ENV)[keyof typeof ENV];

@@ -1,0 +1,228 @@
+/**
+ * The error tree of Tidemark. Every error the library throws is a `TidemarkError` with:
+ * - `retriable`: whether re-running the same invocation can succeed (the ESM retries a failed
+ *   invocation either way; this flag tells operators and callers which failures are transient);
+ * - `cause`: the underlying error, when there is one.
+ *
+ * Names start with the domain they belong to, and each class sets `name`, so logs and
+ * `instanceof` checks stay readable after bundling.
+ */
+
+export interface TidemarkErrorOptions {
+  cause?: unknown;
+  retriable?: boolean;
+}
+
+export class TidemarkError extends Error {
+  readonly retriable: boolean;
+  constructor(message: string, options: TidemarkErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TidemarkError';
+    this.retriable = options.retriable ?? false;
+  }
+}
+
+/** A required setting is missing or invalid. Raised at cold start, naming the setting. */
+export class ConfigurationError extends TidemarkError {
+  readonly setting: string;
+  constructor(setting: string, message: string, options: TidemarkErrorOptions = {}) {
+    super(message, { ...options, retriable: false });
+    this.name = 'ConfigurationError';
+    this.setting = setting;
+  }
+}
+
+/** The invocation event is not a Kafka ESM event Tidemark can trust (structure, types, identity). */
+export class MalformedEventError extends TidemarkError {
+  /** JSON-path-like location of the problem, e.g. `records["orders-0"][3].offset`. */
+  readonly path: string;
+  constructor(path: string, message: string, options: TidemarkErrorOptions = {}) {
+    super(`malformed Kafka event at ${path}: ${message}`, { ...options, retriable: false });
+    this.name = 'MalformedEventError';
+    this.path = path;
+  }
+}
+
+/** Identity of one Kafka record, carried by record-level errors. */
+export interface RecordRef {
+  topic: string;
+  partition: number;
+  offset: bigint;
+}
+
+function refText(ref: RecordRef): string {
+  return `${ref.topic}-${ref.partition}@${ref.offset}`;
+}
+
+/**
+ * A record that cannot be processed and never will be (bad payload, missing key, a processor
+ * error that is not marked retriable). Under the `quarantine` policy it is set aside; under
+ * `fail` the invocation fails.
+ */
+export class PoisonRecordError extends TidemarkError {
+  readonly record: RecordRef | undefined;
+  constructor(message: string, options: TidemarkErrorOptions & { record?: RecordRef } = {}) {
+    super(options.record ? `${message} (record ${refText(options.record)})` : message, {
+      ...options,
+      retriable: false,
+    });
+    this.name = 'PoisonRecordError';
+    this.record = options.record;
+  }
+}
+
+/** The user's processor threw a retriable error: the record is not quarantined, the invocation fails. */
+export class ProcessingError extends TidemarkError {
+  readonly record: RecordRef;
+  constructor(record: RecordRef, options: TidemarkErrorOptions = {}) {
+    const detail = options.cause instanceof Error ? options.cause.message : String(options.cause);
+    super(`processing record ${refText(record)} failed: ${detail}`, options);
+    this.name = 'ProcessingError';
+    this.record = record;
+  }
+}
+
+/** Keyed state misuse: undeclared state, keyed access without a key, values that cannot be encoded. */
+export class StateError extends TidemarkError {
+  constructor(message: string, options: TidemarkErrorOptions = {}) {
+    super(message, { ...options, retriable: false });
+    this.name = 'StateError';
+  }
+}
+
+/** A snapshot object that must not be loaded. Never retriable: the bytes will not change. */
+export class SnapshotError extends TidemarkError {
+  readonly key: string | undefined;
+  constructor(message: string, options: TidemarkErrorOptions & { key?: string } = {}) {
+    super(options.key ? `snapshot ${options.key}: ${message}` : message, { ...options, retriable: false });
+    this.name = 'SnapshotError';
+    this.key = options.key;
+  }
+}
+
+/** Wrong magic, unknown version, bad checksum, truncated or extended bytes, undecodable body. */
+export class SnapshotCorruptError extends SnapshotError {
+  constructor(message: string, options: TidemarkErrorOptions & { key?: string } = {}) {
+    super(message, options);
+    this.name = 'SnapshotCorruptError';
+  }
+}
+
+/** A well-formed snapshot whose identity (task, epoch, offset, size, checksum) is not the committed one. */
+export class SnapshotIdentityError extends SnapshotError {
+  constructor(message: string, options: TidemarkErrorOptions & { key?: string } = {}) {
+    super(message, options);
+    this.name = 'SnapshotIdentityError';
+  }
+}
+
+/** The commit item references a snapshot object that does not exist. */
+export class SnapshotMissingError extends SnapshotError {
+  constructor(key: string, options: TidemarkErrorOptions = {}) {
+    super('object referenced by the commit item does not exist', { ...options, key });
+    this.name = 'SnapshotMissingError';
+  }
+}
+
+/**
+ * The conditional commit failed: another attempt (a zombie, a concurrent duplicate invocation)
+ * committed first. Carries the winner's commit when the store returned it.
+ */
+export class CommitConflictError extends TidemarkError {
+  readonly expectedEpoch: number;
+  readonly current: unknown;
+  constructor(expectedEpoch: number, current: unknown, options: TidemarkErrorOptions = {}) {
+    super(`commit conflict: expected stored epoch ${expectedEpoch}, another attempt committed first`, {
+      ...options,
+      retriable: true,
+    });
+    this.name = 'CommitConflictError';
+    this.expectedEpoch = expectedEpoch;
+    this.current = current;
+  }
+}
+
+/** A store (S3, DynamoDB) request failed after the SDK's own retries. */
+export class StoreError extends TidemarkError {
+  readonly store: 's3' | 'dynamodb' | 'memory';
+  readonly operation: string;
+  constructor(
+    store: 's3' | 'dynamodb' | 'memory',
+    operation: string,
+    message: string,
+    options: TidemarkErrorOptions = {},
+  ) {
+    super(`${store} ${operation}: ${message}`, { retriable: true, ...options });
+    this.name = 'StoreError';
+    this.store = store;
+    this.operation = operation;
+  }
+}
+
+/** The bucket or table does not exist (or is not accessible). Not retriable until someone fixes it. */
+export class StoreMissingError extends StoreError {
+  readonly resource: string;
+  constructor(
+    store: 's3' | 'dynamodb' | 'memory',
+    operation: string,
+    resource: string,
+    options: TidemarkErrorOptions = {},
+  ) {
+    super(store, operation, `${resource} does not exist or is not accessible`, {
+      ...options,
+      retriable: false,
+    });
+    this.name = 'StoreMissingError';
+    this.resource = resource;
+  }
+}
+
+/** An object that must be created once already exists (If-None-Match: * failed). */
+export class ObjectExistsError extends StoreError {
+  readonly key: string;
+  constructor(key: string, options: TidemarkErrorOptions = {}) {
+    super('s3', 'put', `object ${key} already exists`, { ...options, retriable: true });
+    this.name = 'ObjectExistsError';
+    this.key = key;
+  }
+}
+
+/**
+ * The invocation's remaining time cannot fit another epoch and its commit. Everything before this
+ * point is committed; the ESM's retry resumes after it.
+ */
+export class TimeBudgetExceededError extends TidemarkError {
+  readonly remainingMs: number;
+  constructor(remainingMs: number, message: string) {
+    super(message, { retriable: true });
+    this.name = 'TimeBudgetExceededError';
+    this.remainingMs = remainingMs;
+  }
+}
+
+/** One or more tasks of a batch did not commit through their last record. */
+export class BatchFailedError extends TidemarkError {
+  readonly failures: ReadonlyArray<{ task: string; error: unknown }>;
+  constructor(failures: ReadonlyArray<{ task: string; error: unknown }>) {
+    const first = failures[0];
+    const retriable = failures.some((f) => isRetriable(f.error));
+    const detail = failures
+      .map(
+        (f) =>
+          `${f.task}: ${f.error instanceof Error ? `${f.error.name}: ${f.error.message}` : String(f.error)}`,
+      )
+      .join('; ');
+    super(`${failures.length} task(s) not committed: ${detail}`, { retriable, cause: first?.error });
+    this.name = 'BatchFailedError';
+    this.failures = failures;
+  }
+}
+
+/** Whether an error (Tidemark's or anybody's) says it is worth retrying. */
+export function isRetriable(error: unknown): boolean {
+  if (error instanceof TidemarkError) return error.retriable;
+  if (typeof error === 'object' && error !== null && 'retriable' in error) {
+    return (error as { retriable: unknown }).retriable === true;
+  }
+  return false;
+}

@@ -1,0 +1,251 @@
+import { MalformedEventError } from '../errors.ts';
+import {
+  EVENT_SOURCES,
+  type KafkaEvent,
+  type KafkaEventSource,
+  type KafkaRecord,
+  type ParsedEvent,
+  type RecordDefect,
+  type SchemaMetadata,
+  type TaskBatch,
+  type TimestampType,
+} from './types.ts';
+
+const INT64_MAX = (1n << 63n) - 1n;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  return `${typeof v} ${typeof v === 'object' ? '' : String(v)}`.trim();
+}
+
+/**
+ * Parses an offset into an int64. Real events carry JSON numbers; numbers beyond 2^53 have already
+ * lost precision in JSON.parse, so they are refused rather than silently misordered (use
+ * `parseEventJson` on the raw text, or deliver offsets as decimal strings, to keep them exact).
+ */
+export function parseOffset(v: unknown, path: string): bigint {
+  let n: bigint;
+  if (typeof v === 'bigint') n = v;
+  else if (typeof v === 'number') {
+    if (!Number.isInteger(v))
+      throw new MalformedEventError(path, `offset must be an integer, got ${describe(v)}`);
+    if (!Number.isSafeInteger(v)) {
+      throw new MalformedEventError(
+        path,
+        `offset ${v} is beyond 2^53 and lost precision as a JSON number; deliver it as a decimal string`,
+      );
+    }
+    n = BigInt(v);
+  } else if (typeof v === 'string' && /^\d{1,19}$/.test(v)) n = BigInt(v);
+  else throw new MalformedEventError(path, `offset must be a non-negative int64, got ${describe(v)}`);
+  if (n < 0n || n > INT64_MAX) throw new MalformedEventError(path, `offset ${n} is outside the int64 range`);
+  return n;
+}
+
+function decodeBase64(v: unknown): Buffer | null | string {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string') return `must be a base64 string or null, got ${describe(v)}`;
+  if (v.length % 4 !== 0 || !BASE64.test(v)) return 'is not valid base64';
+  return Buffer.from(v, 'base64');
+}
+
+function decodeHeaders(v: unknown): Array<readonly [string, Buffer]> | string {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) return `headers must be an array, got ${describe(v)}`;
+  const out: Array<readonly [string, Buffer]> = [];
+  for (let i = 0; i < v.length; i++) {
+    const h: unknown = v[i];
+    if (!isObject(h)) return `headers[${i}] must be a one-key object, got ${describe(h)}`;
+    const names = Object.keys(h);
+    if (names.length !== 1) return `headers[${i}] must have exactly one key, has ${names.length}`;
+    const name = names[0]!;
+    const bytes = h[name];
+    if (!Array.isArray(bytes))
+      return `headers[${i}].${name} must be an array of bytes, got ${describe(bytes)}`;
+    const buf = Buffer.allocUnsafe(bytes.length);
+    for (let j = 0; j < bytes.length; j++) {
+      const b: unknown = bytes[j];
+      if (typeof b !== 'number' || !Number.isInteger(b) || b < -128 || b > 255) {
+        return `headers[${i}].${name}[${j}] must be a byte (-128..255), got ${describe(b)}`;
+      }
+      // Java bytes are signed: -61 is 0xc3.
+      buf[j] = b & 0xff;
+    }
+    out.push([name, buf]);
+  }
+  return out;
+}
+
+function schemaMetadata(v: unknown, field: string): SchemaMetadata | undefined | string {
+  if (v === undefined || v === null) return undefined;
+  if (!isObject(v) || typeof v.dataFormat !== 'string') {
+    return `${field} must be an object with a string dataFormat`;
+  }
+  const schemaId = v.schemaId;
+  if (schemaId !== undefined && typeof schemaId !== 'string' && typeof schemaId !== 'number') {
+    return `${field}.schemaId must be a string`;
+  }
+  return { dataFormat: v.dataFormat, schemaId: schemaId === undefined ? '' : String(schemaId) };
+}
+
+/**
+ * Decodes one record whose identity is already validated. Returns a `RecordDefect` when a field
+ * other than topic/partition/offset is wrong: the record can then be quarantined by offset.
+ */
+function decodeRecord(
+  raw: Json,
+  topic: string,
+  partition: number,
+  offset: bigint,
+): KafkaRecord | RecordDefect {
+  const defect = (reason: string): RecordDefect => ({ topic, partition, offset, reason, raw });
+  const { timestamp, timestampType } = raw;
+  if (typeof timestamp !== 'number' || !Number.isFinite(timestamp)) {
+    return defect(`timestamp must be a number, got ${describe(timestamp)}`);
+  }
+  if (timestampType !== 'CREATE_TIME' && timestampType !== 'LOG_APPEND_TIME') {
+    return defect(`timestampType must be CREATE_TIME or LOG_APPEND_TIME, got ${describe(timestampType)}`);
+  }
+  const key = decodeBase64(raw.key);
+  if (typeof key === 'string') return defect(`key ${key}`);
+  const value = decodeBase64(raw.value);
+  if (typeof value === 'string') return defect(`value ${value}`);
+  const headers = decodeHeaders(raw.headers);
+  if (typeof headers === 'string') return defect(headers);
+  const keySchemaMetadata = schemaMetadata(raw.keySchemaMetadata, 'keySchemaMetadata');
+  if (typeof keySchemaMetadata === 'string') return defect(keySchemaMetadata);
+  const valueSchemaMetadata = schemaMetadata(raw.valueSchemaMetadata, 'valueSchemaMetadata');
+  if (typeof valueSchemaMetadata === 'string') return defect(valueSchemaMetadata);
+  return {
+    topic,
+    partition,
+    offset,
+    timestamp,
+    timestampType: timestampType as TimestampType,
+    key,
+    value,
+    headers,
+    keySchemaMetadata,
+    valueSchemaMetadata,
+    size: (key?.length ?? 0) + (value?.length ?? 0),
+  };
+}
+
+function compareOffsets(a: { offset: bigint }, b: { offset: bigint }): number {
+  return a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0;
+}
+
+/**
+ * Validates and decodes a Kafka ESM event. Structural problems (not an ESM event, a record whose
+ * topic, partition or offset cannot be trusted) throw `MalformedEventError`, non-retriable. A record
+ * with a sound identity but a bad payload field (bad base64, odd header bytes, …) is returned as a
+ * `RecordDefect` in offset order, so the poison-record policy decides its fate.
+ */
+export function parseEvent(event: unknown): ParsedEvent {
+  if (!isObject(event)) throw new MalformedEventError('$', `event must be an object, got ${describe(event)}`);
+  const source = event.eventSource;
+  if (typeof source !== 'string' || !(EVENT_SOURCES as readonly string[]).includes(source)) {
+    throw new MalformedEventError(
+      '$.eventSource',
+      `expected one of ${EVENT_SOURCES.join(', ')}, got ${describe(source)} (is this a Kafka event source mapping?)`,
+    );
+  }
+  const arn = event.eventSourceArn;
+  if (arn !== undefined && arn !== null && typeof arn !== 'string') {
+    throw new MalformedEventError('$.eventSourceArn', `must be a string, got ${describe(arn)}`);
+  }
+  const groups = event.records;
+  if (!isObject(groups))
+    throw new MalformedEventError('$.records', `must be an object, got ${describe(groups)}`);
+
+  const tasks: TaskBatch[] = [];
+  const seenTasks = new Set<string>();
+  let recordCount = 0;
+  for (const groupKey of Object.keys(groups)) {
+    const gpath = `$.records[${JSON.stringify(groupKey)}]`;
+    const dash = groupKey.lastIndexOf('-');
+    const topic = dash > 0 ? groupKey.slice(0, dash) : '';
+    const partText = dash > 0 ? groupKey.slice(dash + 1) : '';
+    if (!topic || !/^\d{1,10}$/.test(partText)) {
+      throw new MalformedEventError(gpath, 'record group key must be "<topic>-<partition>"');
+    }
+    const partition = Number(partText);
+    const list = groups[groupKey];
+    if (!Array.isArray(list))
+      throw new MalformedEventError(gpath, `must be an array of records, got ${describe(list)}`);
+    const taskId = `${topic}\u0000${partition}`;
+    if (seenTasks.has(taskId))
+      throw new MalformedEventError(gpath, `topic-partition ${groupKey} appears twice`);
+    seenTasks.add(taskId);
+
+    const decoded: Array<KafkaRecord | RecordDefect> = [];
+    for (let i = 0; i < list.length; i++) {
+      const rpath = `${gpath}[${i}]`;
+      const raw: unknown = list[i];
+      if (!isObject(raw))
+        throw new MalformedEventError(rpath, `record must be an object, got ${describe(raw)}`);
+      if (raw.topic !== topic) {
+        throw new MalformedEventError(
+          `${rpath}.topic`,
+          `expected ${JSON.stringify(topic)}, got ${describe(raw.topic)}`,
+        );
+      }
+      if (raw.partition !== partition) {
+        throw new MalformedEventError(
+          `${rpath}.partition`,
+          `expected ${partition}, got ${describe(raw.partition)}`,
+        );
+      }
+      const offset = parseOffset(raw.offset, `${rpath}.offset`);
+      decoded.push(decodeRecord(raw, topic, partition, offset));
+    }
+    // Lambda delivers each partition in order; do not rely on it.
+    let sorted = true;
+    for (let i = 1; i < decoded.length && sorted; i++) sorted = decoded[i - 1]!.offset < decoded[i]!.offset;
+    let duplicatesInEvent = 0;
+    let records = decoded;
+    if (!sorted) {
+      records = [...decoded].sort(compareOffsets);
+      const unique: Array<KafkaRecord | RecordDefect> = [];
+      for (const r of records) {
+        if (unique.length > 0 && unique[unique.length - 1]!.offset === r.offset) duplicatesInEvent++;
+        else unique.push(r);
+      }
+      records = unique;
+    }
+    recordCount += records.length;
+    if (records.length > 0 || duplicatesInEvent > 0)
+      tasks.push({ topic, partition, records, duplicatesInEvent });
+  }
+  return {
+    eventSource: source as KafkaEventSource,
+    eventSourceArn: typeof arn === 'string' ? arn : undefined,
+    tasks,
+    recordCount,
+  };
+}
+
+/**
+ * Parses the raw JSON text of an event, keeping every `offset` exact even beyond 2^53 (JSON.parse
+ * source-text access). For local tools and tests that hold the payload as text; Lambda itself
+ * hands the handler an already-parsed object.
+ */
+export function parseEventJson(text: string): KafkaEvent {
+  type ReviverContext = { source?: string };
+  const reviver = function (this: unknown, key: string, value: unknown, context?: ReviverContext): unknown {
+    if (key === 'offset' && typeof value === 'number' && !Number.isSafeInteger(value) && context?.source) {
+      return context.source;
+    }
+    return value;
+  };
+  return JSON.parse(text, reviver as (key: string, value: unknown) => unknown) as KafkaEvent;
+}

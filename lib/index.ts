@@ -1,0 +1,20 @@
+// Public API of Tidemark.
+export type { BatchSummary, InvocationContext, TaskSummary } from './checkpoint/epochEngine.ts';
+export { EpochEngine } from './checkpoint/epochEngine.ts';
+export type { EngineObserver, EpochCommittedInfo, TaskRestoredInfo } from './checkpoint/observer.ts';
+export { combineObservers } from './checkpoint/observer.ts';
+export type { ProcessContext, Processor } from './checkpoint/processor.ts';
+export { defineProcessor, utf8Key } from './checkpoint/processor.ts';
+export type { CommitRecord, CommitStore, SnapshotRef, SnapshotStore, TaskId } from './checkpoint/stores.ts';
+export type { PoisonPolicy, TidemarkConfig } from './config/config.ts';
+export { DEFAULTS, loadConfig } from './config/config.ts';
+export { ENV } from './config/env.ts';
+export * from './errors.ts';
+export { parseEvent, parseEventJson } from './event/parseEvent.ts';
+export type { KafkaEvent, KafkaRecord, RawKafkaRecord } from './event/types.ts';
+export { createKafkaHandler, type KafkaHandler } from './handler/createKafkaHandler.ts';
+export { createRuntime, type TidemarkOptions, type TidemarkRuntime } from './handler/runtime.ts';
+export { tidemark } from './middleware/tidemark.ts';
+export { METRIC, METRICS_NAMESPACE } from './observability/metricNames.ts';
+export * from './state/descriptors.ts';
+export { MemoryCommitStore, MemorySnapshotStore } from './store/memory/memoryStores.ts';

@@ -1,0 +1,120 @@
+/**
+ * An S3 server in this process: s3rver 3.7.1 plus two shims it needs (see docs/local-servers.md):
+ * - conditional writes: s3rver ignores If-None-Match / If-Match on PutObject and on
+ *   CompleteMultipartUpload; a Koa middleware in front of its router adds them (a per-key lock makes
+ *   check-and-write atomic; 412 PreconditionFailed on a failed condition), so the conditional-create
+ *   path of the snapshot store is exercised for real;
+ * - paginated listings: s3rver's continuation token uses single DES, which OpenSSL 3 only has in its
+ *   legacy provider. 3DES-EDE with K1=K2=K3 computes exactly single DES, so 'des' is mapped to it.
+ *   (This patches node:crypto for the 'des' algorithm in this process only; nothing else uses it.)
+ */
+import crypto from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import S3rver from 's3rver';
+
+let desPatched = false;
+
+function patchDes(): void {
+  if (desPatched) return;
+  desPatched = true;
+  const c = crypto as unknown as Record<string, (...args: unknown[]) => unknown>;
+  for (const f of ['createCipheriv', 'createDecipheriv']) {
+    const original = c[f]!;
+    c[f] = (alg: unknown, key: unknown, iv: unknown, ...rest: unknown[]) =>
+      alg === 'des'
+        ? original('des-ede3-cbc', Buffer.concat([key as Buffer, key as Buffer, key as Buffer]), iv, ...rest)
+        : original(alg, key, iv, ...rest);
+  }
+}
+
+interface KoaContext {
+  method: string;
+  path: string;
+  query: Record<string, string | undefined>;
+  status: number;
+  type: string;
+  body: unknown;
+  get(header: string): string;
+}
+type Next = () => Promise<void>;
+interface S3rverInternals {
+  middleware: Array<(ctx: KoaContext, next: Next) => Promise<void>>;
+  store: {
+    existsObject(bucket: string, key: string): Promise<boolean>;
+    getMetadata(bucket: string, key: string): Promise<{ etag?: string }>;
+  };
+}
+
+function addConditionalWrites(server: S3rver): void {
+  const srv = server as unknown as S3rverInternals;
+  const locks = new Map<string, Promise<void>>();
+  const fail = (ctx: KoaContext, status: number, code: string) => {
+    ctx.status = status;
+    ctx.type = 'application/xml';
+    ctx.body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${code}</Message></Error>`;
+  };
+  srv.middleware.unshift(async (ctx, next) => {
+    const ifNoneMatch = ctx.get('if-none-match');
+    const ifMatch = ctx.get('if-match');
+    const isPut = ctx.method === 'PUT' && ctx.query.partNumber === undefined;
+    const isComplete = ctx.method === 'POST' && ctx.query.uploadId !== undefined;
+    if ((!ifNoneMatch && !ifMatch) || !(isPut || isComplete)) return next();
+    const [, bucket = '', ...rest] = ctx.path.split('/');
+    const key = decodeURIComponent(rest.join('/'));
+    if (!key) return next();
+    const id = `${bucket}/${key}`;
+    const previous = locks.get(id) ?? Promise.resolve();
+    let release = () => {};
+    const mine = previous.then(() => new Promise<void>((r) => (release = r)));
+    locks.set(id, mine);
+    await previous;
+    try {
+      const exists = await srv.store.existsObject(bucket, key);
+      if (ifNoneMatch === '*' && exists) return fail(ctx, 412, 'PreconditionFailed');
+      if (ifMatch && !exists) return fail(ctx, 404, 'NoSuchKey');
+      if (ifMatch && ifMatch !== '*' && ifMatch !== (await srv.store.getMetadata(bucket, key)).etag) {
+        return fail(ctx, 412, 'PreconditionFailed');
+      }
+      await next();
+    } finally {
+      release();
+      if (locks.get(id) === mine) locks.delete(id);
+    }
+  });
+}
+
+export interface S3Local {
+  endpoint: string;
+  port: number;
+  directory: string;
+  stop(): Promise<void>;
+}
+
+export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
+
+export async function startS3Local(options: { port?: number; directory?: string; buckets?: string[] } = {}): Promise<S3Local> {
+  patchDes();
+  const owned = options.directory === undefined;
+  const directory = options.directory ?? mkdtempSync(path.join(tmpdir(), 'tidemark-s3-'));
+  const server = new S3rver({
+    port: options.port ?? 0,
+    address: '127.0.0.1',
+    directory,
+    silent: true,
+    resetOnClose: owned,
+    configureBuckets: (options.buckets ?? []).map((name) => ({ name, configs: [] })),
+  });
+  addConditionalWrites(server);
+  const { port } = await server.run();
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    port,
+    directory,
+    stop: async () => {
+      await server.close();
+      if (owned) rmSync(directory, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * SDK clients built from the standard AWS environment: region, credentials and endpoints come from
+ * the SDK's own variables (`AWS_REGION`, `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL_DYNAMODB`, …), so
+ * the same code runs in Lambda and against local servers. Only when an endpoint override is present
+ * do we switch on what local S3 servers need: path-style addressing, and checksums only when an
+ * operation requires them (streamed bodies are otherwise stored with their aws-chunked framing).
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+
+/** Socket timeouts: a hung connection must fail (retriably) long before the function times out. */
+export const CLIENT_TIMEOUTS = { connectionTimeout: 3_000, requestTimeout: 30_000 } as const;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function s3EndpointOverride(env: Env = process.env): string | undefined {
+  return env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
+}
+
+export function dynamoEndpointOverride(env: Env = process.env): string | undefined {
+  return env.AWS_ENDPOINT_URL_DYNAMODB || env.AWS_ENDPOINT_URL || undefined;
+}
+
+/** Region and credentials taken from `env` when it is not the process environment (which the SDK reads itself). */
+function explicit(env: Env) {
+  if (env === process.env) return {};
+  const { AWS_REGION: region, AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey } = env;
+  return {
+    ...(region ? { region } : {}),
+    ...(accessKeyId && secretAccessKey ? { credentials: { accessKeyId, secretAccessKey } } : {}),
+  };
+}
+
+export function createS3Client(env: Env = process.env): S3Client {
+  const endpoint = s3EndpointOverride(env);
+  return new S3Client({
+    requestHandler: CLIENT_TIMEOUTS,
+    ...explicit(env),
+    ...(endpoint
+      ? {
+          endpoint,
+          forcePathStyle: true,
+          requestChecksumCalculation: 'WHEN_REQUIRED',
+          responseChecksumValidation: 'WHEN_REQUIRED',
+        }
+      : {}),
+  });
+}
+
+export function createDynamoDBClient(env: Env = process.env): DynamoDBClient {
+  const endpoint = dynamoEndpointOverride(env);
+  return new DynamoDBClient({ requestHandler: CLIENT_TIMEOUTS, ...explicit(env), ...(endpoint ? { endpoint } : {}) });
+}

@@ -1,0 +1,263 @@
+import {
+  type AttributeValue,
+  ConditionalCheckFailedException,
+  DescribeTableCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  paginateScan,
+} from '@aws-sdk/client-dynamodb';
+import { COMMIT_SK, taskPk, taskPkPrefix } from '../../checkpoint/layout.ts';
+import type {
+  CheckpointSummary,
+  CommitRecord,
+  CommitStore,
+  SnapshotRef,
+  TaskId,
+} from '../../checkpoint/stores.ts';
+import { CommitConflictError, StoreError, StoreMissingError } from '../../errors.ts';
+
+type Item = Record<string, AttributeValue>;
+
+interface SdkError {
+  name?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/** Maps an SDK error to the Tidemark tree. */
+export function dynamoError(operation: string, table: string, err: unknown): StoreError {
+  const e = (err ?? {}) as SdkError;
+  const name = e.name ?? 'Error';
+  const status = e.$metadata?.httpStatusCode;
+  if (name === 'ResourceNotFoundException')
+    return new StoreMissingError('dynamodb', operation, `table ${table}`, { cause: err });
+  if (name === 'AccessDeniedException' || name === 'UnrecognizedClientException') {
+    return new StoreMissingError('dynamodb', operation, `table ${table} (${name})`, { cause: err });
+  }
+  const retriable =
+    status === undefined ||
+    status >= 500 ||
+    /Throttl|ProvisionedThroughputExceeded|RequestLimitExceeded|InternalServerError|ServiceUnavailable/.test(
+      name,
+    );
+  const message = err instanceof Error ? err.message : String(err);
+  return new StoreError('dynamodb', operation, `${name}${status ? ` (HTTP ${status})` : ''}: ${message}`, {
+    cause: err,
+    retriable,
+  });
+}
+
+const S = (s: string): AttributeValue => ({ S: s });
+const N = (n: number | bigint): AttributeValue => ({ N: n.toString() });
+
+function refToAttr(r: SnapshotRef): AttributeValue {
+  return {
+    M: {
+      key: S(r.key),
+      bytes: N(r.bytes),
+      checksum: S(r.checksum),
+      kind: S(r.kind),
+      epoch: N(r.epoch),
+      entries: N(r.entries),
+    },
+  };
+}
+
+function summaryToAttr(c: CheckpointSummary): AttributeValue {
+  return {
+    M: {
+      epoch: N(c.epoch),
+      committedOffset: N(c.committedOffset),
+      chain: { L: c.chain.map(refToAttr) },
+      updatedAt: S(c.updatedAt),
+    },
+  };
+}
+
+/** Marshals a commit record (offsets as DynamoDB numbers, exact to 38 digits). */
+export function commitToItem(c: CommitRecord): Item {
+  return {
+    pk: S(taskPk(c)),
+    sk: S(COMMIT_SK),
+    pipeline: S(c.pipeline),
+    topic: S(c.topic),
+    partition: N(c.partition),
+    epoch: N(c.epoch),
+    committedOffset: N(c.committedOffset),
+    chain: { L: c.chain.map(refToAttr) },
+    updatedAt: S(c.updatedAt),
+    quarantined: N(c.quarantined),
+    applied: N(c.applied),
+    attempt: S(c.attempt),
+    history: { L: c.history.map(summaryToAttr) },
+  };
+}
+
+class ItemError extends Error {}
+
+function str(m: Item, f: string): string {
+  const v = m[f]?.S;
+  if (v === undefined) throw new ItemError(`attribute ${f} is missing or not a string`);
+  return v;
+}
+function int(m: Item, f: string): number {
+  const v = m[f]?.N;
+  const n = v === undefined ? Number.NaN : Number(v);
+  if (!Number.isSafeInteger(n)) throw new ItemError(`attribute ${f} is missing or not an integer`);
+  return n;
+}
+function big(m: Item, f: string): bigint {
+  const v = m[f]?.N;
+  if (v === undefined || !/^\d+$/.test(v)) throw new ItemError(`attribute ${f} is missing or not an offset`);
+  return BigInt(v);
+}
+function list(m: Item, f: string): AttributeValue[] {
+  const v = m[f]?.L;
+  if (!v) throw new ItemError(`attribute ${f} is missing or not a list`);
+  return v;
+}
+
+function attrToRef(a: AttributeValue): SnapshotRef {
+  const m = a.M;
+  if (!m) throw new ItemError('snapshot reference is not a map');
+  const kind = str(m, 'kind');
+  if (kind !== 'full' && kind !== 'delta') throw new ItemError(`snapshot kind ${kind} is unknown`);
+  return {
+    key: str(m, 'key'),
+    bytes: int(m, 'bytes'),
+    checksum: str(m, 'checksum'),
+    kind,
+    epoch: int(m, 'epoch'),
+    entries: int(m, 'entries'),
+  };
+}
+
+function attrToSummary(a: AttributeValue): CheckpointSummary {
+  const m = a.M;
+  if (!m) throw new ItemError('history entry is not a map');
+  return {
+    epoch: int(m, 'epoch'),
+    committedOffset: big(m, 'committedOffset'),
+    chain: list(m, 'chain').map(attrToRef),
+    updatedAt: str(m, 'updatedAt'),
+  };
+}
+
+/** Unmarshals a commit item; a malformed item is a non-retriable `StoreError`. */
+export function itemToCommit(item: Item): CommitRecord {
+  try {
+    return {
+      pipeline: str(item, 'pipeline'),
+      topic: str(item, 'topic'),
+      partition: int(item, 'partition'),
+      epoch: int(item, 'epoch'),
+      committedOffset: big(item, 'committedOffset'),
+      chain: list(item, 'chain').map(attrToRef),
+      updatedAt: str(item, 'updatedAt'),
+      quarantined: int(item, 'quarantined'),
+      applied: int(item, 'applied'),
+      attempt: str(item, 'attempt'),
+      history: list(item, 'history').map(attrToSummary),
+    };
+  } catch (err) {
+    if (!(err instanceof ItemError)) throw err;
+    throw new StoreError(
+      'dynamodb',
+      'read',
+      `commit item ${item.pk?.S ?? '?'} is malformed: ${err.message}`,
+      {
+        retriable: false,
+        cause: err,
+      },
+    );
+  }
+}
+
+export interface DynamoCommitStoreOptions {
+  client: DynamoDBClient;
+  table: string;
+}
+
+/**
+ * `CommitStore` on DynamoDB. The commit is one PutItem conditioned on the stored epoch, with
+ * `ReturnValuesOnConditionCheckFailure: ALL_OLD` so a lost race returns the winner without a read.
+ */
+export class DynamoCommitStore implements CommitStore {
+  readonly table: string;
+  private readonly client: DynamoDBClient;
+
+  constructor(options: DynamoCommitStoreOptions) {
+    this.client = options.client;
+    this.table = options.table;
+  }
+
+  async read(task: TaskId): Promise<CommitRecord | undefined> {
+    let out: { Item?: Item };
+    try {
+      out = await this.client.send(
+        new GetItemCommand({
+          TableName: this.table,
+          Key: { pk: S(taskPk(task)), sk: S(COMMIT_SK) },
+          ConsistentRead: true,
+        }),
+      );
+    } catch (err) {
+      throw dynamoError('read', this.table, err);
+    }
+    return out.Item ? itemToCommit(out.Item) : undefined;
+  }
+
+  async commit(next: CommitRecord, expectedEpoch: number): Promise<void> {
+    try {
+      await this.client.send(
+        new PutItemCommand({
+          TableName: this.table,
+          Item: commitToItem(next),
+          ...(expectedEpoch === 0
+            ? { ConditionExpression: 'attribute_not_exists(pk)' }
+            : {
+                ConditionExpression: '#epoch = :expected',
+                ExpressionAttributeNames: { '#epoch': 'epoch' },
+                ExpressionAttributeValues: { ':expected': N(expectedEpoch) },
+              }),
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+        }),
+      );
+    } catch (err) {
+      if (
+        err instanceof ConditionalCheckFailedException ||
+        (err as SdkError)?.name === 'ConditionalCheckFailedException'
+      ) {
+        const item = (err as { Item?: Item }).Item;
+        throw new CommitConflictError(expectedEpoch, item ? itemToCommit(item) : undefined, { cause: err });
+      }
+      throw dynamoError('commit', this.table, err);
+    }
+  }
+
+  async probe(): Promise<void> {
+    try {
+      await this.client.send(new DescribeTableCommand({ TableName: this.table }));
+    } catch (err) {
+      throw dynamoError('probe', this.table, err);
+    }
+  }
+
+  async *list(pipeline: string): AsyncIterable<CommitRecord> {
+    try {
+      const pages = paginateScan(
+        { client: this.client },
+        {
+          TableName: this.table,
+          ConsistentRead: true,
+          FilterExpression: 'begins_with(pk, :p) AND sk = :sk',
+          ExpressionAttributeValues: { ':p': S(taskPkPrefix(pipeline)), ':sk': S(COMMIT_SK) },
+        },
+      );
+      for await (const page of pages) for (const item of page.Items ?? []) yield itemToCommit(item);
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+      throw dynamoError('list', this.table, err);
+    }
+  }
+}

@@ -1,0 +1,160 @@
+import {
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  PutObjectCommand,
+  paginateListObjectsV2,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { SnapshotStore, StoredObject } from '../../checkpoint/stores.ts';
+import { ObjectExistsError, StoreError, StoreMissingError } from '../../errors.ts';
+
+/** Bodies above this go through a multipart upload (still conditional: If-None-Match on complete). */
+export const MULTIPART_THRESHOLD = 64 * 1024 * 1024;
+const MULTIPART_PART_SIZE = 16 * 1024 * 1024;
+
+interface SdkError {
+  name?: string;
+  Code?: string;
+  $metadata?: { httpStatusCode?: number };
+  $retryable?: unknown;
+}
+
+/** Maps an SDK error to the Tidemark tree. */
+export function s3Error(operation: string, bucket: string, err: unknown): StoreError {
+  const e = (err ?? {}) as SdkError;
+  const status = e.$metadata?.httpStatusCode;
+  const name = e.name ?? e.Code ?? 'Error';
+  if (name === 'NoSuchBucket')
+    return new StoreMissingError('s3', operation, `bucket ${bucket}`, { cause: err });
+  const message = err instanceof Error ? err.message : String(err);
+  // 4xx other than throttling and conflicts will not get better by retrying.
+  const retriable =
+    status === undefined ||
+    status >= 500 ||
+    status === 429 ||
+    status === 409 ||
+    status === 408 ||
+    name === 'SlowDown';
+  if (status === 403 && /AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch/.test(name)) {
+    return new StoreMissingError('s3', operation, `bucket ${bucket} (${name})`, { cause: err });
+  }
+  return new StoreError('s3', operation, `${name}${status ? ` (HTTP ${status})` : ''}: ${message}`, {
+    cause: err,
+    retriable,
+  });
+}
+
+function isPreconditionFailed(err: unknown): boolean {
+  const e = (err ?? {}) as SdkError;
+  return e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed';
+}
+
+function isNoSuchKey(err: unknown): boolean {
+  const e = (err ?? {}) as SdkError;
+  return e.name === 'NoSuchKey' || (e.$metadata?.httpStatusCode === 404 && e.name !== 'NoSuchBucket');
+}
+
+export interface S3SnapshotStoreOptions {
+  client: S3Client;
+  bucket: string;
+}
+
+/** `SnapshotStore` on S3: immutable objects created with `If-None-Match: *`. */
+export class S3SnapshotStore implements SnapshotStore {
+  readonly bucket: string;
+  private readonly client: S3Client;
+
+  constructor(options: S3SnapshotStoreOptions) {
+    this.client = options.client;
+    this.bucket = options.bucket;
+  }
+
+  async put(
+    key: string,
+    body: Uint8Array,
+    options: { ifAbsent?: boolean; contentType?: string } = {},
+  ): Promise<void> {
+    const params = {
+      Bucket: this.bucket,
+      Key: key,
+      Body: body,
+      ContentType: options.contentType ?? 'application/octet-stream',
+      ...((options.ifAbsent ?? true) ? { IfNoneMatch: '*' } : {}),
+    };
+    try {
+      if (body.length > MULTIPART_THRESHOLD) {
+        await new Upload({ client: this.client, params, partSize: MULTIPART_PART_SIZE, queueSize: 4 }).done();
+      } else {
+        await this.client.send(new PutObjectCommand(params));
+      }
+    } catch (err) {
+      if (isPreconditionFailed(err)) throw new ObjectExistsError(key, { cause: err });
+      throw s3Error('put', this.bucket, err);
+    }
+  }
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      if (!out.Body) return new Uint8Array(0);
+      return await out.Body.transformToByteArray();
+    } catch (err) {
+      if (isNoSuchKey(err)) return undefined;
+      throw s3Error('get', this.bucket, err);
+    }
+  }
+
+  async delete(keys: readonly string[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += 1000) {
+      const chunk = keys.slice(i, i + 1000);
+      let out: { Errors?: Array<{ Key?: string; Code?: string; Message?: string }> };
+      try {
+        out = await this.client.send(
+          new DeleteObjectsCommand({
+            Bucket: this.bucket,
+            Delete: { Objects: chunk.map((Key) => ({ Key })), Quiet: true },
+          }),
+        );
+      } catch (err) {
+        throw s3Error('delete', this.bucket, err);
+      }
+      const errors = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
+      if (errors.length > 0) {
+        throw new StoreError(
+          's3',
+          'delete',
+          `${errors.length} object(s) not deleted, first ${errors[0]?.Key}: ${errors[0]?.Code}`,
+        );
+      }
+    }
+  }
+
+  async probe(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (err) {
+      const status = (err as SdkError).$metadata?.httpStatusCode;
+      if (status === 404 || status === 403) {
+        throw new StoreMissingError('s3', 'probe', `bucket ${this.bucket}`, { cause: err });
+      }
+      throw s3Error('probe', this.bucket, err);
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<StoredObject> {
+    try {
+      for await (const page of paginateListObjectsV2(
+        { client: this.client },
+        { Bucket: this.bucket, Prefix: prefix },
+      )) {
+        for (const o of page.Contents ?? []) {
+          if (o.Key) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) };
+        }
+      }
+    } catch (err) {
+      throw s3Error('list', this.bucket, err);
+    }
+  }
+}

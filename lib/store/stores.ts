@@ -1,0 +1,30 @@
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { CommitStore, SnapshotStore } from '../checkpoint/stores.ts';
+import { createDynamoDBClient, createS3Client } from './clients.ts';
+import { DynamoCommitStore } from './dynamodb/DynamoCommitStore.ts';
+import { S3SnapshotStore } from './s3/S3SnapshotStore.ts';
+
+export interface Stores {
+  snapshots: SnapshotStore;
+  commits: CommitStore;
+}
+
+export interface AwsStoreOptions {
+  bucket: string;
+  table: string;
+  /** Injected clients (tests count requests through them); default: built from the environment. */
+  s3?: S3Client;
+  dynamodb?: DynamoDBClient;
+}
+
+/** The production stores: snapshots on S3, commits on DynamoDB. */
+export function createAwsStores(options: AwsStoreOptions): Stores {
+  return {
+    snapshots: new S3SnapshotStore({ client: options.s3 ?? createS3Client(), bucket: options.bucket }),
+    commits: new DynamoCommitStore({
+      client: options.dynamodb ?? createDynamoDBClient(),
+      table: options.table,
+    }),
+  };
+}
