@@ -215,7 +215,7 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
   }
 
   /** Validates a raw ESM event and processes it. */
-  processEvent(event: unknown, context: InvocationContext = {}): Promise<BatchSummary> {
+  async processEvent(event: unknown, context: InvocationContext = {}): Promise<BatchSummary> {
     return this.processBatch(parseEvent(event), context);
   }
 

@@ -7,7 +7,12 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { ENV } from '../config/env.ts';
 import { TidemarkError } from '../errors.ts';
 import { inspectTask } from '../ops/inspect.ts';
-import { createDynamoDBClient, createS3Client, dynamoEndpointOverride, s3EndpointOverride } from '../store/clients.ts';
+import {
+  createDynamoDBClient,
+  createS3Client,
+  dynamoEndpointOverride,
+  s3EndpointOverride,
+} from '../store/clients.ts';
 import { ensureBucket, ensureTable } from '../store/provision.ts';
 import { createAwsStores } from '../store/stores.ts';
 
@@ -37,7 +42,8 @@ function storeOptions(cmd: Command): Command {
 function describeError(err: unknown): string {
   if (err instanceof TidemarkError) {
     const cause = err.cause instanceof Error ? err.cause : undefined;
-    const network = cause && /ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH|socket/i.test(`${cause.message} ${cause.name}`);
+    const network =
+      cause && /ECONNREFUSED|ENOTFOUND|ETIMEDOUT|EHOSTUNREACH|socket/i.test(`${cause.message} ${cause.name}`);
     if (network) {
       const endpoints = [s3EndpointOverride(), dynamoEndpointOverride()].filter(Boolean).join(', ');
       return `${err.message}\n(cannot reach the service${endpoints ? `; endpoint overrides: ${endpoints}` : ''})`;
@@ -56,7 +62,9 @@ export function buildCli(): Command {
   storeOptions(
     program
       .command('init')
-      .description('create the bucket and the table if they are missing (idempotent; for local use and users without CDK)'),
+      .description(
+        'create the bucket and the table if they are missing (idempotent; for local use and users without CDK)',
+      ),
   ).action(async (opts: StoreFlags) => {
     const bucket = requireSetting(opts.bucket, ENV.bucket, '--bucket');
     const table = requireSetting(opts.table, ENV.table, '--table');
@@ -78,31 +86,42 @@ export function buildCli(): Command {
       .requiredOption('--pipeline <id>', 'pipeline id')
       .requiredOption('--topic <topic>', 'Kafka topic')
       .requiredOption('--partition <n>', 'partition number', partitionArg)
-      .option('--json', 'print one JSON object (pipeline, topic, partition, epoch, committedOffset, quarantined, state)'),
-  ).action(async (opts: StoreFlags & { pipeline: string; topic: string; partition: number; json?: boolean }) => {
-    const bucket = requireSetting(opts.bucket, ENV.bucket, '--bucket');
-    const table = requireSetting(opts.table, ENV.table, '--table');
-    const stores = createAwsStores({ bucket, table });
-    const r = await inspectTask(stores, { pipeline: opts.pipeline, topic: opts.topic, partition: opts.partition });
-    if (opts.json) {
-      const { pipeline, topic, partition, epoch, committedOffset, quarantined, state } = r;
-      process.stdout.write(`${JSON.stringify({ pipeline, topic, partition, epoch, committedOffset, quarantined, state })}\n`);
-      return;
-    }
-    const lines = [
-      `task            ${r.pipeline} ${r.topic}-${r.partition}`,
-      `epoch           ${r.epoch}`,
-      `committedOffset ${r.committedOffset ?? '(none: never committed)'}`,
-      `applied         ${r.applied}`,
-      `quarantined     ${r.quarantined}`,
-      `updatedAt       ${r.updatedAt ?? '-'}`,
-      `snapshot        ${r.snapshot ? `${r.snapshot.keys.join(' + ')} (${r.snapshot.bytes} bytes, ${r.snapshot.entries} entries)` : '-'}`,
-      `retained        ${r.retained.map((h) => `epoch ${h.epoch} @ ${h.committedOffset}`).join(', ') || '-'}`,
-      'state',
-      JSON.stringify(r.state, null, 2),
-    ];
-    process.stdout.write(`${lines.join('\n')}\n`);
-  });
+      .option(
+        '--json',
+        'print one JSON object (pipeline, topic, partition, epoch, committedOffset, quarantined, state)',
+      ),
+  ).action(
+    async (opts: StoreFlags & { pipeline: string; topic: string; partition: number; json?: boolean }) => {
+      const bucket = requireSetting(opts.bucket, ENV.bucket, '--bucket');
+      const table = requireSetting(opts.table, ENV.table, '--table');
+      const stores = createAwsStores({ bucket, table });
+      const r = await inspectTask(stores, {
+        pipeline: opts.pipeline,
+        topic: opts.topic,
+        partition: opts.partition,
+      });
+      if (opts.json) {
+        const { pipeline, topic, partition, epoch, committedOffset, quarantined, state } = r;
+        process.stdout.write(
+          `${JSON.stringify({ pipeline, topic, partition, epoch, committedOffset, quarantined, state })}\n`,
+        );
+        return;
+      }
+      const lines = [
+        `task            ${r.pipeline} ${r.topic}-${r.partition}`,
+        `epoch           ${r.epoch}`,
+        `committedOffset ${r.committedOffset ?? '(none: never committed)'}`,
+        `applied         ${r.applied}`,
+        `quarantined     ${r.quarantined}`,
+        `updatedAt       ${r.updatedAt ?? '-'}`,
+        `snapshot        ${r.snapshot ? `${r.snapshot.keys.join(' + ')} (${r.snapshot.bytes} bytes, ${r.snapshot.entries} entries)` : '-'}`,
+        `retained        ${r.retained.map((h) => `epoch ${h.epoch} @ ${h.committedOffset}`).join(', ') || '-'}`,
+        'state',
+        JSON.stringify(r.state, null, 2),
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+    },
+  );
 
   return program;
 }

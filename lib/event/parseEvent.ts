@@ -21,10 +21,11 @@ function isObject(v: unknown): v is Json {
 }
 
 function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
-  return `${typeof v} ${typeof v === 'object' ? '' : String(v)}`.trim();
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
 }
 
 /**

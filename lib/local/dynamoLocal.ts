@@ -4,8 +4,8 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
 import { createDynamoDBClient } from '../store/clients.ts';
@@ -52,7 +52,9 @@ export interface DynamoLocal {
   stop(): Promise<void>;
 }
 
-export async function startDynamoLocal(options: { port?: number; readyTimeoutMs?: number } = {}): Promise<DynamoLocal> {
+export async function startDynamoLocal(
+  options: { port?: number; readyTimeoutMs?: number } = {},
+): Promise<DynamoLocal> {
   checkJava();
   const port = options.port ?? (await freePort());
   const dir = jarDir();
@@ -93,12 +95,14 @@ export async function startDynamoLocal(options: { port?: number; readyTimeoutMs?
   const deadline = Date.now() + (options.readyTimeoutMs ?? 60_000);
   try {
     for (;;) {
-      if (exited !== undefined) throw new LocalServerError(`DynamoDB Local exited (code ${exited}): ${stderr.trim()}`);
+      if (exited !== undefined)
+        throw new LocalServerError(`DynamoDB Local exited (code ${exited}): ${stderr.trim()}`);
       try {
         await client.send(new ListTablesCommand({}));
         break;
       } catch {
-        if (Date.now() > deadline) throw new LocalServerError(`DynamoDB Local did not answer on ${endpoint}: ${stderr.trim()}`);
+        if (Date.now() > deadline)
+          throw new LocalServerError(`DynamoDB Local did not answer on ${endpoint}: ${stderr.trim()}`);
         await new Promise((r) => setTimeout(r, 50));
       }
     }

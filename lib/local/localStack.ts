@@ -6,7 +6,7 @@
 import { createDynamoDBClient, createS3Client } from '../store/clients.ts';
 import { ensureBucket, ensureTable } from '../store/provision.ts';
 import { type DynamoLocal, startDynamoLocal } from './dynamoLocal.ts';
-import { S3RVER_CREDENTIALS, type S3Local, startS3Local } from './s3Local.ts';
+import { type S3Local, S3RVER_CREDENTIALS, startS3Local } from './s3Local.ts';
 
 export interface LocalStack {
   dynamo: DynamoLocal;
@@ -31,7 +31,13 @@ export function localEnv(s3Endpoint: string, dynamoEndpoint: string): Record<str
 }
 
 export async function startLocalStack(
-  options: { bucket?: string; table?: string; s3Port?: number; dynamoPort?: number; s3Directory?: string } = {},
+  options: {
+    bucket?: string;
+    table?: string;
+    s3Port?: number;
+    dynamoPort?: number;
+    s3Directory?: string;
+  } = {},
 ): Promise<LocalStack> {
   const bucket = options.bucket ?? 'tidemark-local';
   const table = options.table ?? 'tidemark-local';

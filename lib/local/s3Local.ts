@@ -94,7 +94,9 @@ export interface S3Local {
 
 export const S3RVER_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } as const;
 
-export async function startS3Local(options: { port?: number; directory?: string; buckets?: string[] } = {}): Promise<S3Local> {
+export async function startS3Local(
+  options: { port?: number; directory?: string; buckets?: string[] } = {},
+): Promise<S3Local> {
   patchDes();
   const owned = options.directory === undefined;
   const directory = options.directory ?? mkdtempSync(path.join(tmpdir(), 'tidemark-s3-'));

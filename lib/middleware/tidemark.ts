@@ -5,9 +5,11 @@ import type { Processor } from '../checkpoint/processor.ts';
 import { createRuntime, type TidemarkOptions, type TidemarkRuntime } from '../handler/runtime.ts';
 import type { StateDescriptors } from '../state/descriptors.ts';
 
+const SUMMARY = 'tidemark.summary';
+
 export type TidemarkMiddleware<S extends StateDescriptors> = middy.MiddlewareObj<
   unknown,
-  BatchSummary,
+  unknown,
   Error,
   Context
 > & {
@@ -15,11 +17,13 @@ export type TidemarkMiddleware<S extends StateDescriptors> = middy.MiddlewareObj
 };
 
 /**
- * middy middleware over the same core as `createKafkaHandler`. It processes the batch in its
- * `before` phase and returns the summary as the response (middy's early return), so the base
- * handler is not called; other middlewares (logging, tracing, …) still wrap it:
+ * middy middleware over the same core as `createKafkaHandler`:
  *
- *     export const handler = middy().use(tidemark(processor));
+ *     export const handler = middy().use(injectLambdaContext(logger)).use(tidemark(processor));
+ *
+ * It processes the batch in its `before` phase (a failure goes through the onError chain with its
+ * typed error) and, when the base handler returns nothing, makes the batch summary the response in
+ * its `after` phase. It never short-circuits, so every other middleware's `after` still runs.
  */
 export function tidemark<S extends StateDescriptors>(
   processor: Processor<S>,
@@ -29,7 +33,15 @@ export function tidemark<S extends StateDescriptors>(
   return {
     runtime,
     before: async function tidemarkBefore(request) {
-      return runtime.invoke(request.event, request.context);
+      (request.internal as Record<string, unknown>)[SUMMARY] = await runtime.invoke(
+        request.event,
+        request.context,
+      );
+    },
+    after: async function tidemarkAfter(request) {
+      if (request.response === undefined) {
+        request.response = (request.internal as Record<string, unknown>)[SUMMARY] as BatchSummary;
+      }
     },
   };
 }

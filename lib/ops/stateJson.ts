@@ -3,8 +3,10 @@ import type { StateTable } from '../state/stateStore.ts';
 /** JSON-safe form of a state value: bigint → decimal string, bytes → base64, Map → object. */
 export function toJsonValue(value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString();
-  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
-  if (value instanceof Map) return Object.fromEntries([...value].map(([k, v]) => [String(k), toJsonValue(v)]));
+  if (value instanceof Uint8Array)
+    return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
+  if (value instanceof Map)
+    return Object.fromEntries([...value].map(([k, v]) => [String(k), toJsonValue(v)]));
   if (value instanceof Date) return value.toISOString();
   if (Array.isArray(value)) return value.map(toJsonValue);
   if (value !== null && typeof value === 'object') {

@@ -49,5 +49,9 @@ export function createS3Client(env: Env = process.env): S3Client {
 
 export function createDynamoDBClient(env: Env = process.env): DynamoDBClient {
   const endpoint = dynamoEndpointOverride(env);
-  return new DynamoDBClient({ requestHandler: CLIENT_TIMEOUTS, ...explicit(env), ...(endpoint ? { endpoint } : {}) });
+  return new DynamoDBClient({
+    requestHandler: CLIENT_TIMEOUTS,
+    ...explicit(env),
+    ...(endpoint ? { endpoint } : {}),
+  });
 }

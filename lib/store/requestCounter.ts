@@ -8,7 +8,10 @@ export type RequestCounts = Map<string, number>;
  * Adds an SDK middleware that counts every request a client sends (at the finalize step, so SDK
  * retries count). For tests and benchmarks that measure I/O.
  */
-export function countRequests(client: S3Client | DynamoDBClient, counts: RequestCounts = new Map()): RequestCounts {
+export function countRequests(
+  client: S3Client | DynamoDBClient,
+  counts: RequestCounts = new Map(),
+): RequestCounts {
   (client as S3Client).middlewareStack.add(
     (next, context) => async (args) => {
       const name = (context as { commandName?: string }).commandName ?? 'unknown';

@@ -24,23 +24,32 @@ export function rawRecord(r: TestRecord): RawKafkaRecord {
     headers: r.headers ?? [],
   };
   if (r.value !== undefined) {
-    out.value = r.value === null ? null : b64(typeof r.value === 'string' ? r.value : JSON.stringify(r.value));
+    out.value =
+      r.value === null ? null : b64(typeof r.value === 'string' ? r.value : JSON.stringify(r.value));
   }
   return out;
 }
 
 /** An Amazon MSK (`aws:kafka`) event holding these records, grouped by topic-partition. */
-export function mskEvent(records: TestRecord[], eventSource: 'aws:kafka' | 'SelfManagedKafka' = 'aws:kafka'): KafkaEvent {
+export function mskEvent(
+  records: TestRecord[],
+  eventSource: 'aws:kafka' | 'SelfManagedKafka' = 'aws:kafka',
+): KafkaEvent {
   const groups: Record<string, RawKafkaRecord[]> = {};
   for (const r of records) {
     const raw = rawRecord(r);
     const k = `${raw.topic}-${raw.partition}`;
-    (groups[k] ??= []).push(raw);
+    const list = groups[k] ?? [];
+    list.push(raw);
+    groups[k] = list;
   }
   return {
     eventSource,
     ...(eventSource === 'aws:kafka'
-      ? { eventSourceArn: 'arn:aws:kafka:us-east-1:123456789012:cluster/demo/751d2973-a626-431c-9d4e-d7975eb44dd7-2' }
+      ? {
+          eventSourceArn:
+            'arn:aws:kafka:us-east-1:123456789012:cluster/demo/751d2973-a626-431c-9d4e-d7975eb44dd7-2',
+        }
       : {}),
     bootstrapServers: 'b-1.demo.kafka.us-east-1.amazonaws.com:9092',
     records: groups,
@@ -48,7 +57,13 @@ export function mskEvent(records: TestRecord[], eventSource: 'aws:kafka' | 'Self
 }
 
 /** Balances records: `deposit(topic, partition, offset, account, amount)`. */
-export function deposit(topic: string, partition: number, offset: number | bigint, account: string | null, amount: number): TestRecord {
+export function deposit(
+  topic: string,
+  partition: number,
+  offset: number | bigint,
+  account: string | null,
+  amount: number,
+): TestRecord {
   return { topic, partition, offset, key: account, value: { amount } };
 }
 

@@ -1,4 +1,10 @@
-import type { CommitRecord, CommitStore, SnapshotStore, StoredObject, TaskId } from '../../lib/checkpoint/stores.ts';
+import type {
+  CommitRecord,
+  CommitStore,
+  SnapshotStore,
+  StoredObject,
+  TaskId,
+} from '../../lib/checkpoint/stores.ts';
 
 /** The error a simulated crash throws (never a Tidemark error: it stands for the process dying). */
 export class SimulatedCrash extends Error {

@@ -1,0 +1,51 @@
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { describe, expect, it } from 'vitest';
+import { BatchFailedError, MalformedEventError } from '../../lib/errors.ts';
+import { balances } from '../../lib/examples/balances.ts';
+import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
+import { tidemark } from '../../lib/middleware/tidemark.ts';
+import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
+import { deposit, lambdaContext, mskEvent } from '../helpers/events.ts';
+
+const options = () => ({
+  stores: { snapshots: new MemorySnapshotStore(), commits: new MemoryCommitStore() },
+  telemetry: false,
+});
+
+describe('tidemark middy middleware', () => {
+  it('gives the same results as the plain wrapper, and every other after middleware still runs', async () => {
+    const events = [
+      mskEvent([deposit('orders', 0, 0, 'a', 1), deposit('orders', 1, 0, 'b', 2)]),
+      mskEvent([deposit('orders', 0, 0, 'a', 1), deposit('orders', 0, 1, 'a', 3)]),
+      mskEvent([{ topic: 'orders', partition: 0, offset: 2, key: null, value: 'x' }]),
+    ];
+    const plain = createKafkaHandler(balances, options());
+    const seen: string[] = [];
+    const viaMiddy = middy<unknown, unknown, Error, Context>()
+      .use({ after: async () => void seen.push('outer after') })
+      .use(tidemark(balances, options()));
+    for (const e of events) {
+      const context = { ...lambdaContext(), functionName: 'f' } as unknown as Context;
+      expect(await viaMiddy(e, context)).toEqual(await plain(e, context));
+    }
+    expect(seen).toHaveLength(3);
+  });
+
+  it('lets errors reach the onError chain with their types', async () => {
+    const errors: unknown[] = [];
+    const store = options();
+    store.stores.commits.commit = async () => {
+      throw new Error('boom');
+    };
+    const h = middy<unknown, unknown, Error, Context>()
+      .use({ onError: async (req) => void errors.push(req.error) })
+      .use(tidemark(balances, store));
+    const context = lambdaContext() as unknown as Context;
+    await expect(h({ nope: true }, context)).rejects.toBeInstanceOf(MalformedEventError);
+    await expect(h(mskEvent([deposit('orders', 0, 0, 'a', 1)]), context)).rejects.toBeInstanceOf(
+      BatchFailedError,
+    );
+    expect(errors.map((e) => (e as Error).name)).toEqual(['MalformedEventError', 'BatchFailedError']);
+  });
+});

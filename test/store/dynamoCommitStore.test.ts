@@ -1,0 +1,118 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { CommitRecord } from '../../lib/checkpoint/stores.ts';
+import { CommitConflictError, StoreError, StoreMissingError } from '../../lib/errors.ts';
+import { createDynamoDBClient } from '../../lib/store/clients.ts';
+import { DynamoCommitStore } from '../../lib/store/dynamodb/DynamoCommitStore.ts';
+
+const client = createDynamoDBClient();
+const store = new DynamoCommitStore({ client, table: process.env.TIDEMARK_TABLE! });
+
+afterAll(() => client.destroy());
+
+function record(
+  pipeline: string,
+  epoch: number,
+  offset: bigint,
+  extra: Partial<CommitRecord> = {},
+): CommitRecord {
+  const ref = {
+    key: `k/${epoch}`,
+    bytes: 100 + epoch,
+    checksum: 'deadbeef',
+    kind: 'full' as const,
+    epoch,
+    entries: 3,
+  };
+  return {
+    pipeline,
+    topic: 'orders.v1-eu',
+    partition: 7,
+    epoch,
+    committedOffset: offset,
+    chain: [ref],
+    updatedAt: new Date(0).toISOString(),
+    quarantined: 1,
+    applied: epoch * 10,
+    attempt: `a${epoch}`,
+    history:
+      epoch > 1
+        ? [
+            {
+              epoch: epoch - 1,
+              committedOffset: offset - 1n,
+              chain: [{ ...ref, epoch: epoch - 1 }],
+              updatedAt: 'x',
+            },
+          ]
+        : [],
+    ...extra,
+  };
+}
+
+describe('DynamoCommitStore (DynamoDB Local)', () => {
+  it('creates epoch 1 only when no item exists, then advances only from the expected epoch', async () => {
+    const p = `p-${randomUUID()}`;
+    const task = { pipeline: p, topic: 'orders.v1-eu', partition: 7 };
+    expect(await store.read(task)).toBeUndefined();
+    const big = 2n ** 62n + 3n;
+    await store.commit(record(p, 1, big), 0);
+    expect(await store.read(task)).toEqual(record(p, 1, big));
+    const again = await store.commit(record(p, 1, big), 0).catch((e: unknown) => e);
+    expect(again).toBeInstanceOf(CommitConflictError);
+    expect((again as CommitConflictError).current).toEqual(record(p, 1, big));
+    await store.commit(record(p, 2, big + 5n), 1);
+    const stale = await store.commit(record(p, 2, big + 9n), 1).catch((e: unknown) => e);
+    expect(stale).toBeInstanceOf(CommitConflictError);
+    // The winner comes back with the failed write (ALL_OLD): no extra read needed.
+    expect((stale as CommitConflictError).current).toEqual(record(p, 2, big + 5n));
+    expect((await store.read(task))!.committedOffset).toBe(big + 5n);
+  });
+
+  it('lets exactly one of 16 racing writers win each epoch', async () => {
+    const p = `p-${randomUUID()}`;
+    let wins = 0;
+    let conflicts = 0;
+    for (let epoch = 1; epoch <= 5; epoch++) {
+      const results = await Promise.allSettled(
+        Array.from({ length: 16 }, (_, w) =>
+          store.commit(record(p, epoch, BigInt(epoch * 100 + w)), epoch - 1),
+        ),
+      );
+      wins += results.filter((r) => r.status === 'fulfilled').length;
+      conflicts += results.filter(
+        (r) => r.status === 'rejected' && r.reason instanceof CommitConflictError,
+      ).length;
+    }
+    expect(wins).toBe(5);
+    expect(conflicts).toBe(75);
+  });
+
+  it('lists the commit items of one pipeline only', async () => {
+    const p = `p-${randomUUID()}`;
+    await store.commit({ ...record(p, 1, 1n), partition: 0 }, 0);
+    await store.commit({ ...record(p, 1, 1n), partition: 1 }, 0);
+    await store.commit(record(`${p}-other`, 1, 1n), 0);
+    const items: CommitRecord[] = [];
+    for await (const c of store.list(p)) items.push(c);
+    expect(items.map((c) => c.partition).sort()).toEqual([0, 1]);
+  });
+
+  it('reports a missing table as StoreMissingError, not retriable', async () => {
+    const missing = new DynamoCommitStore({ client, table: `no-such-table-${Date.now()}` });
+    const err = await missing.read({ pipeline: 'p', topic: 't', partition: 0 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreMissingError);
+    expect((err as StoreError).retriable).toBe(false);
+    await expect(missing.probe()).rejects.toBeInstanceOf(StoreMissingError);
+  });
+
+  it('reports an unreachable server as a retriable StoreError', async () => {
+    const dead = new DynamoCommitStore({
+      client: createDynamoDBClient({ ...process.env, AWS_ENDPOINT_URL_DYNAMODB: 'http://127.0.0.1:9' }),
+      table: 't',
+    });
+    const err = await dead.read({ pipeline: 'p', topic: 't', partition: 0 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreError);
+    expect((err as StoreError).retriable).toBe(true);
+  });
+});
