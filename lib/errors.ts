@@ -218,6 +218,14 @@ export class BatchFailedError extends TidemarkError {
   }
 }
 
+/** An operator command that cannot be carried out as asked (nothing was changed). */
+export class OperationError extends TidemarkError {
+  constructor(message: string, options: TidemarkErrorOptions = {}) {
+    super(message, { retriable: false, ...options });
+    this.name = 'OperationError';
+  }
+}
+
 /** Whether an error (Tidemark's or anybody's) says it is worth retrying. */
 export function isRetriable(error: unknown): boolean {
   if (error instanceof TidemarkError) return error.retriable;

@@ -42,6 +42,7 @@ import {
   PoisonRecordError,
   ProcessingError,
   type RecordRef,
+  SnapshotMissingError,
   type TidemarkError,
   TimeBudgetExceededError,
 } from '../errors.ts';
@@ -54,12 +55,19 @@ import {
   type TaskBatch,
 } from '../event/types.ts';
 import type { StateDescriptors } from '../state/descriptors.ts';
-import { encodeSnapshot, fullSections, snapshotChecksum } from '../state/snapshotCodec.ts';
+import {
+  deltaSections,
+  encodeSnapshot,
+  fullSections,
+  type SnapshotMeta,
+  snapshotChecksum,
+} from '../state/snapshotCodec.ts';
 import { StateStore } from '../state/stateStore.ts';
-import { quarantineKey, snapshotKey, taskLabel } from './layout.ts';
+import { quarantineKey, snapshotKey, taskLabel, taskSnapshotPrefix } from './layout.ts';
 import type { EngineObserver } from './observer.ts';
 import { type ProcessContext, type Processor, utf8Key } from './processor.ts';
 import { loadCheckpoint } from './restore.ts';
+import { subsumedKeys, sweepTaskOrphans } from './retention.ts';
 import type {
   CheckpointSummary,
   CommitRecord,
@@ -124,6 +132,8 @@ interface TaskRuntime {
   ctx: MutableContext;
   /** False while the state holds applied records that are not committed yet. */
   clean: boolean;
+  /** The next checkpoint must be a full snapshot (e.g. after a schema migration). */
+  forceFull: boolean;
 }
 
 interface MutableContext extends ProcessContext<StateDescriptors> {
@@ -277,8 +287,21 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
     // Whatever happens next, this container's copy is re-validated or rebuilt: take it out now
     // and put it back only after the task completed.
     this.cache.delete(id);
-    if (rt) this.observer.warmHit?.(task);
-    else rt = await this.restore(task, undefined, 'cold');
+    if (rt) {
+      this.observer.warmHit?.(task);
+      // Skipping records is only safe against the *current* commit: committed offsets can move
+      // back (rollback, savepoint restore), and a skip writes nothing the commit condition could
+      // catch. So before skipping anything, a warm container checks its copy is still current
+      // (one read, only for re-deliveries: a steady stream starts at the committed offset).
+      const first = batch.records[0];
+      const cached = rt.commit;
+      if (first && cached && first.offset < cached.committedOffset) {
+        const current = await this.commits.read(task);
+        if (current?.epoch !== cached.epoch || current.attempt !== cached.attempt) {
+          rt = await this.restore(task, current, 'conflict');
+        }
+      }
+    } else rt = await this.restore(task, undefined, 'cold');
     for (;;) {
       try {
         await this.drain(rt, batch, inv, summary);
@@ -314,22 +337,35 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
     reason: 'cold' | 'conflict',
   ): Promise<TaskRuntime> {
     const started = performance.now();
-    const commit = known ?? (await this.commits.read(task));
     const descriptors = this.processor.state as StateDescriptors;
-    const { store, bytes } = commit
-      ? await loadCheckpoint(this.snapshots, task, commit, descriptors)
-      : { store: new StateStore(descriptors), bytes: 0 };
+    let commit = known ?? (await this.commits.read(task));
+    let loaded: { store: StateStore; bytes: number } = { store: new StateStore(descriptors), bytes: 0 };
+    for (let attempt = 1; commit; attempt++) {
+      try {
+        loaded = await loadCheckpoint(this.snapshots, task, commit, descriptors);
+        break;
+      } catch (error) {
+        // Objects of a checkpoint another container has since subsumed may be gone: if the commit
+        // item moved on, load the newer checkpoint. If it did not, the object is truly missing.
+        if (!(error instanceof SnapshotMissingError) || attempt >= MAX_CONFLICTS_PER_TASK) throw error;
+        const current = await this.commits.read(task);
+        if (current?.epoch === commit.epoch && current.attempt === commit.attempt) throw error;
+        commit = current;
+      }
+    }
     if (commit) {
       this.observer.taskRestored?.({
         task,
         epoch: commit.epoch,
         reason,
         durationMs: performance.now() - started,
-        bytes,
-        stateKeys: store.keyCount,
+        bytes: loaded.bytes,
+        stateKeys: loaded.store.keyCount,
       });
     }
-    return { task, commit, store, ctx: this.contextFor(task, store), clean: true };
+    const store = loaded.store;
+    // A migrated state differs from its chain's values: the next checkpoint must be a full one.
+    return { task, commit, store, ctx: this.contextFor(task, store), clean: true, forceFull: store.migrated };
   }
 
   private contextFor(task: TaskId, store: StateStore): MutableContext {
@@ -458,6 +494,50 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
     return undefined;
   }
 
+  /**
+   * Encodes this epoch's snapshot: a delta of the keys it changed, chained to the task's current
+   * chain, or a full snapshot when the policy says so (no chain yet, full mode, a forced full one,
+   * the chain has `compactAfterDeltas` deltas, or its deltas outweigh `compactDeltaRatio` × the base).
+   */
+  private encodeEpochSnapshot(
+    rt: TaskRuntime,
+    meta: Omit<SnapshotMeta, 'kind' | 'baseEpoch' | 'parentEpoch'>,
+  ): { body: Buffer; kind: 'full' | 'delta'; chain: readonly SnapshotRef[]; entries: number } {
+    const changes = rt.store.takeChanges();
+    const chain = rt.commit?.chain ?? [];
+    const base = chain[0];
+    const last = chain[chain.length - 1];
+    const c = this.config;
+    if (
+      c.snapshotMode === 'incremental' &&
+      !rt.forceFull &&
+      base &&
+      last &&
+      chain.length <= c.compactAfterDeltas
+    ) {
+      const sections = deltaSections(rt.store, changes);
+      const body = encodeSnapshot(
+        { ...meta, kind: 'delta', baseEpoch: base.epoch, parentEpoch: last.epoch },
+        sections,
+        c.compression,
+      );
+      const deltaBytes = chain.slice(1).reduce((n, r) => n + r.bytes, 0) + body.length;
+      if (deltaBytes <= c.compactDeltaRatio * base.bytes) {
+        const entries = sections.reduce(
+          (n, x) => n + (x.entries as Map<string, unknown>).size + (x.deletes?.length ?? 0),
+          0,
+        );
+        return { body, kind: 'delta', chain, entries };
+      }
+    }
+    const body = encodeSnapshot(
+      { ...meta, kind: 'full', baseEpoch: null, parentEpoch: null },
+      fullSections(rt.store.allTables()),
+      c.compression,
+    );
+    return { body, kind: 'full', chain: [], entries: rt.store.keyCount };
+  }
+
   /** Snapshot, quarantine objects, then the conditional commit. */
   private async checkpoint(rt: TaskRuntime, epoch: Epoch, inv: Invocation): Promise<void> {
     const started = performance.now();
@@ -468,32 +548,25 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
     const attempt = this.newAttemptId();
     const createdAt = new Date(this.now()).toISOString();
     const changedKeys = rt.store.changedKeyCount;
-    const body = encodeSnapshot(
-      {
-        pipeline: task.pipeline,
-        topic: task.topic,
-        partition: task.partition,
-        epoch: nextEpoch,
-        committedOffset,
-        kind: 'full',
-        baseEpoch: null,
-        parentEpoch: null,
-        attempt,
-        createdAt,
-      },
-      fullSections(rt.store.allTables()),
-      this.config.compression,
-    );
-    const ref: SnapshotRef = {
-      key: snapshotKey(this.config.prefix, task, nextEpoch, attempt, 'full'),
-      bytes: body.length,
-      checksum: snapshotChecksum(body),
-      kind: 'full',
+    const snap = this.encodeEpochSnapshot(rt, {
+      pipeline: task.pipeline,
+      topic: task.topic,
+      partition: task.partition,
       epoch: nextEpoch,
-      entries: rt.store.keyCount,
+      committedOffset,
+      attempt,
+      createdAt,
+    });
+    const ref: SnapshotRef = {
+      key: snapshotKey(this.config.prefix, task, nextEpoch, attempt, snap.kind),
+      bytes: snap.body.length,
+      checksum: snapshotChecksum(snap.body),
+      kind: snap.kind,
+      epoch: nextEpoch,
+      entries: snap.entries,
     };
     await Promise.all([
-      this.snapshots.put(ref.key, body, { ifAbsent: true, contentType: 'application/octet-stream' }),
+      this.snapshots.put(ref.key, snap.body, { ifAbsent: true, contentType: 'application/octet-stream' }),
       ...epoch.quarantine.map((q) => this.quarantine(task, nextEpoch, q.record, q.error)),
     ]);
     const history: CheckpointSummary[] = prev
@@ -511,17 +584,29 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       ...task,
       epoch: nextEpoch,
       committedOffset,
-      chain: [ref],
+      chain: [...snap.chain, ref],
       updatedAt: createdAt,
       quarantined: (prev?.quarantined ?? 0) + epoch.quarantine.length,
       applied: (prev?.applied ?? 0) + epoch.applied,
       attempt,
       history,
     };
-    await this.commits.commit(next, prev?.epoch ?? 0);
+    try {
+      await this.commits.commit(next, prev?.epoch ?? 0);
+    } catch (error) {
+      if (!(error instanceof CommitConflictError)) throw error;
+      const stored = error.current as CommitRecord | undefined;
+      // The stored item is this very write: it was applied, its response was lost, and the SDK's
+      // retry met it. That is a success.
+      if (stored?.attempt !== attempt || stored.epoch !== nextEpoch) {
+        // A lost race is a definite "no": nobody will ever reference this attempt's object.
+        inv.cleanup.push(this.deleteQuietly(task, [ref.key]));
+        throw error;
+      }
+    }
     rt.commit = next;
     rt.clean = true;
-    rt.store.takeChanges();
+    rt.forceFull = false;
     const checkpointMs = performance.now() - started;
     this.slowCheckpointMs = Math.max(checkpointMs, this.slowCheckpointMs * 0.9);
     this.observer.epochCommitted?.({
@@ -532,26 +617,39 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       quarantined: epoch.quarantine.length,
       checkpointMs,
       epochMs: performance.now() - epoch.startedAt,
-      snapshotBytes: body.length,
-      snapshotKind: 'full',
+      snapshotBytes: snap.body.length,
+      snapshotKind: snap.kind,
       stateKeys: rt.store.keyCount,
       changedKeys,
       newestRecordTimestamp: epoch.newestTimestamp,
     });
-    if (prev) inv.cleanup.push(this.dropUnretained(task, prev, next));
+    const taskPrefix = taskSnapshotPrefix(this.config.prefix, task);
+    if (prev) inv.cleanup.push(this.deleteQuietly(task, subsumedKeys(prev, next, taskPrefix)));
+    if (nextEpoch % this.config.sweepEveryEpochs === 0) inv.cleanup.push(this.sweep(task, taskPrefix, next));
   }
 
-  /** Deletes the objects of checkpoints that fell out of the retention window (best effort). */
-  private async dropUnretained(task: TaskId, prev: CommitRecord, next: CommitRecord): Promise<void> {
-    const keep = new Set<string>();
-    for (const c of [next, ...next.history]) for (const r of c.chain) keep.add(r.key);
-    const gone: string[] = [];
-    for (const c of [prev, ...prev.history]) for (const r of c.chain) if (!keep.has(r.key)) gone.push(r.key);
-    if (gone.length === 0) return;
+  /** Deletes objects nothing references any more (best effort: failures are reported, not thrown). */
+  private async deleteQuietly(task: TaskId, keys: string[]): Promise<void> {
+    if (keys.length === 0) return;
     try {
-      await this.snapshots.delete(gone);
+      await this.snapshots.delete(keys);
     } catch (error) {
-      this.observer.cleanupFailed?.(task, gone, error);
+      this.observer.cleanupFailed?.(task, keys, error);
+    }
+  }
+
+  /** Deletes orphans of attempts that never committed (older than the safety age) under the task. */
+  private async sweep(task: TaskId, taskPrefix: string, commit: CommitRecord): Promise<void> {
+    try {
+      await sweepTaskOrphans(
+        this.snapshots,
+        taskPrefix,
+        commit,
+        this.config.orphanMinAgeSeconds * 1000,
+        this.now(),
+      );
+    } catch (error) {
+      this.observer.cleanupFailed?.(task, [taskPrefix], error);
     }
   }
 

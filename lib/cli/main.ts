@@ -4,8 +4,11 @@
  * function uses (TIDEMARK_BUCKET, TIDEMARK_TABLE, AWS_ENDPOINT_URL_*, AWS_REGION, credentials).
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { DEFAULTS } from '../config/config.ts';
 import { ENV } from '../config/env.ts';
 import { TidemarkError } from '../errors.ts';
+import { listCheckpoints, rollbackTask } from '../ops/checkpoints.ts';
+import { collectGarbage } from '../ops/gc.ts';
 import { inspectTask } from '../ops/inspect.ts';
 import {
   createDynamoDBClient,
@@ -123,7 +126,105 @@ export function buildCli(): Command {
     },
   );
 
+  storeOptions(
+    program
+      .command('checkpoints')
+      .description("list a task's retained checkpoints (newest first)")
+      .requiredOption('--pipeline <id>', 'pipeline id')
+      .requiredOption('--topic <topic>', 'Kafka topic')
+      .requiredOption('--partition <n>', 'partition number', partitionArg)
+      .option('--json', 'print JSON'),
+  ).action(
+    async (opts: StoreFlags & { pipeline: string; topic: string; partition: number; json?: boolean }) => {
+      const stores = createAwsStores(required(opts));
+      await stores.commits.probe();
+      const list = await listCheckpoints(stores.commits, {
+        pipeline: opts.pipeline,
+        topic: opts.topic,
+        partition: opts.partition,
+      });
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(list)}\n`);
+        return;
+      }
+      if (list.length === 0) process.stdout.write('no checkpoint: the task never committed\n');
+      for (const c of list) {
+        const chain = c.chain.map((r) => `${r.kind === 'full' ? 'F' : 'd'}${r.epoch}`).join('+');
+        const bytes = c.chain.reduce((n, r) => n + r.bytes, 0);
+        process.stdout.write(
+          `${c.current ? '*' : ' '} epoch ${String(c.epoch).padEnd(8)} offset ${c.committedOffset.padEnd(20)} ${c.updatedAt}  ${chain} (${bytes} bytes)\n`,
+        );
+      }
+    },
+  );
+
+  storeOptions(
+    program
+      .command('rollback')
+      .description('make a retained checkpoint current again (fenced like any commit)')
+      .requiredOption('--pipeline <id>', 'pipeline id')
+      .requiredOption('--topic <topic>', 'Kafka topic')
+      .requiredOption('--partition <n>', 'partition number', partitionArg)
+      .requiredOption(
+        '--to-epoch <n>',
+        'epoch of a retained checkpoint (see `tidemark checkpoints`)',
+        partitionArg,
+      ),
+  ).action(
+    async (opts: StoreFlags & { pipeline: string; topic: string; partition: number; toEpoch: number }) => {
+      const stores = createAwsStores(required(opts));
+      const r = await rollbackTask(
+        stores,
+        { pipeline: opts.pipeline, topic: opts.topic, partition: opts.partition },
+        opts.toEpoch,
+      );
+      process.stdout.write(
+        `rolled back ${opts.topic}-${opts.partition}: epoch ${r.from.epoch} (offset ${r.from.committedOffset}) -> epoch ${r.to.epoch} = state of epoch ${r.to.restoredEpoch} (offset ${r.to.committedOffset})\n` +
+          `records from offset ${r.to.committedOffset} on are applied again when delivered: rewind the consumer group to it for the ESM to re-deliver them\n`,
+      );
+    },
+  );
+
+  storeOptions(
+    program
+      .command('gc')
+      .description("delete a pipeline's snapshot objects that no retained checkpoint references")
+      .requiredOption('--pipeline <id>', 'pipeline id')
+      .addOption(new Option('--prefix <prefix>', 'key prefix').env(ENV.prefix).default(DEFAULTS.prefix))
+      .option(
+        '--min-age-seconds <n>',
+        'keep unreferenced objects younger than this (attempts may be about to commit them)',
+        partitionArg,
+        DEFAULTS.orphanMinAgeSeconds,
+      )
+      .option('--dry-run', 'list what would be deleted, delete nothing'),
+  ).action(
+    async (
+      opts: StoreFlags & { pipeline: string; prefix: string; minAgeSeconds: number; dryRun?: boolean },
+    ) => {
+      const stores = createAwsStores(required(opts));
+      await Promise.all([stores.commits.probe(), stores.snapshots.probe()]);
+      const r = await collectGarbage(stores, {
+        prefix: opts.prefix,
+        pipeline: opts.pipeline,
+        minAgeMs: opts.minAgeSeconds * 1000,
+        dryRun: opts.dryRun,
+      });
+      for (const k of r.deleted) process.stdout.write(`${r.dryRun ? 'would delete' : 'deleted'} ${k}\n`);
+      process.stdout.write(
+        `${r.listed} object(s) listed, ${r.referenced} referenced by retained checkpoints, ${r.keptYoung} unreferenced but younger than ${opts.minAgeSeconds} s, ${r.deleted.length} ${r.dryRun ? 'to delete (dry run)' : 'deleted'}\n`,
+      );
+    },
+  );
+
   return program;
+}
+
+function required(opts: StoreFlags): { bucket: string; table: string } {
+  return {
+    bucket: requireSetting(opts.bucket, ENV.bucket, '--bucket'),
+    table: requireSetting(opts.table, ENV.table, '--table'),
+  };
 }
 
 export async function main(argv: string[] = process.argv): Promise<number> {

@@ -4,6 +4,7 @@ import { ENV } from './env.ts';
 /** What happens to a record the processor cannot handle (see docs/configuration.md). */
 export type PoisonPolicy = 'fail' | 'quarantine';
 export type SnapshotCompression = 'zstd' | 'none';
+export type SnapshotMode = 'incremental' | 'full';
 
 /**
  * Every Tidemark setting, with its default. This is the one place where settings are defined.
@@ -39,6 +40,30 @@ export interface TidemarkConfig {
   taskConcurrency: number;
   /** Compression of snapshot bodies. Env `TIDEMARK_SNAPSHOT_COMPRESSION`. Default `zstd`. */
   compression: SnapshotCompression;
+  /**
+   * `incremental`: an epoch writes only the keys it changed (a delta chained to a full snapshot);
+   * `full`: every epoch writes the whole state. Env `TIDEMARK_SNAPSHOT_MODE`. Default `incremental`.
+   */
+  snapshotMode: SnapshotMode;
+  /** A chain is compacted into a new full snapshot once it holds this many deltas. Env `TIDEMARK_COMPACT_AFTER_DELTAS`. Default 16. */
+  compactAfterDeltas: number;
+  /**
+   * …or once its deltas' bytes exceed this fraction of the full snapshot's bytes, so restoring never
+   * reads more than (1 + ratio) × a full snapshot. Env `TIDEMARK_COMPACT_DELTA_RATIO`. Default 0.5.
+   */
+  compactDeltaRatio: number;
+  /**
+   * Snapshot objects no commit references are deleted only when older than this: an attempt may be
+   * between its snapshot PUT and its commit. Must exceed the function timeout by a wide margin.
+   * Env `TIDEMARK_ORPHAN_MIN_AGE_SECONDS`. Default 3,600 s.
+   */
+  orphanMinAgeSeconds: number;
+  /**
+   * Every this many epochs of a task, after the commit, the engine lists the task's snapshot
+   * objects (one LIST) and deletes orphans of attempts that never committed. Env
+   * `TIDEMARK_SWEEP_EVERY_EPOCHS`. Default 100.
+   */
+  sweepEveryEpochs: number;
 }
 
 export const DEFAULTS = {
@@ -51,6 +76,11 @@ export const DEFAULTS = {
   warmCacheMaxTasks: 64,
   taskConcurrency: 8,
   compression: 'zstd',
+  snapshotMode: 'incremental',
+  compactAfterDeltas: 16,
+  compactDeltaRatio: 0.5,
+  orphanMinAgeSeconds: 3_600,
+  sweepEveryEpochs: 100,
 } as const satisfies Partial<TidemarkConfig>;
 
 const REQUIRED = ['bucket', 'table', 'pipeline'] as const;
@@ -65,6 +95,14 @@ function positiveInt(setting: string, raw: string | number): number {
       setting,
       `${setting} must be a positive integer, got ${JSON.stringify(raw)}`,
     );
+  }
+  return n;
+}
+
+function positiveNumber(setting: string, raw: string | number): number {
+  const n = typeof raw === 'number' ? raw : Number(raw.trim());
+  if (!Number.isFinite(n) || n <= 0) {
+    throw new ConfigurationError(setting, `${setting} must be a positive number, got ${JSON.stringify(raw)}`);
   }
   return n;
 }
@@ -115,6 +153,11 @@ export function loadConfig(
     warmCacheMaxTasks: positiveInt(ENV.warmCacheMaxTasks, pick('warmCacheMaxTasks')!),
     taskConcurrency: positiveInt(ENV.taskConcurrency, pick('taskConcurrency')!),
     compression: oneOf(ENV.compression, String(pick('compression')), ['zstd', 'none'] as const),
+    snapshotMode: oneOf(ENV.snapshotMode, String(pick('snapshotMode')), ['incremental', 'full'] as const),
+    compactAfterDeltas: positiveInt(ENV.compactAfterDeltas, pick('compactAfterDeltas')!),
+    compactDeltaRatio: positiveNumber(ENV.compactDeltaRatio, pick('compactDeltaRatio')!),
+    orphanMinAgeSeconds: positiveInt(ENV.orphanMinAgeSeconds, pick('orphanMinAgeSeconds')!),
+    sweepEveryEpochs: positiveInt(ENV.sweepEveryEpochs, pick('sweepEveryEpochs')!),
   };
   if (!ID_PATTERN.test(config.pipeline)) {
     throw new ConfigurationError(

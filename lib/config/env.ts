@@ -15,6 +15,11 @@ export const ENV = {
   warmCacheMaxTasks: 'TIDEMARK_WARM_CACHE_MAX_TASKS',
   taskConcurrency: 'TIDEMARK_TASK_CONCURRENCY',
   compression: 'TIDEMARK_SNAPSHOT_COMPRESSION',
+  snapshotMode: 'TIDEMARK_SNAPSHOT_MODE',
+  compactAfterDeltas: 'TIDEMARK_COMPACT_AFTER_DELTAS',
+  compactDeltaRatio: 'TIDEMARK_COMPACT_DELTA_RATIO',
+  orphanMinAgeSeconds: 'TIDEMARK_ORPHAN_MIN_AGE_SECONDS',
+  sweepEveryEpochs: 'TIDEMARK_SWEEP_EVERY_EPOCHS',
 } as const;
 
 export type EnvName = (typeof ENV)[keyof typeof ENV];

@@ -3,7 +3,7 @@
  * shared database on a free port. Needs Java 17+; the check below says so clearly when it is missing.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -58,6 +58,8 @@ export async function startDynamoLocal(
   checkJava();
   const port = options.port ?? (await freePort());
   const dir = jarDir();
+  // Its own working directory: DynamoDB Local writes a metadata file there.
+  const cwd = mkdtempSync(path.join(tmpdir(), 'tidemark-ddb-'));
   const child: ChildProcess = spawn(
     'java',
     [
@@ -73,8 +75,7 @@ export async function startDynamoLocal(
       '-port',
       String(port),
     ],
-    // Its own working directory: DynamoDB Local writes a metadata file there.
-    { stdio: ['ignore', 'ignore', 'pipe'], cwd: mkdtempSync(path.join(tmpdir(), 'tidemark-ddb-')) },
+    { stdio: ['ignore', 'ignore', 'pipe'], cwd },
   );
   const release = killWithParent(child);
   let stderr = '';
@@ -84,6 +85,7 @@ export async function startDynamoLocal(
   let exited: number | null | undefined;
   child.once('exit', (code) => {
     exited = code;
+    rmSync(cwd, { recursive: true, force: true });
   });
   const endpoint = `http://127.0.0.1:${port}`;
   const client = createDynamoDBClient({

@@ -424,6 +424,29 @@ export function fullSections(tables: Iterable<StateTable>): SnapshotSection[] {
   }));
 }
 
+/**
+ * Sections of a delta: for each changed key, its current value, or its deletion when the key no
+ * longer exists. `changes` is what `StateStore.takeChanges()` returned for the epoch.
+ */
+export function deltaSections(
+  store: { table(name: string): StateTable | undefined },
+  changes: ReadonlyMap<string, ReadonlySet<string>>,
+): SnapshotSection[] {
+  const out: SnapshotSection[] = [];
+  for (const [name, keys] of changes) {
+    const t = store.table(name);
+    if (!t || keys.size === 0) continue;
+    const entries = new Map<string, unknown>();
+    const deletes: string[] = [];
+    for (const k of keys) {
+      if (t.data.has(k)) entries.set(k, t.data.get(k));
+      else deletes.push(k);
+    }
+    out.push({ name, kind: t.kind, scope: t.scope, version: t.version, entries, deletes });
+  }
+  return out;
+}
+
 /** State tables of a decoded full snapshot. */
 export function tablesOf(decoded: DecodedSnapshot): StateTable[] {
   return decoded.sections.map((s) => ({

@@ -51,6 +51,8 @@ export class StateStore {
   private changed = new Map<string, Set<string>>();
   private readonly journal: Array<() => void> = [];
   private key: string | null = null;
+  /** True when restored values were upgraded by a `migrate` function (they now differ from their snapshot). */
+  migrated = false;
 
   constructor(descriptors: StateDescriptors, restored: Iterable<StateTable> = []) {
     for (const [name, d] of Object.entries(descriptors)) {
@@ -85,6 +87,7 @@ export class StateStore {
         );
       }
       const from = restored.version;
+      this.migrated = true;
       const up = (v: unknown): unknown => freeze(migrate(v, from));
       data = new Map();
       for (const [k, v] of restored.data) {

@@ -6,9 +6,8 @@
  * references. The task is then wedged: every later invocation fails with SnapshotMissingError
  * (non-retriable) and no record of that partition can be applied any more.
  *
- * Expected: a conflict whose winner is this very attempt (same attempt id) is a success; the
- * object must not be deleted. Marked `it.fails` to keep the suite green until the engine is fixed
- * (lib/checkpoint/epochEngine.ts, `checkpoint()`: the CommitConflictError branch).
+ * Expected (and fixed): a conflict whose stored item is this very attempt (same attempt id and
+ * epoch) is a success; the object is not deleted.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, expect, it } from 'vitest';
@@ -46,7 +45,7 @@ function loseFirstCommitResponse(client: typeof ddb): void {
   );
 }
 
-it.fails('keeps its snapshot when the SDK retry of an applied commit meets its own write', async () => {
+it('keeps its snapshot when the SDK retry of an applied commit meets its own write', async () => {
   const pipeline = `repro-${randomUUID().slice(0, 8)}`;
   const env = { ...process.env, TIDEMARK_PIPELINE: pipeline };
   const faulty = createDynamoDBClient();

@@ -357,11 +357,24 @@ describe('EpochEngine', () => {
     const b = s.engine();
     await a.processEvent(mskEvent(records.slice(0, 10)));
     await b.processEvent(mskEvent(records.slice(0, 20))); // cold: reads a's commit, commits epoch 2
-    const summary = await a.processEvent(mskEvent(records)); // warm but stale: loses, reloads, goes on
-    expect(summary.commitConflicts).toBe(1);
+    const summary = await a.processEvent(mskEvent(records.slice(10))); // warm but stale: loses, reloads, goes on
+    expect(summary).toMatchObject({ commitConflicts: 1, applied: 10, duplicatesSkipped: 10 });
     const r = await stateOf(s);
     expect(r).toMatchObject({ epoch: 3, committedOffset: '30' });
     expectBalances(r.state, records);
+  });
+
+  it('checks a warm copy is current before skipping records (one read, only on re-delivery)', async () => {
+    const s = setup();
+    const records = stream(30);
+    const a = s.engine();
+    await a.processEvent(mskEvent(records.slice(0, 20)));
+    const reads = s.memCommits.calls.read;
+    await a.processEvent(mskEvent(records.slice(20, 25))); // starts at the committed offset: no read
+    expect(s.memCommits.calls.read).toBe(reads);
+    await a.processEvent(mskEvent(records.slice(15, 30))); // a re-delivery: one read, then skips
+    expect(s.memCommits.calls.read).toBe(reads + 1);
+    expectBalances((await stateOf(s)).state, records);
   });
 
   it('gives up after too many lost races, retriably', async () => {
