@@ -1,0 +1,150 @@
+/**
+ * A small hand-written SVG chart of a run (no charting dependency: three bar panels are a few
+ * dozen lines): throughput and durable requests per 1 M records for each approach, on log scales,
+ * and the overhead ratio per epoch size. Bars are medians; whiskers span min–max over repeats.
+ */
+import { APPROACH_SHORT_LABELS } from './requests.ts';
+import type { BenchResult } from './run.ts';
+import type { Spread } from './stats.ts';
+
+interface Bar {
+  label: string;
+  value: Spread;
+  note?: string;
+}
+
+const WIDTH = 900;
+const LABEL_W = 250;
+const PLOT_W = WIDTH - LABEL_W - 140;
+const BAR_H = 22;
+const GAP = 10;
+const COLORS = ['#1f77b4', '#6baed6', '#d62728', '#ff7f0e'];
+
+function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+function short(n: number): string {
+  if (!Number.isFinite(n)) return 'n/a';
+  const abs = Math.abs(n);
+  if (abs >= 1e6) return `${(n / 1e6).toFixed(abs >= 1e7 ? 0 : 1)} M`;
+  if (abs >= 1e3) return `${(n / 1e3).toFixed(abs >= 1e4 ? 0 : 1)} k`;
+  return abs >= 10 ? n.toFixed(0) : n.toFixed(2);
+}
+
+function panel(
+  title: string,
+  bars: Bar[],
+  y0: number,
+  scale: 'log' | 'linear',
+  options: { linearMax?: number; goal?: number } = {},
+): { svg: string; height: number } {
+  const linearMax = options.linearMax ?? 1;
+  const values = bars.flatMap((b) => [b.value.min, b.value.max]).filter((v) => v > 0 && Number.isFinite(v));
+  const lo = scale === 'log' ? 10 ** Math.floor(Math.log10(Math.min(...values))) : 0;
+  const hi = scale === 'log' ? 10 ** Math.ceil(Math.log10(Math.max(...values, 10))) : linearMax;
+  const x = (v: number) => {
+    if (scale === 'linear') return LABEL_W + (Math.max(0, Math.min(v, hi)) / hi) * PLOT_W;
+    const c = Math.max(v, lo);
+    return LABEL_W + ((Math.log10(c) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * PLOT_W;
+  };
+  const parts: string[] = [];
+  parts.push(`<text x="10" y="${y0 + 16}" class="title">${esc(title)}</text>`);
+  let y = y0 + 30;
+  // Grid lines: decades (log) or tenths (linear).
+  const ticks: number[] = [];
+  if (scale === 'log') for (let t = lo; t <= hi * 1.0001; t *= 10) ticks.push(t);
+  else for (let i = 0; i <= 10; i += 2) ticks.push((hi * i) / 10);
+  const plotH = bars.length * (BAR_H + GAP);
+  for (const t of ticks) {
+    parts.push(`<line x1="${x(t)}" y1="${y}" x2="${x(t)}" y2="${y + plotH}" class="grid"/>`);
+    parts.push(`<text x="${x(t)}" y="${y + plotH + 14}" class="tick">${esc(short(t))}</text>`);
+  }
+  if (options.goal !== undefined) {
+    const g = x(options.goal);
+    parts.push(`<line x1="${g}" y1="${y - 4}" x2="${g}" y2="${y + plotH}" class="goal"/>`);
+    parts.push(`<text x="${g + 3}" y="${y + 6}" class="tick" style="text-anchor:start">goal</text>`);
+  }
+  bars.forEach((b, i) => {
+    const top = y + i * (BAR_H + GAP);
+    const color = COLORS[i % COLORS.length];
+    parts.push(`<text x="${LABEL_W - 8}" y="${top + BAR_H / 2 + 4}" class="label">${esc(b.label)}</text>`);
+    if (b.value.n > 0 && Number.isFinite(b.value.median)) {
+      parts.push(
+        `<rect x="${LABEL_W}" y="${top}" width="${Math.max(1, x(b.value.median) - LABEL_W)}" height="${BAR_H}" fill="${color}"/>`,
+      );
+      const mid = top + BAR_H / 2;
+      parts.push(
+        `<line x1="${x(b.value.min)}" y1="${mid}" x2="${x(b.value.max)}" y2="${mid}" class="whisker"/>`,
+      );
+      for (const v of [b.value.min, b.value.max]) {
+        parts.push(
+          `<line x1="${x(v)}" y1="${top + 4}" x2="${x(v)}" y2="${top + BAR_H - 4}" class="whisker"/>`,
+        );
+      }
+      parts.push(
+        `<text x="${Math.max(x(b.value.median), x(b.value.max)) + 6}" y="${mid + 4}" class="value">${esc(short(b.value.median) + (b.note ?? ''))}</text>`,
+      );
+    }
+  });
+  y += plotH + 24;
+  return { svg: parts.join('\n'), height: y - y0 };
+}
+
+export function renderChart(r: BenchResult): string {
+  const blocks: string[] = [];
+  let y = 10;
+  const approaches = r.requests?.approaches ?? [];
+  if (approaches.length > 0) {
+    const t = panel(
+      'Throughput on the local servers, records/s (log scale; median, whiskers min–max)',
+      approaches.map((a) => ({ label: APPROACH_SHORT_LABELS[a.id], value: a.recordsPerSecond })),
+      y,
+      'log',
+    );
+    blocks.push(t.svg);
+    y += t.height;
+    const q = panel(
+      'Requests to S3 + DynamoDB per 1 M records (log scale)',
+      approaches.map((a) => ({
+        label: APPROACH_SHORT_LABELS[a.id],
+        value: a.requestsPer1M,
+        note: a.extrapolated ? ' (extrapolated)' : '',
+      })),
+      y,
+      'log',
+    );
+    blocks.push(q.svg);
+    y += q.height;
+  }
+  if (r.overhead) {
+    const o = panel(
+      'Overhead: Tidemark ÷ raw loop throughput, in-memory stores (goal ≥ 0.90 at 10,000)',
+      r.overhead.points.map((p) => ({
+        label: `epochs of ${p.epochRecords.toLocaleString('en-US')} records`,
+        value: p.ratio,
+      })),
+      y,
+      'linear',
+      { linearMax: 1, goal: 0.9 },
+    );
+    blocks.push(o.svg);
+    y += o.height;
+  }
+  const height = y + 20;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif">
+<style>
+.title{font-size:14px;font-weight:bold;fill:#222}
+.label{font-size:12px;text-anchor:end;fill:#222}
+.value{font-size:12px;fill:#222}
+.tick{font-size:10px;text-anchor:middle;fill:#666}
+.grid{stroke:#ddd;stroke-width:1}
+.whisker{stroke:#222;stroke-width:1.5}
+.goal{stroke:#2ca02c;stroke-width:2;stroke-dasharray:4 3}
+</style>
+<rect width="100%" height="100%" fill="#fff"/>
+${blocks.join('\n')}
+<text x="10" y="${height - 6}" class="tick" style="text-anchor:start">Tidemark benchmarks, ${esc(r.profile)} profile, ${esc(r.startedAt.slice(0, 10))}, ${esc(r.machine.cpus.toString())} CPUs, Node ${esc(r.machine.node)}</text>
+</svg>
+`;
+}
