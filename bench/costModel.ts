@@ -4,7 +4,7 @@
  * `bench/prices.json`. Every assumption is returned with the figures, and printed with them.
  */
 import { readFileSync } from 'node:fs';
-import { strongReadUnits, writeUnits } from './itemSize.ts';
+import { fmt, fmtSpread } from './goals.ts';
 import { type ApproachId, type ApproachResult, PER_MILLION, type RequestsResult } from './requests.ts';
 
 interface Price {
@@ -38,8 +38,6 @@ export interface CostOptions {
   memoryMb: number;
   /** Records per invocation (the ESM batch size). */
   batchRecords: number;
-  /** Item size assumed for the per-record approaches' writes (account items, idempotency records). */
-  baselineItemBytes: number;
 }
 
 export interface ApproachCost {
@@ -61,14 +59,14 @@ export interface CostResult {
   ratios: Record<string, number>;
 }
 
-function costOf(a: ApproachResult, o: CostOptions, p: PriceTable, wruPerWrite: number, rruPerRead: number) {
+function costOf(a: ApproachResult, o: CostOptions, p: PriceTable) {
   const perSecond = a.recordsPerSecond.median;
   const lambdaSeconds = PER_MILLION / perSecond;
   const gbSeconds = lambdaSeconds * (o.memoryMb / 1024);
   const invocations = PER_MILLION / o.batchRecords;
   const r = a.per1M;
-  const writeUnitsTotal = r.dynamoWrite * wruPerWrite;
-  const readUnitsTotal = r.dynamoRead * rruPerRead;
+  const writeUnitsTotal = a.writeUnitsPer1M;
+  const readUnitsTotal = a.readUnitsPer1M;
   const pr = p.prices;
   const s3 =
     ((r.s3Put + r.s3List + r.s3Other) / 1000) * pr.s3PutPer1000.usd +
@@ -104,15 +102,9 @@ export function costModel(
 ): CostResult {
   const byId = new Map(requests.approaches.map((a) => [a.id, a]));
   const warm = byId.get('tidemark-warm');
-  const commitBytes = warm?.commitItemBytes ?? 1024;
-  const commitWru = writeUnits(commitBytes);
-  const commitRru = strongReadUnits(commitBytes);
-  const baselineWru = writeUnits(o.baselineItemBytes);
-  const approaches: ApproachCost[] = [];
-  for (const a of requests.approaches) {
-    const tidemark = a.id.startsWith('tidemark');
-    approaches.push(costOf(a, o, prices, tidemark ? commitWru : baselineWru, tidemark ? commitRru : 1));
-  }
+  const approaches = requests.approaches.map((a) => costOf(a, o, prices));
+  const perWrite = (a: ApproachResult | undefined) =>
+    a && a.per1M.dynamoWrite > 0 ? a.writeUnitsPer1M / a.per1M.dynamoWrite : Number.NaN;
   const total = (id: ApproachId) => approaches.find((c) => c.id === id)?.usd.total ?? Number.NaN;
   const warmTotal = total('tidemark-warm');
   return {
@@ -121,8 +113,7 @@ export function costModel(
       `Prices: ${prices.region}, retrieved ${prices.retrieved}, first usage tier, no free tier; none verified on the AWS price pages (see bench/prices.json).`,
       `Lambda: arm64, ${o.memoryMb} MB; one invocation per ${o.batchRecords.toLocaleString('en-US')}-record batch (${(PER_MILLION / o.batchRecords).toLocaleString('en-US')} per 1 M records).`,
       'Lambda duration per 1 M records = 1 M ÷ the median records/s measured in benchmark 2 on this machine against the local servers. In AWS, DynamoDB and S3 answer slower than local servers (single-digit ms per request), which lengthens the per-record approaches far more than Tidemark; and a 1,024 MB function has about 0.6 vCPU. Treat the Lambda line as an order of magnitude.',
-      `Tidemark commit item: about ${commitBytes} bytes (measured after the run), so ${commitWru} WRU per commit and ${commitRru} RRU per strongly consistent read.`,
-      `Per-record approaches: every write is 1 WRU (account items and Powertools idempotency records are under 1 KB; ${o.baselineItemBytes} bytes assumed).`,
+      `DynamoDB capacity as metered on every request (approximate item sizes, DynamoDB's sizing rules): a PutItem costs 1 WRU per started KB of its item, an UpdateItem 1 WRU (the account items and idempotency records stay under 1 KB), a strongly consistent GetItem 1 RRU per started 4 KB. Tidemark's commit items measured ${warm?.putItemBytes ? fmtSpread(warm.putItemBytes, 0, ' B') : 'n/a'}, so ${fmt(perWrite(warm), 2)} WRU per commit on average.`,
       'S3: snapshot PUTs and LISTs at the PUT price, GETs at the GET price, DeleteObjects at the PUT price (an upper bound: it may be free). Storage is left out: snapshots outside the retention window are deleted after each commit.',
       'Requests of (c) and (d) are extrapolated linearly from the measured sample (see benchmark 2).',
     ],

@@ -56,6 +56,7 @@ function requestsSection(r: RequestsResult): string {
     fmt(a.per1M.s3Delete + a.per1M.s3List + a.per1M.s3Other),
     fmt(a.per1M.dynamoWrite),
     fmt(a.per1M.dynamoRead + a.per1M.dynamoOther),
+    `${fmt(a.writeUnitsPer1M)} / ${fmt(a.readUnitsPer1M)}`,
     fmtSpread(a.requestsPer1M),
     fmtSpread(a.recordsPerSecond),
   ]);
@@ -87,6 +88,7 @@ ${table(
     'S3 other / 1 M',
     'DynamoDB writes / 1 M',
     'DynamoDB reads / 1 M',
+    'WRU / RRU per 1 M',
     'Requests / 1 M',
     'Records/s',
   ],
@@ -99,6 +101,11 @@ Ratios (per repeat, side by side):
 - throughput, (a) ÷ (c): ${fmtSpread(r.ratios.throughputWarmOverUpdate, 1)}×
 - throughput, (a) ÷ (d): ${fmtSpread(r.ratios.throughputWarmOverIdempotent, 1)}×
 
+Ceiling of these ratios for this input: a batch of ${fmt(o.batchRecords)} records over ${o.partitions}
+partitions gives task-epochs of ${fmt(o.batchRecords / o.partitions)} records (an epoch never spans
+invocations), so even at exactly 1 PUT + 1 write per task-epoch, (c) ÷ (a) ≤
+${fmt(o.batchRecords / o.partitions / 2)}× and (d) ÷ (a) ≤ ${fmt((3 * o.batchRecords) / o.partitions / 2)}×.
+
 Per task-epoch (Tidemark):
 ${tidemark
   .map(
@@ -109,7 +116,7 @@ ${tidemark
         .map(([k, v]) => `${fmt(v)} ${k}`)
         .join(
           ', ',
-        )})${a.commitItemBytes ? `; commit item ≈ ${fmt(a.commitItemBytes)} B` : ''}${a.check ? `; result check: ${a.check.ok ? 'OK' : 'FAILED'} (${a.check.detail})` : ''}`,
+        )})${a.putItemBytes ? `; commit item ≈ ${fmtSpread(a.putItemBytes, 0, ' B')}` : ''}${a.check ? `; result check: ${a.check.ok ? 'OK' : 'FAILED'} (${a.check.detail})` : ''}`,
   )
   .join('\n')}
 

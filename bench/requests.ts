@@ -9,10 +9,9 @@
  * (c) and (d) run on a sample (hundreds of requests per second on DynamoDB Local) and are
  * extrapolated linearly to 1 M records; the report says so and shows the sample size.
  */
-import { type DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { BatchSummary } from '../lib/checkpoint/epochEngine.ts';
-import { COMMIT_SK, taskPk } from '../lib/checkpoint/layout.ts';
 import { loadCheckpoint } from '../lib/checkpoint/restore.ts';
 import { type Account, balances } from '../lib/examples/balances.ts';
 import { createKafkaHandler } from '../lib/handler/createKafkaHandler.ts';
@@ -25,7 +24,7 @@ import {
   perRecordUpdateHandler,
   type RecordHandler,
 } from './baselines.ts';
-import { itemSize } from './itemSize.ts';
+import { itemSize, strongReadUnits, writeUnits } from './itemSize.ts';
 import { type Spread, spread, timed } from './stats.ts';
 import { BalancesWorkload } from './workload.ts';
 
@@ -77,8 +76,14 @@ export interface ApproachResult {
   perTaskEpoch?: { s3Put: number; dynamoWrite: number; otherRequests: number };
   snapshotBytes?: Spread;
   snapshotKinds?: Record<string, number>;
-  /** Tidemark only: approximate size of a commit item (partition 0, after the run). */
-  commitItemBytes?: number;
+  /**
+   * DynamoDB capacity per 1 M records (median repeat): write units from the size of each PutItem's
+   * item (UpdateItems on small items count 1), read units from the size of each item read.
+   */
+  writeUnitsPer1M: number;
+  readUnitsPer1M: number;
+  /** Approximate sizes of the items written by PutItem (Tidemark: its commit items). */
+  putItemBytes?: Spread;
   /** Result check: the state equals a plain fold of the same records. */
   check?: { ok: boolean; detail: string };
 }
@@ -156,15 +161,53 @@ function total(c: RequestClasses): number {
   return Object.values(c).reduce((n, v) => n + v, 0);
 }
 
-interface RepeatOutcome {
-  records: number;
-  ms: number;
+/** What the SDK middlewares saw of one approach's requests. */
+interface Meter {
   s3: RequestCounts;
   dynamo: RequestCounts;
+  writeUnits: number;
+  readUnits: number;
+  putItemBytes: number[];
+}
+
+function newMeter(): Meter {
+  return { s3: new Map(), dynamo: new Map(), writeUnits: 0, readUnits: 0, putItemBytes: [] };
+}
+
+/**
+ * Adds up DynamoDB capacity as on-demand billing would: a PutItem by the size of its item (1 WRU
+ * per started KB), an UpdateItem or DeleteItem as 1 WRU (the items here are well under 1 KB), a
+ * strongly consistent GetItem by the size of the item returned (1 RRU per started 4 KB).
+ */
+function meterCapacity(client: DynamoDBClient, meter: Meter): void {
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const name = (context as { commandName?: string }).commandName;
+      const input = args.input as { Item?: Record<string, AttributeValue> };
+      if (name === 'PutItemCommand' && input.Item) {
+        const bytes = itemSize(input.Item);
+        meter.putItemBytes.push(bytes);
+        meter.writeUnits += writeUnits(bytes);
+      } else if (name === 'UpdateItemCommand' || name === 'DeleteItemCommand') {
+        meter.writeUnits += 1;
+      }
+      const out = await next(args);
+      if (name === 'GetItemCommand') {
+        const item = (out.output as { Item?: Record<string, AttributeValue> }).Item;
+        meter.readUnits += item ? strongReadUnits(itemSize(item)) : 1;
+      }
+      return out;
+    },
+    { step: 'initialize', name: 'benchCapacityMeter', override: true },
+  );
+}
+
+interface RepeatOutcome extends Meter {
+  records: number;
+  ms: number;
   taskEpochs: number;
   snapshotBytes: number[];
   snapshotKinds: Record<string, number>;
-  commitItemBytes?: number;
   check?: { ok: boolean; detail: string };
 }
 
@@ -174,11 +217,12 @@ interface CountedClients {
   destroy(): void;
 }
 
-function countedClients(env: Record<string, string>, s3Counts: RequestCounts, ddbCounts: RequestCounts) {
+function countedClients(env: Record<string, string>, meter: Meter) {
   const s3 = createS3Client(env);
   const dynamodb = createDynamoDBClient(env);
-  countRequests(s3, s3Counts);
-  countRequests(dynamodb, ddbCounts);
+  countRequests(s3, meter.s3);
+  countRequests(dynamodb, meter.dynamo);
+  meterCapacity(dynamodb, meter);
   return {
     s3,
     dynamodb,
@@ -196,22 +240,14 @@ async function checkTaskState(
   topic: string,
   partition: number,
   expected: Map<string, { balance: number; count: number }>,
-): Promise<{ check: { ok: boolean; detail: string }; commitItemBytes: number | undefined }> {
+): Promise<{ ok: boolean; detail: string }> {
   const s3 = createS3Client(target.env);
   const dynamodb = createDynamoDBClient(target.env);
   try {
     const stores = createAwsStores({ bucket: target.bucket, table: target.table, s3, dynamodb });
     const task = { pipeline, topic, partition };
     const commit = await stores.commits.read(task);
-    const raw = await dynamodb.send(
-      new GetItemCommand({
-        TableName: target.table,
-        Key: { pk: { S: taskPk(task) }, sk: { S: COMMIT_SK } },
-        ConsistentRead: true,
-      }),
-    );
-    const commitItemBytes = raw.Item ? itemSize(raw.Item) : undefined;
-    if (!commit) return { check: { ok: false, detail: 'no commit item' }, commitItemBytes };
+    if (!commit) return { ok: false, detail: 'no commit item' };
     const { store } = await loadCheckpoint(stores.snapshots, task, commit, balances.state);
     const table = store.table('account')!.data as Map<string, Account>;
     let wrong = 0;
@@ -221,11 +257,8 @@ async function checkTaskState(
     }
     if (table.size !== expected.size) wrong += Math.abs(table.size - expected.size);
     return {
-      check: {
-        ok: wrong === 0,
-        detail: `partition ${partition}: ${expected.size} accounts, ${wrong} differ from a plain fold of the records`,
-      },
-      commitItemBytes,
+      ok: wrong === 0,
+      detail: `partition ${partition}: ${expected.size} accounts, ${wrong} differ from a plain fold of the records`,
     };
   } finally {
     s3.destroy();
@@ -249,12 +282,11 @@ async function runTidemark(
     seed: o.seed + rep,
     track: mode === 'warm',
   });
-  const s3Counts: RequestCounts = new Map();
-  const ddbCounts: RequestCounts = new Map();
+  const meter = newMeter();
   const snapshotBytes: number[] = [];
   const snapshotKinds: Record<string, number> = {};
   const newContainer = () => {
-    const clients = countedClients(target.env, s3Counts, ddbCounts);
+    const clients = countedClients(target.env, meter);
     const handler = createKafkaHandler(balances, {
       env: {},
       telemetry: false,
@@ -288,18 +320,15 @@ async function runTidemark(
   }
   container?.clients.destroy();
   const outcome: RepeatOutcome = {
+    ...meter,
     records: applied,
     ms,
-    s3: s3Counts,
-    dynamo: ddbCounts,
     taskEpochs,
     snapshotBytes,
     snapshotKinds,
   };
   if (mode === 'warm') {
-    const r = await checkTaskState(target, pipeline, topic, 0, workload.expected[0]!);
-    outcome.check = r.check;
-    outcome.commitItemBytes = r.commitItemBytes;
+    outcome.check = await checkTaskState(target, pipeline, topic, 0, workload.expected[0]!);
   }
   return outcome;
 }
@@ -310,9 +339,8 @@ async function runBaseline(
   target: RequestsTarget,
   rep: number,
 ): Promise<RepeatOutcome> {
-  const s3Counts: RequestCounts = new Map();
-  const ddbCounts: RequestCounts = new Map();
-  const clients = countedClients(target.env, s3Counts, ddbCounts);
+  const meter = newMeter();
+  const clients = countedClients(target.env, meter);
   const idempotencyTable = `${target.table}-idempotency`;
   const keyPrefix = `bench-${kind}-${target.runId}-${rep}`;
   try {
@@ -343,15 +371,7 @@ async function runBaseline(
       ms += (await timed(() => handler(event, context))).ms;
       records += n;
     }
-    return {
-      records,
-      ms,
-      s3: s3Counts,
-      dynamo: ddbCounts,
-      taskEpochs: 0,
-      snapshotBytes: [],
-      snapshotKinds: {},
-    };
+    return { ...meter, records, ms, taskEpochs: 0, snapshotBytes: [], snapshotKinds: {} };
   } finally {
     clients.destroy();
   }
@@ -374,7 +394,11 @@ function summarize(id: ApproachId, outcomes: RepeatOutcome[], extrapolated: bool
     per1M: classes[medianIndex]!,
     requestsPer1M: spread(totals),
     recordsPerSecond: spread(outcomes.map((r) => r.records / (r.ms / 1000))),
+    writeUnitsPer1M: (outcomes[medianIndex]!.writeUnits * PER_MILLION) / outcomes[medianIndex]!.records,
+    readUnitsPer1M: (outcomes[medianIndex]!.readUnits * PER_MILLION) / outcomes[medianIndex]!.records,
   };
+  const putItems = outcomes.flatMap((r) => r.putItemBytes);
+  if (putItems.length > 0) result.putItemBytes = spread(putItems);
   if (id.startsWith('tidemark')) {
     const c = classify(last.s3, last.dynamo);
     result.taskEpochs = last.taskEpochs;
@@ -385,7 +409,6 @@ function summarize(id: ApproachId, outcomes: RepeatOutcome[], extrapolated: bool
     };
     result.snapshotBytes = spread(outcomes.flatMap((r) => r.snapshotBytes));
     result.snapshotKinds = last.snapshotKinds;
-    if (last.commitItemBytes !== undefined) result.commitItemBytes = last.commitItemBytes;
     const checks = outcomes.map((r) => r.check).filter((c) => c !== undefined);
     if (checks.length > 0) {
       result.check = {

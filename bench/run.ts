@@ -26,7 +26,7 @@ export interface Profile {
 }
 
 const SEED = 20_261_123;
-const COST: CostOptions = { memoryMb: 1024, batchRecords: 10_000, baselineItemBytes: 200 };
+const COST: CostOptions = { memoryMb: 1024, batchRecords: 10_000 };
 
 export const PROFILES: Record<ProfileName, Profile> = {
   full: {

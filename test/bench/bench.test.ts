@@ -60,7 +60,9 @@ describe('bench (smoke profile)', () => {
     expect(warm.perTaskEpoch).toMatchObject({ s3Put: 1, dynamoWrite: 1 });
     expect(warm.check?.ok).toBe(true);
     expect(warm.extrapolated).toBe(false);
-    expect(warm.commitItemBytes).toBeGreaterThan(0);
+    // One PutItem (the commit) per task-epoch, each at least 1 write unit.
+    expect(warm.putItemBytes?.n).toBe(warm.taskEpochs);
+    expect(warm.writeUnitsPer1M).toBeGreaterThanOrEqual(warm.per1M.dynamoWrite);
     const cold = result.requests!.approaches.find((a) => a.id === 'tidemark-cold')!;
     // Every invocation of a new container reads each task's commit item.
     expect(cold.requestsByCommand.dynamodb.GetItemCommand).toBe(
@@ -75,6 +77,7 @@ describe('bench (smoke profile)', () => {
     expect(update.recordsMeasured).toBe(PROFILES.smoke.requests.baselineRecords);
     expect(update.extrapolated).toBe(true);
     expect(update.per1M.dynamoWrite).toBe(1_000_000);
+    expect(update.writeUnitsPer1M).toBe(1_000_000);
     expect(update.requestsByCommand.dynamodb).toEqual({ UpdateItemCommand: update.recordsMeasured });
     expect(idempotent.per1M.dynamoWrite).toBe(3_000_000);
     expect(idempotent.requestsByCommand.dynamodb).toEqual({
