@@ -4,21 +4,23 @@
  * Starts DynamoDB Local and the S3 server (stopped at the end, also on Ctrl-C), runs the
  * benchmarks, and writes the run's JSON, `latest.md` and `latest.svg` under bench/results/.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type LocalStack, startLocalStack } from '../lib/local/localStack.ts';
 import { writeOutputs, writePerformanceDoc } from './output.ts';
-import { type ProfileName, runBenchmarks, SECTIONS, type Section } from './run.ts';
+import { type BenchResult, type ProfileName, runBenchmarks, SECTIONS, type Section } from './run.ts';
 
 const USAGE = `usage: npm run bench -- [--quick | --smoke] [--only ${SECTIONS.join(',')}] [--out dir] [--memory-mb n] [--docs]
+       npm run bench -- --render <run.json> [--out dir] [--docs]
   --quick       smaller sizes, fewer repeats (under 5 minutes)
   --smoke       tiny sizes, seconds; figures are meaningless (checks that the code runs)
   --only        run some benchmarks only (cost needs requests, which then runs too)
   --out         where to write results (default bench/results; a temp dir for --smoke)
   --memory-mb   Lambda memory size for the cost model (default 1024)
-  --docs        also regenerate docs/performance.md from this run`;
+  --docs        also regenerate docs/performance.md from this run
+  --render      no measurement: render the summary and chart (and --docs) of a saved run's JSON`;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -29,6 +31,7 @@ async function main(): Promise<number> {
       out: { type: 'string' },
       'memory-mb': { type: 'string' },
       docs: { type: 'boolean', default: false },
+      render: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -39,6 +42,15 @@ async function main(): Promise<number> {
   if (values.quick && values.smoke) {
     console.error(`--quick and --smoke are exclusive\n${USAGE}`);
     return 2;
+  }
+  const root = path.resolve(import.meta.dirname, '..');
+  if (values.render) {
+    const result = JSON.parse(readFileSync(values.render, 'utf8')) as BenchResult;
+    const dir = values.out ?? path.dirname(values.render);
+    const files = writeOutputs(result, dir, { json: false });
+    if (values.docs) writePerformanceDoc(result, path.join(root, 'docs'), path.relative(root, values.render));
+    console.log(`rendered ${files.summary} and ${files.chart} from ${values.render}`);
+    return 0;
   }
   const profile: ProfileName = values.smoke ? 'smoke' : values.quick ? 'quick' : 'full';
   const sections = values.only?.split(',').map((s) => s.trim()) ?? [...SECTIONS];
@@ -52,7 +64,6 @@ async function main(): Promise<number> {
     console.error('--memory-mb must be an integer from 128 to 10240');
     return 2;
   }
-  const root = path.resolve(import.meta.dirname, '..');
   const out =
     values.out ??
     (profile === 'smoke'

@@ -413,7 +413,7 @@ function summarize(id: ApproachId, outcomes: RepeatOutcome[], extrapolated: bool
     if (checks.length > 0) {
       result.check = {
         ok: checks.every((c) => c.ok),
-        detail: checks.map((c) => c.detail).join('; '),
+        detail: `${checks.filter((c) => c.ok).length} of ${checks.length} repeat(s) OK; ${checks.find((c) => !c.ok)?.detail ?? checks[0]!.detail}`,
       };
     }
   }
