@@ -1,11 +1,12 @@
 /**
  * Where things live. DynamoDB (one table, string `pk`/`sk`):
  *   commit item   pk = task#<pipeline>#<topic>#<partition>   sk = commit
- *   savepoints    pk = savepoint#<pipeline>#<name>           sk = <topic>#<partition>
+ *   savepoints    pk = savepoint#<pipeline>#<name>           sk = <topic>#<partition> (a task)
+ *                                                              sk = #meta (one per savepoint)
  * S3 (one bucket, everything of a pipeline under <prefix>/<pipeline>/):
  *   snapshots     tasks/<topic>/<partition>/<epoch, 12 digits>-<attempt>.snap (full) | .delta
  *   quarantine    quarantine/<topic>/<partition>/<offset, 20 digits>.json
- *   savepoints    savepoints/<name>/<topic>/<partition>/…
+ *   savepoints    savepoints/<name>/<topic>/<partition>/<the source object's file name>
  * Kafka topic names use [A-Za-z0-9._-] only, so `#` and `/` are safe separators. Zero-padded
  * numbers make S3 listings come out in epoch and offset order.
  */
@@ -59,4 +60,24 @@ export function quarantineKey(prefix: string, task: TaskId, offset: bigint): str
 
 export function savepointPrefix(prefix: string, pipeline: string, name: string): string {
   return `${prefix}/${pipeline}/savepoints/${name}/`;
+}
+
+export const SAVEPOINT_META_SK = '#meta';
+
+export function savepointPk(pipeline: string, name: string): string {
+  return `savepoint#${pipeline}#${name}`;
+}
+
+export function savepointPkPrefix(pipeline: string): string {
+  return `savepoint#${pipeline}#`;
+}
+
+export function savepointTaskSk(task: Pick<TaskId, 'topic' | 'partition'>): string {
+  return `${task.topic}#${task.partition}`;
+}
+
+/** Where a savepoint keeps its copy of a task's snapshot object (same file name as the source). */
+export function savepointObjectKey(prefix: string, task: TaskId, name: string, sourceKey: string): string {
+  const file = sourceKey.slice(sourceKey.lastIndexOf('/') + 1);
+  return `${savepointPrefix(prefix, task.pipeline, name)}${task.topic}/${task.partition}/${file}`;
 }

@@ -79,6 +79,12 @@ export interface SnapshotStore {
   delete(keys: readonly string[]): Promise<void>;
   /** Objects under a prefix, in key order. */
   list(prefix: string): AsyncIterable<StoredObject>;
+  /**
+   * Copies an object (server-side where the backend can), overwriting `toKey`. Returns false when
+   * `fromKey` does not exist. Optional: operations fall back to get + put (`copyObject` in
+   * lib/ops/savepoints.ts).
+   */
+  copy?(fromKey: string, toKey: string): Promise<boolean>;
   /** Throws `StoreMissingError` when the bucket does not exist, `StoreError` when unreachable. */
   probe(): Promise<void>;
 }

@@ -60,39 +60,76 @@ export async function rollbackTask(
     );
   }
   await loadCheckpoint(stores.snapshots, task, target, {});
-  const summary = (c: CheckpointSummary): CheckpointSummary => ({
-    epoch: c.epoch,
-    committedOffset: c.committedOffset,
-    chain: c.chain,
-    updatedAt: c.updatedAt,
+  const next = await installCheckpoint(stores.commits, task, current, target, {
+    attempt: 'rollback',
+    dropFromHistory: toEpoch,
+    now,
   });
+  return {
+    from: { epoch: current.epoch, committedOffset: current.committedOffset.toString() },
+    to: { epoch: next.epoch, committedOffset: next.committedOffset.toString(), restoredEpoch: toEpoch },
+  };
+}
+
+/** A checkpoint's summary without the extra fields of a commit item. */
+export function summaryOf(c: CheckpointSummary): CheckpointSummary {
+  return { epoch: c.epoch, committedOffset: c.committedOffset, chain: c.chain, updatedAt: c.updatedAt };
+}
+
+/**
+ * Makes `target` (a committed offset and a verified chain) the task's current checkpoint with a
+ * fenced commit: epoch = current + 1 on condition that the stored epoch is still the current one (or,
+ * for a task with no commit item, epoch 1 on condition that none exists). The replaced checkpoint
+ * goes first in the history, so it stays retained and can be rolled back to. A commit that loses
+ * the race changes nothing and becomes an `OperationError` (run again). Shared by rollback, savepoint
+ * restore and bootstrap.
+ */
+export async function installCheckpoint(
+  commits: CommitStore,
+  task: TaskId,
+  current: CommitRecord | undefined,
+  target: Pick<CheckpointSummary, 'committedOffset' | 'chain'>,
+  options: {
+    /** Attempt id prefix, recorded in the commit item (`rollback`, `restore`, `bootstrap`). */
+    attempt: string;
+    /** A retained epoch to leave out of the history (the one a rollback makes current again). */
+    dropFromHistory?: number;
+    /** Counters of a task that has no commit item yet. */
+    counters?: { applied: number; quarantined: number };
+    now?: () => number;
+  },
+): Promise<CommitRecord> {
+  const now = options.now ?? Date.now;
+  const history = current
+    ? [summaryOf(current), ...current.history.filter((h) => h.epoch !== options.dropFromHistory)].slice(
+        0,
+        Math.max(current.history.length, 1),
+      )
+    : [];
   const next: CommitRecord = {
     ...task,
-    epoch: current.epoch + 1,
+    epoch: (current?.epoch ?? 0) + 1,
     committedOffset: target.committedOffset,
     chain: target.chain,
     updatedAt: new Date(now()).toISOString(),
-    quarantined: current.quarantined,
-    applied: current.applied,
-    attempt: `rollback-${randomBytes(4).toString('hex')}`,
-    history: [summary(current), ...current.history.filter((h) => h.epoch !== toEpoch)].slice(
-      0,
-      Math.max(current.history.length, 1),
-    ),
+    quarantined: current?.quarantined ?? options.counters?.quarantined ?? 0,
+    applied: current?.applied ?? options.counters?.applied ?? 0,
+    attempt: `${options.attempt}-${randomBytes(4).toString('hex')}`,
+    history,
   };
   try {
-    await stores.commits.commit(next, current.epoch);
+    await commits.commit(next, current?.epoch ?? 0);
   } catch (err) {
     if (err instanceof CommitConflictError) {
+      const stored = err.current as CommitRecord | undefined;
       throw new OperationError(
-        `task committed epoch ${current.epoch + 1} meanwhile; nothing changed, run again`,
+        current
+          ? `task ${task.topic}-${task.partition} committed epoch ${stored?.epoch ?? current.epoch + 1} meanwhile; nothing changed, run again`
+          : `task ${task.topic}-${task.partition} committed epoch ${stored?.epoch ?? 1} meanwhile; nothing changed`,
         { cause: err },
       );
     }
     throw err;
   }
-  return {
-    from: { epoch: current.epoch, committedOffset: current.committedOffset.toString() },
-    to: { epoch: next.epoch, committedOffset: next.committedOffset.toString(), restoredEpoch: toEpoch },
-  };
+  return next;
 }

@@ -1,8 +1,10 @@
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { SavepointStore } from '../checkpoint/savepoints.ts';
 import type { CommitStore, SnapshotStore } from '../checkpoint/stores.ts';
 import { createDynamoDBClient, createS3Client } from './clients.ts';
 import { DynamoCommitStore } from './dynamodb/DynamoCommitStore.ts';
+import { DynamoSavepointStore } from './dynamodb/DynamoSavepointStore.ts';
 import { S3SnapshotStore } from './s3/S3SnapshotStore.ts';
 
 export interface Stores {
@@ -27,4 +29,12 @@ export function createAwsStores(options: AwsStoreOptions): Stores {
       table: options.table,
     }),
   };
+}
+
+/** The savepoint store of the operator commands: DynamoDB, in the commit items' table. */
+export function createSavepointStore(options: { table: string; dynamodb?: DynamoDBClient }): SavepointStore {
+  return new DynamoSavepointStore({
+    client: options.dynamodb ?? createDynamoDBClient(),
+    table: options.table,
+  });
 }

@@ -50,7 +50,8 @@ export function dynamoError(operation: string, table: string, err: unknown): Sto
 const S = (s: string): AttributeValue => ({ S: s });
 const N = (n: number | bigint): AttributeValue => ({ N: n.toString() });
 
-function refToAttr(r: SnapshotRef): AttributeValue {
+/** Marshals a snapshot reference (shared with the savepoint store). */
+export function refToAttr(r: SnapshotRef): AttributeValue {
   return {
     M: {
       key: S(r.key),
@@ -117,7 +118,8 @@ function list(m: Item, f: string): AttributeValue[] {
   return v;
 }
 
-function attrToRef(a: AttributeValue): SnapshotRef {
+/** Unmarshals a snapshot reference; throws on a malformed one. */
+export function attrToRef(a: AttributeValue): SnapshotRef {
   const m = a.M;
   if (!m) throw new ItemError('snapshot reference is not a map');
   const kind = str(m, 'kind');

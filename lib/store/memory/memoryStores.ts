@@ -19,7 +19,7 @@ function taskKey(task: TaskId): string {
 export class MemorySnapshotStore implements SnapshotStore {
   readonly objects = new Map<string, { body: Buffer; lastModified: Date }>();
   /** Request counts by operation, for tests that count I/O. */
-  readonly calls = { put: 0, get: 0, delete: 0, list: 0 };
+  readonly calls = { put: 0, get: 0, delete: 0, list: 0, copy: 0 };
 
   async put(key: string, body: Uint8Array, options: { ifAbsent?: boolean } = {}): Promise<void> {
     this.calls.put++;
@@ -39,6 +39,15 @@ export class MemorySnapshotStore implements SnapshotStore {
     this.calls.delete++;
     await Promise.resolve();
     for (const k of keys) this.objects.delete(k);
+  }
+
+  async copy(fromKey: string, toKey: string): Promise<boolean> {
+    this.calls.copy++;
+    await Promise.resolve();
+    const o = this.objects.get(fromKey);
+    if (!o) return false;
+    this.objects.set(toKey, { body: Buffer.from(o.body), lastModified: new Date() });
+    return true;
   }
 
   async probe(): Promise<void> {}

@@ -1,4 +1,5 @@
 import {
+  CopyObjectCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -128,6 +129,18 @@ export class S3SnapshotStore implements SnapshotStore {
           `${errors.length} object(s) not deleted, first ${errors[0]?.Key}: ${errors[0]?.Code}`,
         );
       }
+    }
+  }
+
+  /** Server-side CopyObject (objects up to 5 GB, the single-request limit). */
+  async copy(fromKey: string, toKey: string): Promise<boolean> {
+    const source = `${this.bucket}/${fromKey}`.split('/').map(encodeURIComponent).join('/');
+    try {
+      await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: toKey, CopySource: source }));
+      return true;
+    } catch (err) {
+      if (isNoSuchKey(err)) return false;
+      throw s3Error('copy', this.bucket, err);
     }
   }
 
