@@ -8,8 +8,17 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 
-/** Socket timeouts: a hung connection must fail (retriably) long before the function times out. */
-export const CLIENT_TIMEOUTS = { connectionTimeout: 3_000, requestTimeout: 30_000 } as const;
+/**
+ * Timeouts: a hung connection or a server that never answers must fail (retriably, through the
+ * SDK's retries) long before the function times out. `requestTimeout` only warns in the SDK's HTTP
+ * handler unless `throwOnRequestTimeout` is set; `socketTimeout` bounds inactivity on the socket.
+ */
+export const CLIENT_TIMEOUTS = {
+  connectionTimeout: 3_000,
+  requestTimeout: 30_000,
+  throwOnRequestTimeout: true,
+  socketTimeout: 30_000,
+} as const;
 
 type Env = Readonly<Record<string, string | undefined>>;
 

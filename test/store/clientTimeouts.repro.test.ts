@@ -8,14 +8,15 @@
  *
  * The test builds a client exactly as `createDynamoDBClient` does but with the request timeout
  * shortened to 200 ms, points it at a server that accepts connections and never answers, and
- * expects the request to fail within a few seconds. Marked `it.fails` until clients.ts is fixed.
+ * expects the request to fail within a few seconds (fixed: clients.ts sets throwOnRequestTimeout
+ * and a socketTimeout).
  */
 import { createServer, type Socket } from 'node:net';
 import { GetItemCommand } from '@aws-sdk/client-dynamodb';
 import { expect, it } from 'vitest';
 import { CLIENT_TIMEOUTS, createDynamoDBClient } from '../../lib/store/clients.ts';
 
-it.fails('fails a request whose server never answers once the request timeout is over', async () => {
+it('fails a request whose server never answers once the request timeout is over', async () => {
   const sockets = new Set<Socket>();
   const server = createServer((s) => {
     sockets.add(s);
