@@ -17,7 +17,12 @@ describe('kafkaClientConfig: options → kafkajs configuration', () => {
     const read: string[] = [];
     const c = kafkaClientConfig(
       { brokers, caFile: '/etc/ca.pem' },
-      { readFile: (p) => (read.push(p), '-----BEGIN CERTIFICATE-----') },
+      {
+        readFile: (p) => {
+          read.push(p);
+          return '-----BEGIN CERTIFICATE-----';
+        },
+      },
     );
     expect(c.ssl).toEqual({ ca: ['-----BEGIN CERTIFICATE-----'] });
     expect(read).toEqual(['/etc/ca.pem']);
@@ -42,7 +47,12 @@ describe('kafkaClientConfig: options → kafkajs configuration', () => {
     const regions: string[] = [];
     const c = kafkaClientConfig(
       { brokers, saslMechanism: 'aws-iam', region: 'eu-west-1' },
-      { iamToken: async (r) => (regions.push(r), { value: 'signed-token' }) },
+      {
+        iamToken: async (r) => {
+          regions.push(r);
+          return { value: 'signed-token' };
+        },
+      },
     );
     expect(c.ssl).toBe(true);
     expect(c.sasl?.mechanism).toBe('oauthbearer');
