@@ -95,17 +95,17 @@ Written for the full run of 2026-11-23 (figures below); re-read it against newer
   invocations, so the best possible ratios are 625× and 1,875×; the measured 546× and 1,638× are
   87 % of that ceiling. The goals hold only when each partition gets at least 2,000 records per
   invocation (fewer partitions per batch, or larger batches if the ESM ever allows them).
-- **Throughput against (c) (goal ≥ 500×): not met here, about 110×.** DynamoDB Local answers an
+- **Throughput against (c) (goal ≥ 500×): not met here, about 140× (70–172).** DynamoDB Local answers an
   UpdateItem in about a millisecond; (c) is bound by that latency, Tidemark by CPU. In AWS,
   DynamoDB requests take several milliseconds, which slows (c) and (d) several-fold and Tidemark
   hardly at all, so the ratio there should be higher; it was not measured (no AWS account). Against
-  (d) the ratio is about 570×.
-- **Restoring a 1 M-key state (goal ≤ 0.5 s): not met, about 0.6–0.8 s, and decode-bound.** The GET
+  (d) the ratio is about 400×.
+- **Restoring a 1 M-key state (goal ≤ 0.5 s): not met, about 0.67 s (0.57–1.0), and decode-bound.** The GET
   from the local S3 server and zstd take little; \`decodeSnapshot\` of the 1 M-key object (4.7 MB
   stored, 22 MB raw) alone takes 0.4–1.0 s on this machine (MessagePack unpacking of a million
   records and building the Map).
 - **Incremental checkpoints (goals ≤ 2 % of the bytes, ≤ 10 % of the time): met at 1 M keys (1.8 %,
-  3 %), met on bytes and borderline on time at 100 k keys, not met at 10 k keys** — there 1 % is
+  4 %), just met at 100 k keys (2.0 %, 9.8 %, the time's max above 10 %), not met at 10 k keys** — there 1 % is
   100 keys, and the envelope's fixed part (JSON header, lengths, checksum) outweighs them (1.3 KB
   against 49 KB), while a full 10 k-key checkpoint takes only a few milliseconds, so the time ratio
   is mostly the PUT's fixed latency and noise.
