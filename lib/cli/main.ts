@@ -3,7 +3,7 @@
  * call directly); bucket, table and endpoints come from the same environment variables the
  * function uses (TIDEMARK_BUCKET, TIDEMARK_TABLE, AWS_ENDPOINT_URL_*, AWS_REGION, credentials).
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { DEFAULTS } from '../config/config.ts';
 import { ENV } from '../config/env.ts';
 import { TidemarkError } from '../errors.ts';
@@ -18,29 +18,15 @@ import {
 } from '../store/clients.ts';
 import { ensureBucket, ensureTable } from '../store/provision.ts';
 import { createAwsStores } from '../store/stores.ts';
-
-class UsageError extends Error {}
-
-function requireSetting(value: string | undefined, env: string, flag: string): string {
-  if (!value) throw new UsageError(`missing ${flag} (or the ${env} environment variable)`);
-  return value;
-}
-
-function partitionArg(v: string): number {
-  if (!/^\d{1,10}$/.test(v)) throw new InvalidArgumentError('must be a non-negative integer');
-  return Number(v);
-}
-
-interface StoreFlags {
-  bucket?: string;
-  table?: string;
-}
-
-function storeOptions(cmd: Command): Command {
-  return cmd
-    .addOption(new Option('--bucket <name>', 'S3 bucket').env(ENV.bucket))
-    .addOption(new Option('--table <name>', 'DynamoDB table').env(ENV.table));
-}
+import { addOperationCommands } from './operations.ts';
+import {
+  partitionArg,
+  required,
+  requireSetting,
+  type StoreFlags,
+  storeOptions,
+  UsageError,
+} from './options.ts';
 
 function describeError(err: unknown): string {
   if (err instanceof TidemarkError) {
@@ -217,14 +203,8 @@ export function buildCli(): Command {
     },
   );
 
+  addOperationCommands(program);
   return program;
-}
-
-function required(opts: StoreFlags): { bucket: string; table: string } {
-  return {
-    bucket: requireSetting(opts.bucket, ENV.bucket, '--bucket'),
-    table: requireSetting(opts.table, ENV.table, '--table'),
-  };
 }
 
 export async function main(argv: string[] = process.argv): Promise<number> {

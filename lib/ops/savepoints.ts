@@ -283,7 +283,12 @@ export interface RestoreResult {
 }
 
 function membersText(members: readonly GroupMember[]): string {
-  return members.map((m) => `${m.clientId}@${m.clientHost} (${m.memberId})`).join(', ');
+  return members
+    .map((m) => {
+      const who = [m.clientId && `client ${m.clientId}`, m.clientHost && `host ${m.clientHost}`].filter(Boolean);
+      return who.length > 0 ? `${m.memberId} (${who.join(', ')})` : m.memberId;
+    })
+    .join(', ');
 }
 
 /**
