@@ -43,9 +43,22 @@ function stores(opts: StoreFlags) {
   return { ...aws, savepoints: createSavepointStore({ table }) };
 }
 
+let warningsFiltered = false;
+
+/** kafkajs schedules timers with negative delays on Node 24, and Node warns each time: drop those. */
+function quietKafkajsWarnings(): void {
+  if (warningsFiltered) return;
+  warningsFiltered = true;
+  process.removeAllListeners('warning');
+  process.on('warning', (w) => {
+    if (w.name !== 'TimeoutNegativeWarning') process.stderr.write(`${w.name}: ${w.message}\n`);
+  });
+}
+
 /** Runs `fn` with a Kafka connection when brokers were given (closed afterwards). */
 async function withKafka<T>(flags: KafkaFlags, fn: (kafka: KafkaOps | undefined) => Promise<T>): Promise<T> {
   const conn = kafkaConnection(flags);
+  if (conn) quietKafkajsWarnings();
   const kafka = conn ? createKafkaOps(kafkaClientConfig(conn)) : undefined;
   try {
     return await fn(kafka);
