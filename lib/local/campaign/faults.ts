@@ -1,0 +1,374 @@
+/**
+ * Fault injection for the campaign. Everything here wraps what the engine talks to (the SDK
+ * clients, the network, the user's processor, the Lambda context); nothing changes the engine.
+ *
+ * Store faults are SDK middleware placed *inside* the SDK's retry loop, one decision per request
+ * attempt: the SDK may retry an injected 5xx, throttle, timeout or reset transparently, exactly as
+ * it would in AWS. An outer middleware sees each call's final outcome, so every fired fault is
+ * counted as absorbed (the SDK's retries hid it) or surfaced (the engine saw the error).
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { FAULT_HEADER, type NetFault } from './proxy.ts';
+
+export const FAULT_KINDS = [
+  's3-error',
+  'ddb-error',
+  'ddb-throttle',
+  'sdk-timeout',
+  'net-reset-request',
+  'net-reset-response',
+  'net-stall',
+  'latency',
+  'crash-before-snapshot-put',
+  'crash-after-snapshot-put',
+  'crash-before-commit',
+  'crash-after-commit',
+  'crash-mid-epoch',
+  'processor-transient',
+  'time-budget',
+  'zombie',
+] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/** What a store request does, from the engine's point of view. */
+export const STORE_OPS = [
+  'snapshot-put',
+  'quarantine-put',
+  'snapshot-get',
+  'delete',
+  'list',
+  'commit-read',
+  'commit-write',
+  'probe',
+  'other',
+] as const;
+export type StoreOp = (typeof STORE_OPS)[number];
+
+/** A fault aimed at the `nth` attempt of `op` for `task` in one invocation. */
+export interface StoreFault {
+  kind: FaultKind;
+  op: StoreOp;
+  /** Task label `<topic>-<partition>`. */
+  task: string;
+  nth: number;
+  /** For latency: milliseconds. For errors: which flavour. */
+  variant: number;
+  fired: boolean;
+  outcome?: 'absorbed' | 'surfaced';
+}
+
+/** A fault inside the user's function: thrown at the `nth` record this invocation applies for `task`. */
+export interface ProcessorFault {
+  kind: 'crash-mid-epoch' | 'processor-transient';
+  task: string;
+  nth: number;
+  seen: number;
+  fired: boolean;
+}
+
+/** An attempt held after its snapshot PUT (a zombie) until `resume` opens. */
+export interface ZombieHold {
+  task: string;
+  reached: Gate;
+  resume: Gate;
+  /** The held attempt's snapshot key (an orphan once the retry commits). */
+  key?: string;
+  /** What the held attempt's commit for `task` got after it resumed. */
+  commit?: 'won' | 'lost' | 'error';
+}
+
+export interface Gate {
+  readonly wait: Promise<void>;
+  open(): void;
+  readonly opened: boolean;
+}
+
+export function gate(): Gate {
+  let open = () => {};
+  let opened = false;
+  const wait = new Promise<void>((r) => {
+    open = () => {
+      opened = true;
+      r();
+    };
+  });
+  return {
+    wait,
+    open: () => open(),
+    get opened() {
+      return opened;
+    },
+  };
+}
+
+/** The error a dead container's requests fail with (the process is gone: never retried). */
+export class SimulatedCrash extends Error {
+  constructor(where: string) {
+    super(`simulated crash: ${where}`);
+    this.name = 'SimulatedCrash';
+  }
+}
+
+/** What every request of the campaign tells the run-wide observer (for the orphan check). */
+export interface RequestObserver {
+  /** Snapshot keys referenced by a commit item the stores returned or accepted. */
+  committedKeys: Set<string>;
+  /** Snapshot keys read (GetObject) by any container. */
+  snapshotReads: Map<string, number>;
+  /** Faults that fired and then disappeared inside the SDK vs reached the engine. */
+  onOutcome?(fault: StoreFault): void;
+}
+
+/** The per-container fault state: the container's plan for the current invocation. */
+export class ContainerFaults {
+  readonly id: number;
+  dead = false;
+  deathCause: string | undefined;
+  store: StoreFault[] = [];
+  processor: ProcessorFault | undefined;
+  zombie: ZombieHold | undefined;
+  private counters = new Map<string, number>();
+
+  constructor(id: number) {
+    this.id = id;
+  }
+
+  /** Arms a new invocation's plan (counters restart). */
+  arm(store: StoreFault[], processor?: ProcessorFault, zombie?: ZombieHold): void {
+    this.store = store;
+    this.processor = processor;
+    this.zombie = zombie;
+    this.counters.clear();
+  }
+
+  kill(where: string): void {
+    if (!this.dead) this.deathCause = where;
+    this.dead = true;
+  }
+
+  /** Counts an attempt of `op` on `task` and returns the fault to fire on it, if any. */
+  next(op: StoreOp, task: string): StoreFault | undefined {
+    const id = `${op}|${task}`;
+    const n = (this.counters.get(id) ?? 0) + 1;
+    this.counters.set(id, n);
+    return this.store.find((f) => !f.fired && f.op === op && f.task === task && f.nth === n);
+  }
+}
+
+interface Classified {
+  op: StoreOp;
+  task: string;
+  key?: string;
+}
+
+function taskOfKey(key: string, marker: string): string {
+  const i = key.indexOf(marker);
+  if (i < 0) return '?';
+  const [topic, partition] = key.slice(i + marker.length).split('/');
+  return `${topic}-${partition}`;
+}
+
+function classify(command: string, input: Record<string, unknown>): Classified {
+  switch (command) {
+    case 'PutObjectCommand': {
+      const key = String(input.Key);
+      return key.includes('/quarantine/')
+        ? { op: 'quarantine-put', task: taskOfKey(key, '/quarantine/'), key }
+        : { op: 'snapshot-put', task: taskOfKey(key, '/tasks/'), key };
+    }
+    case 'GetObjectCommand': {
+      const key = String(input.Key);
+      return { op: 'snapshot-get', task: taskOfKey(key, '/tasks/'), key };
+    }
+    case 'DeleteObjectsCommand': {
+      const objects = (input.Delete as { Objects?: Array<{ Key?: string }> } | undefined)?.Objects ?? [];
+      return { op: 'delete', task: taskOfKey(objects[0]?.Key ?? '', '/tasks/') };
+    }
+    case 'ListObjectsV2Command':
+      return { op: 'list', task: taskOfKey(`${String(input.Prefix)}/`, '/tasks/') };
+    case 'GetItemCommand':
+    case 'PutItemCommand': {
+      const item = (command === 'GetItemCommand' ? input.Key : input.Item) as
+        | Record<string, { S?: string }>
+        | undefined;
+      const pk = item?.pk?.S ?? '';
+      const [, , topic, partition] = pk.split('#');
+      return {
+        op: command === 'GetItemCommand' ? 'commit-read' : 'commit-write',
+        task: `${topic}-${partition}`,
+      };
+    }
+    case 'HeadBucketCommand':
+    case 'DescribeTableCommand':
+      return { op: 'probe', task: '?' };
+    default:
+      return { op: 'other', task: '?' };
+  }
+}
+
+/** SDK-shaped errors, as the SDK's deserializers and HTTP handler produce them. */
+function sdkError(kind: FaultKind, variant: number): Error {
+  const make = (name: string, status: number | undefined, message: string, extra: object = {}) =>
+    Object.assign(new Error(`injected: ${message}`), {
+      name,
+      $fault: status !== undefined && status < 500 ? 'client' : 'server',
+      $metadata: status === undefined ? {} : { httpStatusCode: status },
+      ...extra,
+    });
+  switch (kind) {
+    case 's3-error':
+      return [
+        make('InternalError', 500, 'We encountered an internal error. Please try again.'),
+        make('ServiceUnavailable', 503, 'Service is unable to handle request.'),
+        make('SlowDown', 503, 'Please reduce your request rate.'),
+      ][variant % 3]!;
+    case 'ddb-error':
+      return make('InternalServerError', 500, 'Internal server error');
+    case 'ddb-throttle':
+      return [
+        make('ThrottlingException', 400, 'Rate of requests exceeds the allowed throughput.'),
+        make(
+          'ProvisionedThroughputExceededException',
+          400,
+          'The level of configured provisioned throughput for the table was exceeded.',
+        ),
+      ][variant % 2]!;
+    case 'sdk-timeout':
+      return variant % 2 === 0
+        ? make('TimeoutError', undefined, 'Connection timed out after 1500 ms')
+        : make('Error', undefined, 'read ECONNRESET', { code: 'ECONNRESET' });
+    default:
+      return make('Error', undefined, kind);
+  }
+}
+
+const NET: Partial<Record<FaultKind, NetFault>> = {
+  'net-reset-request': 'reset-request',
+  'net-reset-response': 'reset-response',
+  'net-stall': 'stall',
+};
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Snapshot keys of every chain a DynamoDB commit item (raw attribute map) references. */
+export function chainKeysOfItem(item: unknown, into: Set<string>): void {
+  type A = { M?: Record<string, A>; L?: A[]; S?: string };
+  const m = (item ?? {}) as Record<string, A>;
+  const addChain = (chain: A | undefined) => {
+    for (const ref of chain?.L ?? []) {
+      const k = ref.M?.key?.S;
+      if (k) into.add(k);
+    }
+  };
+  addChain(m.chain);
+  for (const h of m.history?.L ?? []) addChain(h.M?.chain);
+}
+
+const FIRED = Symbol('campaignFaultsFired');
+
+/**
+ * Installs the campaign's middleware on a container's two clients: fault injection per attempt
+ * (inside the SDK's retry loop) and observation per call (outside it).
+ */
+export function instrumentClients(
+  clients: { s3: S3Client; dynamodb: DynamoDBClient },
+  faults: ContainerFaults,
+  observer: RequestObserver,
+): void {
+  for (const client of [clients.s3, clients.dynamodb] as S3Client[]) {
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const c = context as { commandName?: string; [FIRED]?: StoreFault[] };
+        const command = c.commandName ?? 'unknown';
+        const input = (args as unknown as { input: Record<string, unknown> }).input;
+        const { op, task, key } = classify(command, input);
+        if (op === 'snapshot-get' && key)
+          observer.snapshotReads.set(key, (observer.snapshotReads.get(key) ?? 0) + 1);
+        c[FIRED] = [];
+        let zombieCommit = false;
+        if (
+          op === 'commit-write' &&
+          faults.zombie?.reached.opened &&
+          faults.zombie.task === task &&
+          !faults.zombie.commit
+        ) {
+          zombieCommit = true;
+        }
+        try {
+          const out = await next(args);
+          for (const f of c[FIRED]) f.outcome = 'absorbed';
+          if (command === 'GetItemCommand')
+            chainKeysOfItem((out.output as { Item?: unknown }).Item, observer.committedKeys);
+          if (command === 'PutItemCommand') chainKeysOfItem(input.Item, observer.committedKeys);
+          if (zombieCommit && faults.zombie) faults.zombie.commit = 'won';
+          return out;
+        } catch (err) {
+          for (const f of c[FIRED]) f.outcome = 'surfaced';
+          const e = err as { name?: string; Item?: unknown };
+          if (e?.name === 'ConditionalCheckFailedException') chainKeysOfItem(e.Item, observer.committedKeys);
+          if (zombieCommit && faults.zombie) {
+            faults.zombie.commit = e?.name === 'ConditionalCheckFailedException' ? 'lost' : 'error';
+          }
+          throw err;
+        } finally {
+          for (const f of c[FIRED]) observer.onOutcome?.(f);
+        }
+      },
+      { step: 'initialize', name: 'campaignObserver', priority: 'high' },
+    );
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const c = context as { commandName?: string; [FIRED]?: StoreFault[] };
+        const command = c.commandName ?? 'unknown';
+        if (faults.dead) throw new SimulatedCrash(`container ${faults.id} is dead (${faults.deathCause})`);
+        const input = (args as unknown as { input: Record<string, unknown> }).input;
+        const { op, task, key } = classify(command, input);
+        const z = faults.zombie;
+        const holdHere = op === 'snapshot-put' && z && z.task === task && !z.reached.opened;
+        const f = faults.next(op, task);
+        if (f) {
+          f.fired = true;
+          c[FIRED]?.push(f);
+          const net = NET[f.kind];
+          switch (f.kind) {
+            case 'latency':
+              await sleep(f.variant);
+              break;
+            case 'crash-before-snapshot-put':
+            case 'crash-before-commit':
+              faults.kill(`${f.kind} ${task}`);
+              throw new SimulatedCrash(`${f.kind} ${task}`);
+            case 'crash-after-snapshot-put':
+            case 'crash-after-commit': {
+              await next(args);
+              faults.kill(`${f.kind} ${task}`);
+              throw new SimulatedCrash(`${f.kind} ${task}`);
+            }
+            default:
+              if (net) {
+                const request = (args as { request?: { headers?: Record<string, string> } }).request;
+                if (request?.headers) request.headers[FAULT_HEADER] = net;
+              } else throw sdkError(f.kind, f.variant);
+          }
+        }
+        let out: Awaited<ReturnType<typeof next>>;
+        try {
+          out = await next(args);
+        } finally {
+          // The SDK reuses one request object across its attempts: the mark is for this one only.
+          const request = (args as { request?: { headers?: Record<string, string> } }).request;
+          if (request?.headers) delete request.headers[FAULT_HEADER];
+        }
+        if (holdHere && z) {
+          z.key = key;
+          z.reached.open();
+          await z.resume.wait;
+        }
+        return out;
+      },
+      // After the retry and signing middleware: each SDK attempt passes here.
+      { step: 'finalizeRequest', name: 'campaignFaults', priority: 'low' },
+    );
+  }
+}

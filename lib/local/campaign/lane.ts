@@ -1,0 +1,687 @@
+/**
+ * One lane of the campaign: an event source mapping poller that owns a few tasks and delivers
+ * their records to Lambda containers as the Kafka ESM does, and as it misbehaves: duplicate
+ * batches, re-delivered batches with another composition, batches mixing partitions, records
+ * repeated within a batch, two invocations of one batch at once, and retries after every failure
+ * (on the same container when it survived, on a new one when it crashed). Each invocation may carry
+ * faults (see faults.ts); the ESM only moves its position past a batch when an invocation of it
+ * succeeded. Lanes are independent (their own tasks, containers and random stream) and run side by
+ * side, as the ESM's pollers do.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import type { BatchSummary } from '../../checkpoint/epochEngine.ts';
+import type { Processor } from '../../checkpoint/processor.ts';
+import type { TidemarkConfig } from '../../config/config.ts';
+import { BatchFailedError, TidemarkError } from '../../errors.ts';
+import type { KafkaEvent, RawKafkaRecord } from '../../event/types.ts';
+import { balances } from '../../examples/balances.ts';
+import { createKafkaHandler, type KafkaHandler } from '../../handler/createKafkaHandler.ts';
+import type { StateDescriptors } from '../../state/descriptors.ts';
+import {
+  ContainerFaults,
+  FAULT_KINDS,
+  type FaultKind,
+  gate,
+  instrumentClients,
+  type ProcessorFault,
+  type RequestObserver,
+  type StoreFault,
+  type StoreOp,
+  type ZombieHold,
+} from './faults.ts';
+import type { CampaignTask } from './input.ts';
+import { ledger } from './ledger.ts';
+import type { SeededRandom } from './random.ts';
+
+export type ProcessorName = 'balances' | 'ledger';
+
+export const DELIVERY_KINDS = [
+  'batch',
+  'retry-same',
+  'retry-recomposed',
+  'rewind',
+  'duplicate',
+  'in-batch-duplicates',
+  'concurrent',
+  'drain',
+] as const;
+export type DeliveryKind = (typeof DELIVERY_KINDS)[number];
+
+/** Socket timeouts of the campaign's clients (short, so stalls cost little wall time). */
+export const CAMPAIGN_CLIENT_TIMEOUTS = {
+  connectionTimeout: 1_000,
+  requestTimeout: 1_500,
+  // Without it the SDK only logs a warning when the request timeout is over (see the clients repro test).
+  throwOnRequestTimeout: true,
+} as const;
+
+export interface FaultCounts {
+  planned: number;
+  fired: number;
+  /** Hidden by the SDK's own retries: the engine never saw them. */
+  absorbed: number;
+  /** Reached the engine (a failed store call, a crash, an error from the processor, a timeout). */
+  surfaced: number;
+}
+
+export interface LaneStats {
+  faults: Record<FaultKind, FaultCounts>;
+  deliveries: Record<DeliveryKind, number>;
+  invocations: number;
+  succeeded: number;
+  failed: number;
+  /** Failed invocations by the first error of each failed task (`BatchFailedError` unwrapped). */
+  failures: Record<string, number>;
+  containers: number;
+  crashed: number;
+  zombies: { held: number; commitLost: number; commitWon: number; noCommit: number; retryFailed: number };
+  /** Rejections, or failed tasks, that were not Tidemark errors. */
+  untyped: string[];
+  /** Invocations that failed with no fault fired in them (and no concurrent twin). */
+  unexplained: string[];
+  /** Tasks the clean drain could not bring to their last record. */
+  stuck: string[];
+  /** Snapshot keys of zombies (orphans once their retry committed). */
+  zombieKeys: string[];
+}
+
+export function emptyLaneStats(): LaneStats {
+  const faults = Object.fromEntries(
+    FAULT_KINDS.map((k) => [k, { planned: 0, fired: 0, absorbed: 0, surfaced: 0 }]),
+  ) as Record<FaultKind, FaultCounts>;
+  const deliveries = Object.fromEntries(DELIVERY_KINDS.map((k) => [k, 0])) as Record<DeliveryKind, number>;
+  return {
+    faults,
+    deliveries,
+    invocations: 0,
+    succeeded: 0,
+    failed: 0,
+    failures: {},
+    containers: 0,
+    crashed: 0,
+    zombies: { held: 0, commitLost: 0, commitWon: 0, noCommit: 0, retryFailed: 0 },
+    untyped: [],
+    unexplained: [],
+    stuck: [],
+    zombieKeys: [],
+  };
+}
+
+export interface LaneOptions {
+  index: number;
+  rnd: SeededRandom;
+  processor: ProcessorName;
+  pipeline: string;
+  tasks: CampaignTask[];
+  /** Faults this lane must fire. */
+  faultBudget: number;
+  weights: Readonly<Record<FaultKind, number>>;
+  /** Faults never planned: a kind (`net-stall`) or a kind at an operation (`net-stall@commit-write`). */
+  skip: ReadonlySet<string>;
+  bucket: string;
+  table: string;
+  region: string;
+  credentials: { accessKeyId: string; secretAccessKey: string };
+  /** Where the containers' clients connect (the fault proxies). */
+  endpoints: { s3: string; dynamodb: string };
+  config: Partial<TidemarkConfig>;
+  observer: RequestObserver;
+  /** Progress callback (one line per event worth telling). */
+  log?: (line: string) => void;
+}
+
+interface Container {
+  id: number;
+  faults: ContainerFaults;
+  handler: KafkaHandler<StateDescriptors>;
+  clients: { s3: S3Client; dynamodb: DynamoDBClient };
+  /** Invocations running on it. */
+  busy: number;
+  retired: boolean;
+}
+
+interface Part {
+  task: CampaignTask;
+  /** Index of the first and one past the last record delivered. */
+  from: number;
+  to: number;
+}
+
+interface Delivery {
+  kind: DeliveryKind;
+  parts: Part[];
+  event: KafkaEvent;
+}
+
+interface Outcome {
+  ok: boolean;
+  summary?: BatchSummary;
+  error?: unknown;
+  /** Faults of this invocation that fired. */
+  fired: number;
+}
+
+/** The processor a container runs, with the user-function faults of its current plan. */
+function faultyProcessor(
+  inner: Processor<StateDescriptors>,
+  faults: ContainerFaults,
+): Processor<StateDescriptors> {
+  return {
+    ...inner,
+    process(record, ctx) {
+      if (faults.dead) throw new TidemarkError('container is dead', { retriable: true });
+      const f = faults.processor;
+      if (f && !f.fired && f.task === `${ctx.topic}-${ctx.partition}` && ++f.seen === f.nth) {
+        f.fired = true;
+        if (f.kind === 'crash-mid-epoch') faults.kill(`crash mid-epoch ${f.task}`);
+        // Retriable: the engine commits what came before and fails the invocation (no quarantine).
+        throw new TidemarkError(`injected ${f.kind} at offset ${record.offset}`, { retriable: true });
+      }
+      inner.process(record, ctx);
+    },
+  };
+}
+
+const OPS_BY_KIND: Partial<Record<FaultKind, Partial<Record<StoreOp, number>>>> = {
+  's3-error': { 'snapshot-put': 5, 'snapshot-get': 3, 'quarantine-put': 1, delete: 2, list: 0.5 },
+  'ddb-error': { 'commit-write': 3, 'commit-read': 2 },
+  'ddb-throttle': { 'commit-write': 3, 'commit-read': 2 },
+  'sdk-timeout': { 'snapshot-put': 3, 'commit-write': 3, 'snapshot-get': 1, 'commit-read': 1, delete: 1 },
+  'net-reset-request': {
+    'snapshot-put': 3,
+    'commit-write': 3,
+    'snapshot-get': 1,
+    'commit-read': 1,
+    delete: 1,
+  },
+  'net-reset-response': {
+    'snapshot-put': 3,
+    'commit-write': 3,
+    'snapshot-get': 1,
+    'commit-read': 1,
+    delete: 1,
+  },
+  'net-stall': { 'snapshot-put': 3, 'commit-write': 3, 'snapshot-get': 1, 'commit-read': 1 },
+  latency: {
+    'snapshot-put': 3,
+    'commit-write': 3,
+    'snapshot-get': 1,
+    'commit-read': 1,
+    delete: 1,
+    'quarantine-put': 1,
+  },
+  'crash-before-snapshot-put': { 'snapshot-put': 1 },
+  'crash-after-snapshot-put': { 'snapshot-put': 1 },
+  'crash-before-commit': { 'commit-write': 1 },
+  'crash-after-commit': { 'commit-write': 1 },
+};
+const READ_OPS: ReadonlySet<StoreOp> = new Set(['snapshot-get', 'commit-read']);
+/** Error faults that may come in bursts long enough to exhaust the SDK's 3 attempts. */
+const BURSTY: ReadonlySet<FaultKind> = new Set([
+  's3-error',
+  'ddb-error',
+  'ddb-throttle',
+  'sdk-timeout',
+  'net-reset-request',
+]);
+
+export class Lane {
+  readonly stats = emptyLaneStats();
+  private readonly o: LaneOptions;
+  private readonly rnd: SeededRandom;
+  private readonly processor: Processor<StateDescriptors>;
+  /** The ESM's position per task: index of the first record no successful invocation covered. */
+  private readonly acked = new Map<string, number>();
+  private pool: Container[] = [];
+  private nextContainerId = 0;
+  private invocationCount = 0;
+  private fired = 0;
+  private steps = 0;
+  /** What the lane is doing right now (for the progress log). */
+  activity = 'idle';
+  private pendingRetry: Delivery | undefined;
+  private readonly succeededEvents: Delivery[] = [];
+
+  constructor(options: LaneOptions) {
+    this.o = options;
+    this.rnd = options.rnd;
+    this.processor = (options.processor === 'ledger'
+      ? ledger
+      : balances) as unknown as Processor<StateDescriptors>;
+    for (const t of options.tasks) this.acked.set(t.label, 0);
+  }
+
+  get faultsFired(): number {
+    return this.fired;
+  }
+
+  /** One line on where the lane stands. */
+  progress(): string {
+    return `lane ${this.o.index}: ${this.fired}/${this.o.faultBudget} faults, ${this.remainingRecords()} records to deliver, ${this.stats.invocations} invocations; now ${this.activity}`;
+  }
+
+  private remainingRecords(): number {
+    let n = 0;
+    for (const t of this.o.tasks) n += t.records.length - this.acked.get(t.label)!;
+    return n;
+  }
+
+  private newContainer(): Container {
+    const id = this.nextContainerId++;
+    const faults = new ContainerFaults(id);
+    const common = {
+      region: this.o.region,
+      credentials: this.o.credentials,
+      requestHandler: CAMPAIGN_CLIENT_TIMEOUTS,
+    };
+    const clients = {
+      s3: new S3Client({
+        ...common,
+        endpoint: this.o.endpoints.s3,
+        forcePathStyle: true,
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+      }),
+      dynamodb: new DynamoDBClient({ ...common, endpoint: this.o.endpoints.dynamodb }),
+    };
+    instrumentClients(clients, faults, this.o.observer);
+    const handler = createKafkaHandler(faultyProcessor(this.processor, faults), {
+      env: {
+        TIDEMARK_BUCKET: this.o.bucket,
+        TIDEMARK_TABLE: this.o.table,
+        TIDEMARK_PIPELINE: this.o.pipeline,
+      },
+      clients,
+      telemetry: false,
+      config: this.o.config,
+    });
+    this.stats.containers++;
+    return { id, faults, handler, clients, busy: 0, retired: false };
+  }
+
+  /** A warm container of the pool (most of the time) or a new one (cold for every task). */
+  private container(exclude?: Container): { c: Container; cold: boolean } {
+    const warm = this.pool.filter((c) => c !== exclude && !c.faults.dead);
+    if (warm.length > 0 && this.rnd.chance(0.75)) return { c: this.rnd.pick(warm), cold: false };
+    const c = this.newContainer();
+    this.pool.push(c);
+    const idle = this.pool.find((x) => x !== c && x !== exclude && x.busy === 0);
+    if (this.pool.length > 3 && idle) this.retire(idle);
+    return { c, cold: true };
+  }
+
+  /** Takes a container out of service; its clients close once its invocations are over. */
+  private retire(c: Container): void {
+    this.pool = this.pool.filter((x) => x !== c);
+    c.retired = true;
+    if (c.busy === 0) {
+      c.clients.s3.destroy();
+      c.clients.dynamodb.destroy();
+    }
+  }
+
+  private eventOf(kind: DeliveryKind, parts: Part[], inBatchDuplicates = false): Delivery {
+    const records: Record<string, RawKafkaRecord[]> = {};
+    for (const p of parts) {
+      let raws = p.task.records.slice(p.from, p.to).map((r) => r.raw);
+      if (inBatchDuplicates && raws.length > 0) {
+        const extra = Array.from({ length: this.rnd.int(1, 5) }, () => this.rnd.pick(raws));
+        raws = this.rnd.shuffle([...raws, ...extra]);
+      }
+      records[p.task.label] = raws;
+    }
+    const msk = this.rnd.chance(0.7);
+    return {
+      kind,
+      parts,
+      event: {
+        eventSource: msk ? 'aws:kafka' : 'SelfManagedKafka',
+        ...(msk ? { eventSourceArn: 'arn:aws:kafka:us-east-1:123456789012:cluster/campaign/0000' } : {}),
+        bootstrapServers: 'b-1.campaign.local:9092',
+        records,
+      },
+    };
+  }
+
+  /** A batch from the ESM's position: some tasks, mixed, each from where the ESM stands. */
+  private planBatch(kind: DeliveryKind): Delivery {
+    const live = this.o.tasks.filter((t) => this.acked.get(t.label)! < t.records.length);
+    const pool = live.length > 0 ? live : this.o.tasks;
+    const chosen = this.rnd.shuffle(pool).slice(0, this.rnd.int(1, Math.min(pool.length, 4)));
+    const done = this.o.tasks.filter((t) => !chosen.includes(t));
+    if (done.length > 0 && this.rnd.chance(0.1)) chosen.push(this.rnd.pick(done));
+    // Pace the stream so that records and faults run out together: steps still needed at the rate
+    // faults have been firing so far (pessimistic, so records rather outlast the faults).
+    const faultsLeft = Math.max(0, this.o.faultBudget - this.fired);
+    const rate = (this.fired + 5) / (this.steps + 10);
+    const stepsLeft = Math.max(1, (faultsLeft / rate) * 1.25);
+    const mean =
+      faultsLeft > 0 ? Math.max(1, Math.round(this.remainingRecords() / stepsLeft / chosen.length)) : 300;
+    const parts = chosen.map((task) => {
+      const acked = this.acked.get(task.label)!;
+      const from = kind === 'rewind' ? this.rnd.int(Math.max(0, acked - 60), acked) : acked;
+      const size = this.rnd.chance(0.1) ? this.rnd.int(2 * mean, 6 * mean) : this.rnd.int(1, 2 * mean);
+      return { task, from, to: Math.min(task.records.length, from + size) };
+    });
+    return this.eventOf(kind, parts, kind === 'in-batch-duplicates');
+  }
+
+  private skipped(kind: FaultKind, op?: StoreOp): boolean {
+    return this.o.skip.has(kind) || (op !== undefined && this.o.skip.has(`${kind}@${op}`));
+  }
+
+  /** Tasks of a delivery with records the ESM has not seen acknowledged (so epochs will be committed). */
+  private newParts(d: Delivery): Part[] {
+    return d.parts.filter((p) => p.to > this.acked.get(p.task.label)!);
+  }
+
+  /** Draws the faults of one invocation. */
+  private planFaults(
+    d: Delivery,
+    cold: boolean,
+  ): { store: StoreFault[]; processor?: ProcessorFault; timeBudgetAt?: number } {
+    const out: { store: StoreFault[]; processor?: ProcessorFault; timeBudgetAt?: number } = { store: [] };
+    if (this.fired >= this.o.faultBudget) return out;
+    const n = this.rnd.weighted({ 0: 15, 1: 50, 2: 25, 3: 10 } as Record<string, number>);
+    const fresh = this.newParts(d);
+    const weights = { ...this.o.weights, zombie: 0 };
+    for (let i = 0; i < Number(n); i++) {
+      const kind = this.rnd.weighted<FaultKind>(weights);
+      if (this.skipped(kind)) continue;
+      if (kind === 'time-budget') {
+        if (out.timeBudgetAt === undefined) {
+          const records = fresh.reduce(
+            (s, p) => s + p.to - Math.max(p.from, this.acked.get(p.task.label)!),
+            0,
+          );
+          out.timeBudgetAt = this.rnd.int(1, Math.max(1, records));
+          this.stats.faults[kind].planned++;
+        }
+        continue;
+      }
+      if (kind === 'processor-transient' || kind === 'crash-mid-epoch') {
+        if (out.processor || fresh.length === 0) continue;
+        const p = this.rnd.pick(fresh);
+        const records = p.to - Math.max(p.from, this.acked.get(p.task.label)!);
+        out.processor = {
+          kind,
+          task: p.task.label,
+          nth: this.rnd.int(1, Math.max(1, records)),
+          seen: 0,
+          fired: false,
+        };
+        this.stats.faults[kind].planned++;
+        continue;
+      }
+      const ops = { ...OPS_BY_KIND[kind] };
+      if (!cold) for (const op of READ_OPS) delete ops[op];
+      for (const op of Object.keys(ops) as StoreOp[]) if (this.skipped(kind, op)) delete ops[op];
+      if (Object.keys(ops).length === 0) continue;
+      const op = this.rnd.weighted<StoreOp>(ops);
+      const targets = READ_OPS.has(op) ? d.parts : fresh;
+      if (targets.length === 0) continue;
+      const task = this.rnd.pick(targets).task.label;
+      const nth = this.rnd.chance(0.3) ? this.rnd.int(2, 3) : 1;
+      const burst = BURSTY.has(kind) && this.rnd.chance(0.3) ? this.rnd.int(2, 3) : 1;
+      for (let b = 0; b < burst; b++) {
+        if (out.store.some((f) => f.op === op && f.task === task && f.nth === nth + b)) continue;
+        out.store.push({
+          kind,
+          op,
+          task,
+          nth: nth + b,
+          variant: kind === 'latency' ? this.rnd.int(5, 250) : this.rnd.int(0, 5),
+          fired: false,
+        });
+        this.stats.faults[kind].planned++;
+      }
+    }
+    return out;
+  }
+
+  private async invoke(
+    c: Container,
+    d: Delivery,
+    plan: { store: StoreFault[]; processor?: ProcessorFault; timeBudgetAt?: number },
+    zombie?: ZombieHold,
+  ): Promise<Outcome> {
+    c.faults.arm(plan.store, plan.processor, zombie);
+    const requestId = `lane${this.o.index}-inv${++this.invocationCount}`;
+    this.activity = `${requestId} (${d.kind}) on container ${c.id}, faults: ${[...plan.store.map((f) => `${f.kind}@${f.op}#${f.nth}`), plan.processor?.kind, plan.timeBudgetAt === undefined ? undefined : 'time-budget', zombie ? 'zombie' : undefined].filter(Boolean).join(' ') || 'none'}`;
+    let calls = 0;
+    const context = {
+      awsRequestId: requestId,
+      // Deterministic: plenty of time, until the planned call (if any) finds it gone.
+      getRemainingTimeInMillis: () =>
+        plan.timeBudgetAt !== undefined && ++calls >= plan.timeBudgetAt ? 0 : 900_000,
+    };
+    this.stats.invocations++;
+    this.stats.deliveries[d.kind]++;
+    let outcome: Outcome;
+    c.busy++;
+    try {
+      const summary = await c.handler(d.event, context);
+      outcome = { ok: true, summary, fired: 0 };
+    } catch (error) {
+      outcome = { ok: false, error, fired: 0 };
+    } finally {
+      c.busy--;
+    }
+    // Tally what fired (store-fault outcomes were set by the observer middleware).
+    for (const f of plan.store) {
+      if (!f.fired) continue;
+      outcome.fired++;
+      const s = this.stats.faults[f.kind];
+      s.fired++;
+      if (f.outcome === 'absorbed') s.absorbed++;
+      else s.surfaced++;
+    }
+    if (plan.processor?.fired) {
+      outcome.fired++;
+      this.stats.faults[plan.processor.kind].fired++;
+      this.stats.faults[plan.processor.kind].surfaced++;
+    }
+    if (plan.timeBudgetAt !== undefined && calls >= plan.timeBudgetAt) {
+      outcome.fired++;
+      this.stats.faults['time-budget'].fired++;
+      this.stats.faults['time-budget'].surfaced++;
+    }
+    this.fired += outcome.fired;
+    if (outcome.ok) this.stats.succeeded++;
+    else {
+      this.stats.failed++;
+      this.recordFailure(requestId, outcome.error);
+    }
+    if (c.faults.dead && !c.retired) {
+      this.stats.crashed++;
+      this.retire(c);
+    } else if (c.retired && c.busy === 0) this.retire(c);
+    return outcome;
+  }
+
+  private recordFailure(requestId: string, error: unknown): void {
+    const describe = (e: unknown) =>
+      e instanceof Error ? `${e.name}: ${e.message.slice(0, 300)}` : `non-error ${String(e)}`;
+    if (!(error instanceof TidemarkError)) {
+      this.stats.untyped.push(`${requestId}: ${describe(error)}`);
+      return;
+    }
+    const inner = error instanceof BatchFailedError ? error.failures.map((f) => f.error) : [error];
+    for (const e of inner) {
+      const name = e instanceof Error ? e.name : 'non-error';
+      this.stats.failures[name] = (this.stats.failures[name] ?? 0) + 1;
+      if (!(e instanceof TidemarkError))
+        this.stats.untyped.push(`${requestId}: task failed with ${describe(e)}`);
+    }
+  }
+
+  private acknowledge(d: Delivery): void {
+    for (const p of d.parts) {
+      const label = p.task.label;
+      this.acked.set(label, Math.max(this.acked.get(label)!, p.to));
+    }
+    this.succeededEvents.push(d);
+    if (this.succeededEvents.length > 20) this.succeededEvents.shift();
+  }
+
+  private async settle(d: Delivery, c: Container, outcome: Outcome): Promise<void> {
+    if (outcome.ok) {
+      this.acknowledge(d);
+      this.pendingRetry = undefined;
+      return;
+    }
+    if (outcome.fired === 0 && !c.faults.dead) {
+      const e = outcome.error;
+      this.stats.unexplained.push(
+        `lane ${this.o.index} ${d.kind}: ${e instanceof Error ? `${e.name}: ${e.message.slice(0, 400)}` : String(e)}`,
+      );
+    }
+    this.pendingRetry = d;
+  }
+
+  /** One ESM step: a delivery (maybe a retry), its faults, and what the ESM learns from it. */
+  private async step(): Promise<void> {
+    const faultsLeft = this.fired < this.o.faultBudget;
+    if (this.pendingRetry) {
+      const retry = this.pendingRetry;
+      const d = this.rnd.chance(0.5)
+        ? this.eventOf('retry-same', retry.parts)
+        : this.planBatch('retry-recomposed');
+      return this.single(d, faultsLeft);
+    }
+    const kind = this.rnd.weighted<DeliveryKind | 'zombie'>({
+      batch: 70,
+      rewind: 8,
+      duplicate: this.succeededEvents.length > 0 ? 6 : 0,
+      'in-batch-duplicates': 5,
+      concurrent: 5,
+      zombie: faultsLeft && !this.skipped('zombie') ? this.o.weights.zombie : 0,
+    });
+    if (kind === 'zombie') return this.zombie(this.planBatch('batch'));
+    if (kind === 'concurrent') return this.concurrent(this.planBatch('concurrent'));
+    if (kind === 'duplicate') {
+      const old = this.rnd.pick(this.succeededEvents);
+      return this.single(this.eventOf('duplicate', old.parts), faultsLeft);
+    }
+    return this.single(this.planBatch(kind), faultsLeft);
+  }
+
+  private async single(d: Delivery, withFaults: boolean): Promise<void> {
+    const { c, cold } = this.container();
+    // A warm container still reads the tasks it does not hold (new to it, evicted, or dirty).
+    const plan = withFaults ? this.planFaults(d, cold || this.rnd.chance(0.3)) : { store: [] };
+    const outcome = await this.invoke(c, d, plan);
+    await this.settle(d, c, outcome);
+  }
+
+  /** Two containers invoked with the same batch at once. */
+  private async concurrent(d: Delivery): Promise<void> {
+    const a = this.container().c;
+    const b = this.container(a).c;
+    const [ra, rb] = await Promise.all([this.invoke(a, d, { store: [] }), this.invoke(b, d, { store: [] })]);
+    if (ra.ok || rb.ok) this.acknowledge(d);
+    else this.pendingRetry = d;
+  }
+
+  /**
+   * A zombie: the attempt is held right after its snapshot PUT of one task while the ESM's retry
+   * runs on a new container and commits; then it resumes. Its commit must lose, and its snapshot
+   * (an orphan) must never be loaded.
+   */
+  private async zombie(d: Delivery): Promise<void> {
+    const fresh = this.newParts(d);
+    if (fresh.length === 0) return this.single(d, true);
+    const target = this.rnd.pick(fresh).task.label;
+    const hold: ZombieHold = { task: target, reached: gate(), resume: gate() };
+    this.stats.faults.zombie.planned++;
+    const a = this.container().c;
+    const pa = this.invoke(a, d, { store: [] }, hold);
+    const first = await Promise.race([
+      hold.reached.wait.then(() => 'held' as const),
+      pa.then(() => 'done' as const),
+    ]);
+    if (first === 'done') {
+      await this.settle(d, a, await pa);
+      return;
+    }
+    this.stats.zombies.held++;
+    this.stats.faults.zombie.fired++;
+    this.stats.faults.zombie.surfaced++;
+    this.fired++;
+    if (hold.key) this.stats.zombieKeys.push(hold.key);
+    const b = this.newContainer();
+    this.pool.push(b);
+    const rb = await this.invoke(b, this.eventOf('retry-same', d.parts), { store: [] });
+    hold.resume.open();
+    const ra = await pa;
+    if (!rb.ok) this.stats.zombies.retryFailed++;
+    if (hold.commit === 'lost') this.stats.zombies.commitLost++;
+    else if (hold.commit === 'won') {
+      // Only a violation when the retry committed the task first.
+      if (rb.ok) this.stats.zombies.commitWon++;
+    } else this.stats.zombies.noCommit++;
+    if (ra.ok || rb.ok) this.acknowledge(d);
+    else this.pendingRetry = d;
+  }
+
+  /** Runs the lane: faulty steps until its fault budget fired and its records were delivered. */
+  async run(maxSteps = Number.POSITIVE_INFINITY): Promise<void> {
+    let steps = 0;
+    let lastReport = 0;
+    while ((this.fired < this.o.faultBudget || this.remainingRecords() > 0) && steps < maxSteps) {
+      await this.step();
+      steps++;
+      this.steps++;
+      if (this.o.log && this.fired - lastReport >= 250) {
+        lastReport = this.fired;
+        this.o.log(this.progress());
+      }
+    }
+    this.activity = 'draining';
+    await this.drain();
+    this.activity = 'done';
+  }
+
+  /**
+   * The ESM keeps retrying until every task is through: clean invocations, each on a new container
+   * (cold restores from the stores), until each task's last record is acknowledged.
+   */
+  private async drain(): Promise<void> {
+    let failures = 0;
+    this.pendingRetry = undefined;
+    while (this.remainingRecords() > 0 && failures < 8) {
+      const parts = this.o.tasks
+        .filter((t) => this.acked.get(t.label)! < t.records.length)
+        .map((task) => {
+          const from = this.acked.get(task.label)!;
+          return { task, from, to: Math.min(task.records.length, from + 500) };
+        });
+      const d = this.eventOf('drain', parts);
+      const c = this.newContainer();
+      const outcome = await this.invoke(c, d, { store: [] });
+      this.retire(c);
+      if (outcome.ok) this.acknowledge(d);
+      else {
+        failures++;
+        await this.settle(d, c, outcome);
+      }
+    }
+    for (const t of this.o.tasks) {
+      if (this.acked.get(t.label)! < t.records.length) {
+        this.stats.stuck.push(
+          `${this.o.pipeline}/${t.label} at record ${this.acked.get(t.label)} of ${t.records.length}`,
+        );
+      }
+    }
+  }
+
+  /** Closes every container's clients. */
+  close(): void {
+    for (const c of this.pool) {
+      c.clients.s3.destroy();
+      c.clients.dynamodb.destroy();
+    }
+    this.pool = [];
+  }
+}
