@@ -285,7 +285,9 @@ export interface RestoreResult {
 function membersText(members: readonly GroupMember[]): string {
   return members
     .map((m) => {
-      const who = [m.clientId && `client ${m.clientId}`, m.clientHost && `host ${m.clientHost}`].filter(Boolean);
+      const who = [m.clientId && `client ${m.clientId}`, m.clientHost && `host ${m.clientHost}`].filter(
+        Boolean,
+      );
       return who.length > 0 ? `${m.memberId} (${who.join(', ')})` : m.memberId;
     })
     .join(', ');
