@@ -390,6 +390,31 @@ describe('savepoint restore (fake Kafka and Lambda API)', () => {
     expect(esm.mappings.get('u')!.state).toBe('Disabled'); // it was not enabled by this run
   });
 
+  it('restores into a table that lost the commit items (epoch 1, conditioned on no item)', async () => {
+    const { s, sent, kafka } = await scenario();
+    (s.commits.inner as MemoryCommitStore).items.clear();
+    const r = await restoreSavepoint(s.stores, kafka, {
+      prefix: PREFIX,
+      pipeline: PIPELINE,
+      name: 'sp',
+      group: PIPELINE,
+    });
+    expect(r.tasks.map((t) => [t.currentEpoch, t.newEpoch])).toEqual([
+      [0, 1],
+      [0, 1],
+      [0, 1],
+    ]);
+    const c0 = (await s.commits.read({ pipeline: PIPELINE, topic: 'orders', partition: 0 }))!;
+    expect(c0).toMatchObject({ epoch: 1, committedOffset: 12n, history: [] });
+    expect(
+      c0.chain.every((ref) => ref.key.includes('/tasks/orders/0/') && /-sp[0-9a-f]+\./.test(ref.key)),
+    ).toBe(true);
+    // A cold engine carries on from the restored state.
+    const replay = [3, 4, 5].flatMap((i) => batch(i, [0]));
+    await s.engine().processEvent(mskEvent(replay));
+    expect(await stateOf(s, 0)).toEqual(expectedState([...sent, ...replay], 0));
+  });
+
   it('dry run checks everything and changes nothing', async () => {
     const { s, kafka } = await scenario();
     const before = await s.commits.read({ pipeline: PIPELINE, topic: 'orders', partition: 0 });
