@@ -5,16 +5,15 @@
  */
 
 import { Logger } from '@aws-lambda-powertools/logger';
-import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { type BatchSummary, EpochEngine, type InvocationContext } from '../checkpoint/epochEngine.ts';
 import { combineObservers, type EngineObserver } from '../checkpoint/observer.ts';
 import type { Processor } from '../checkpoint/processor.ts';
 import { loadConfig, type TidemarkConfig } from '../config/config.ts';
-import { ConfigurationError, isRetriable } from '../errors.ts';
-import { METRIC, SERVICE_NAME } from '../observability/metricNames.ts';
-import { createTelemetry, type Telemetry } from '../observability/powertoolsObserver.ts';
+import { ConfigurationError } from '../errors.ts';
+import { SERVICE_NAME } from '../observability/metricNames.ts';
+import { createTelemetry, type InvocationInfo, type Telemetry } from '../observability/powertoolsObserver.ts';
 import type { StateDescriptors } from '../state/descriptors.ts';
 import { createAwsStores, type Stores } from '../store/stores.ts';
 
@@ -82,29 +81,16 @@ export function createRuntime<S extends StateDescriptors>(
     engine,
     telemetry,
     async invoke(event, context = {}) {
-      const log = telemetry?.logger;
-      if (log && 'functionName' in context) log.addContext(context as Parameters<Logger['addContext']>[0]);
+      telemetry?.invocationStarted(context as InvocationInfo);
       try {
         const summary = await engine.processEvent(event, context);
-        log?.info('batch committed', {
-          records: summary.records,
-          applied: summary.applied,
-          duplicatesSkipped: summary.duplicatesSkipped,
-          quarantined: summary.quarantined,
-          epochsCommitted: summary.epochsCommitted,
-          commitConflicts: summary.commitConflicts,
-          tasks: summary.tasks.length,
-        });
+        telemetry?.invocationSucceeded(summary);
         return summary;
       } catch (err) {
-        telemetry?.metrics.addMetric(METRIC.failedBatches, MetricUnit.Count, 1);
-        log?.error('batch failed; the event source mapping will retry it', {
-          error: err instanceof Error ? { name: err.name, message: err.message } : String(err),
-          retriable: isRetriable(err),
-        });
+        telemetry?.invocationFailed(err);
         throw err;
       } finally {
-        telemetry?.metrics.publishStoredMetrics();
+        telemetry?.flush();
       }
     },
   };

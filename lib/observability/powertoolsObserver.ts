@@ -2,22 +2,54 @@
  * Engine events → Powertools for AWS Lambda: structured JSON logs (Logger) and CloudWatch metrics in
  * Embedded Metric Format (Metrics). Every metric carries the dimensions `service` (= `tidemark`)
  * and `Pipeline`; the names are in `metricNames.ts`, which the CDK construct's alarms use too.
+ *
+ * Every log line carries `pipeline` and, inside an invocation, the Lambda request id
+ * (`function_request_id`); every line about a task carries `topic`, `partition` and `epoch`:
+ * - restored, committed: the epoch of that checkpoint;
+ * - record quarantined: the epoch the record belongs to (the one being built, last committed + 1);
+ * - duplicates skipped, task not committed: the task's last committed epoch in this container;
+ * - commit conflict: the epoch this attempt tried to commit, with the winner's epoch.
  */
 import { Logger } from '@aws-lambda-powertools/logger';
-import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import { Metrics } from '@aws-lambda-powertools/metrics';
+import type { BatchSummary } from '../checkpoint/epochEngine.ts';
 import type { EngineObserver } from '../checkpoint/observer.ts';
 import type { TaskId } from '../checkpoint/stores.ts';
-import { METRIC, METRICS_NAMESPACE, PIPELINE_DIMENSION, SERVICE_NAME } from './metricNames.ts';
+import { isRetriable } from '../errors.ts';
+import {
+  METRIC,
+  METRIC_UNIT,
+  METRICS_NAMESPACE,
+  type MetricName,
+  PIPELINE_DIMENSION,
+  SERVICE_NAME,
+} from './metricNames.ts';
+
+/** What the runtime passes in from the Lambda context (all optional outside Lambda). */
+export interface InvocationInfo {
+  awsRequestId?: string;
+  functionName?: string;
+  functionVersion?: string;
+  invokedFunctionArn?: string;
+  memoryLimitInMB?: string;
+}
 
 export interface Telemetry {
   logger: Logger;
   metrics: Metrics;
   observer: EngineObserver;
+  /** Call before the engine runs: puts the request id (and function details) on every log line. */
+  invocationStarted(context: InvocationInfo): void;
+  /** Logs the batch summary and counts what the engine hooks cannot see (in-event duplicates). */
+  invocationSucceeded(summary: BatchSummary): void;
+  /** Logs the failure and counts it (`FailedBatches`). */
+  invocationFailed(error: unknown): void;
+  /** Writes the buffered metrics (one EMF document) to stdout, if there are any. */
+  flush(): void;
 }
 
-function taskKeys(task: TaskId) {
-  return { topic: task.topic, partition: task.partition };
-}
+/** Tasks whose last epoch is remembered for log lines; far above the engine's warm cache size. */
+const EPOCHS_REMEMBERED = 4096;
 
 function errorKeys(error: unknown) {
   return error instanceof Error
@@ -25,7 +57,7 @@ function errorKeys(error: unknown) {
         error: {
           name: error.name,
           message: error.message,
-          retriable: (error as { retriable?: boolean }).retriable,
+          retriable: isRetriable(error),
         },
       }
     : { error: String(error) };
@@ -39,13 +71,32 @@ export function createTelemetry(pipeline: string, now: () => number = Date.now):
     serviceName: SERVICE_NAME,
     defaultDimensions: { [PIPELINE_DIMENSION]: pipeline },
   });
+  const add = (name: MetricName, value: number) => metrics.addMetric(name, METRIC_UNIT[name], value);
+
+  // The last epoch each task reached in this container (restored or committed), so that every task
+  // log line can name its epoch. Least recently touched first; bounded.
+  const epochs = new Map<string, number>();
+  const taskKey = (task: TaskId) => `${task.topic}\u0000${task.partition}`;
+  const lastEpoch = (task: TaskId) => epochs.get(taskKey(task)) ?? 0;
+  const remember = (task: TaskId, epoch: number) => {
+    const k = taskKey(task);
+    epochs.delete(k);
+    epochs.set(k, epoch);
+    if (epochs.size > EPOCHS_REMEMBERED) epochs.delete(epochs.keys().next().value as string);
+  };
+  const taskKeys = (task: TaskId, epoch: number) => ({ topic: task.topic, partition: task.partition, epoch });
+
+  // Duplicates the hooks reported during the current invocation; the summary's total also holds
+  // duplicates within the event itself, which no hook reports.
+  let duplicatesReported = 0;
+
   const observer: EngineObserver = {
-    warmHit: () => metrics.addMetric(METRIC.warmCacheHits, MetricUnit.Count, 1),
+    warmHit: () => add(METRIC.warmCacheHits, 1),
     taskRestored: (i) => {
-      metrics.addMetric(METRIC.restoreDuration, MetricUnit.Milliseconds, i.durationMs);
+      remember(i.task, i.epoch);
+      add(METRIC.restoreDuration, i.durationMs);
       logger.info('task state restored', {
-        ...taskKeys(i.task),
-        epoch: i.epoch,
+        ...taskKeys(i.task, i.epoch),
         reason: i.reason,
         durationMs: Math.round(i.durationMs),
         bytes: i.bytes,
@@ -53,37 +104,36 @@ export function createTelemetry(pipeline: string, now: () => number = Date.now):
       });
     },
     duplicatesSkipped: (task, count) => {
-      metrics.addMetric(METRIC.duplicatesSkipped, MetricUnit.Count, count);
-      logger.debug('duplicates skipped', { ...taskKeys(task), count });
+      duplicatesReported += count;
+      add(METRIC.duplicatesSkipped, count);
+      logger.debug('duplicates skipped', { ...taskKeys(task, lastEpoch(task)), count });
     },
     recordQuarantined: (task, record, error) => {
-      metrics.addMetric(METRIC.recordsQuarantined, MetricUnit.Count, 1);
+      // Counted in RecordsQuarantined when the epoch commits (a lost race re-applies the record).
       logger.warn('record quarantined', {
-        ...taskKeys(task),
+        ...taskKeys(task, lastEpoch(task) + 1),
         offset: record.offset.toString(),
         ...errorKeys(error),
       });
     },
     epochCommitted: (i) => {
-      metrics.addMetric(METRIC.epochsCommitted, MetricUnit.Count, 1);
-      metrics.addMetric(METRIC.recordsApplied, MetricUnit.Count, i.applied);
-      metrics.addMetric(METRIC.checkpointDuration, MetricUnit.Milliseconds, i.checkpointMs);
-      metrics.addMetric(METRIC.snapshotBytes, MetricUnit.Bytes, i.snapshotBytes);
-      metrics.addMetric(METRIC.stateKeys, MetricUnit.Count, i.stateKeys);
+      remember(i.task, i.epoch);
+      add(METRIC.epochsCommitted, 1);
+      add(METRIC.recordsApplied, i.applied);
+      add(METRIC.recordsQuarantined, i.quarantined);
+      add(METRIC.checkpointDuration, i.checkpointMs);
+      add(METRIC.snapshotBytes, i.snapshotBytes);
+      add(METRIC.stateKeys, i.stateKeys);
       if (i.newestRecordTimestamp !== undefined) {
-        metrics.addMetric(
-          METRIC.recordAge,
-          MetricUnit.Milliseconds,
-          Math.max(0, now() - i.newestRecordTimestamp),
-        );
+        add(METRIC.recordAge, Math.max(0, now() - i.newestRecordTimestamp));
       }
       logger.debug('epoch committed', {
-        ...taskKeys(i.task),
-        epoch: i.epoch,
+        ...taskKeys(i.task, i.epoch),
         committedOffset: i.committedOffset.toString(),
         applied: i.applied,
         quarantined: i.quarantined,
         checkpointMs: Math.round(i.checkpointMs),
+        epochMs: Math.round(i.epochMs),
         snapshotBytes: i.snapshotBytes,
         snapshotKind: i.snapshotKind,
         stateKeys: i.stateKeys,
@@ -91,17 +141,57 @@ export function createTelemetry(pipeline: string, now: () => number = Date.now):
       });
     },
     commitConflict: (task, expectedEpoch, winnerEpoch) => {
-      metrics.addMetric(METRIC.commitConflicts, MetricUnit.Count, 1);
+      add(METRIC.commitConflicts, 1);
       logger.warn('commit conflict: another attempt committed first; continuing from its checkpoint', {
-        ...taskKeys(task),
+        ...taskKeys(task, expectedEpoch + 1),
         expectedEpoch,
         winnerEpoch,
       });
     },
     taskFailed: (task, error) =>
-      logger.error('task not committed', { ...taskKeys(task), ...errorKeys(error) }),
+      logger.error('task not committed', { ...taskKeys(task, lastEpoch(task)), ...errorKeys(error) }),
     cleanupFailed: (task, keys, error) =>
-      logger.warn('could not delete unretained snapshots', { ...taskKeys(task), keys, ...errorKeys(error) }),
+      logger.warn('could not delete unretained snapshots', {
+        ...taskKeys(task, lastEpoch(task)),
+        keys,
+        ...errorKeys(error),
+      }),
   };
-  return { logger, metrics, observer };
+
+  return {
+    logger,
+    metrics,
+    observer,
+    invocationStarted(context) {
+      duplicatesReported = 0;
+      // Sets function_request_id (and the function's name, version, ARN, memory, cold start).
+      if (context.awsRequestId !== undefined || context.functionName !== undefined) {
+        logger.addContext(context as Parameters<Logger['addContext']>[0]);
+      }
+    },
+    invocationSucceeded(summary) {
+      const inEvent = summary.duplicatesSkipped - duplicatesReported;
+      if (inEvent > 0) add(METRIC.duplicatesSkipped, inEvent);
+      logger.info('batch committed', {
+        records: summary.records,
+        applied: summary.applied,
+        duplicatesSkipped: summary.duplicatesSkipped,
+        quarantined: summary.quarantined,
+        epochsCommitted: summary.epochsCommitted,
+        commitConflicts: summary.commitConflicts,
+        tasks: summary.tasks.length,
+      });
+    },
+    invocationFailed(error) {
+      add(METRIC.failedBatches, 1);
+      logger.error('batch failed; the event source mapping will retry it', {
+        error: error instanceof Error ? { name: error.name, message: error.message } : String(error),
+        retriable: isRetriable(error),
+      });
+    },
+    flush() {
+      // Powertools warns on stdout when asked to publish nothing: only publish when there is data.
+      if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+    },
+  };
 }

@@ -1,0 +1,392 @@
+/**
+ * One deployed Tidemark pipeline: the Lambda function (bundled locally with esbuild), its event
+ * source mapping on Amazon MSK or self-managed Kafka, the S3 bucket and DynamoDB table that hold
+ * its checkpoints (created, or existing ones), least-privilege IAM, and a dashboard with alarms.
+ */
+import { Duration } from 'aws-cdk-lib';
+import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
+import { type IRole, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import type { IKey } from 'aws-cdk-lib/aws-kms';
+import {
+  Architecture,
+  type EventSourceMapping,
+  type IEventSourceDlq,
+  type ProvisionedPollerConfig,
+  Runtime,
+  StartingPosition,
+} from 'aws-cdk-lib/aws-lambda';
+import { type BundlingOptions, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import type { IBucket } from 'aws-cdk-lib/aws-s3';
+import type { ITopic } from 'aws-cdk-lib/aws-sns';
+import { Construct } from 'constructs';
+import { ENV } from '../lib/config/env.ts';
+import type { MetricName } from '../lib/observability/metricNames.ts';
+import { createKafkaMapping, type KafkaSource } from './kafkaSource.ts';
+import { acknowledgeWildcardAction, acknowledgeWildcardResource } from './nagAcknowledgements.ts';
+import { type TidemarkAlarmThresholds, TidemarkMonitoring } from './tidemarkMonitoring.ts';
+import { TidemarkStorage, type TidemarkStorageProps } from './tidemarkStorage.ts';
+
+/** Same rule as the engine's (lib/config/config.ts): ids end up in S3 and DynamoDB keys. */
+const PIPELINE_ID = /^[A-Za-z0-9._-]{1,128}$/;
+const DEFAULT_PREFIX = 'tidemark';
+
+export interface TidemarkPipelineProps {
+  /**
+   * Pipeline id (`TIDEMARK_PIPELINE`): names the checkpoints in S3 and DynamoDB and, by default,
+   * the Kafka consumer group. `[A-Za-z0-9._-]`, at most 128 characters. Changing it starts the
+   * pipeline over with empty state.
+   */
+  readonly pipelineId: string;
+  /** Path of the handler module (e.g. `functions/balances.ts`), bundled with esbuild. */
+  readonly entry: string;
+  /**
+   * Name of the exported handler.
+   * @default 'handler'
+   */
+  readonly handler?: string;
+  /** The Kafka cluster: Amazon MSK (`kind: 'msk'`) or self-managed (`kind: 'self-managed'`). */
+  readonly source: KafkaSource;
+  /** The topic to consume. */
+  readonly topic: string;
+
+  // Storage
+  /**
+   * Existing bucket for checkpoints (with its KMS key attached if it uses SSE-KMS).
+   * @default - a new bucket (see `storage`)
+   */
+  readonly bucket?: IBucket;
+  /**
+   * Existing table for commit items: string partition key `pk`, string sort key `sk`.
+   * @default - a new table (see `storage`)
+   */
+  readonly table?: ITable;
+  /**
+   * Settings of the bucket and table this construct creates (ignored for supplied ones).
+   * @default - see TidemarkStorageProps
+   */
+  readonly storage?: TidemarkStorageProps;
+  /**
+   * Key prefix of the pipeline's objects (`TIDEMARK_PREFIX`); the function may only touch
+   * `<prefix>/<pipelineId>/*`.
+   * @default 'tidemark'
+   */
+  readonly prefix?: string;
+
+  // Function
+  /**
+   * Memory of the function, in MiB (CPU scales with it).
+   * @default 1024
+   */
+  readonly memorySize?: number;
+  /**
+   * Function timeout (at most 14 minutes for Kafka event sources). Tidemark keeps
+   * `TIDEMARK_TIME_RESERVE_MS` (5 s) of it to checkpoint: keep it well above that.
+   * @default Duration.minutes(2)
+   */
+  readonly timeout?: Duration;
+  /**
+   * More environment variables: Tidemark settings (`TIDEMARK_EPOCH_MAX_RECORDS`, …, see
+   * docs/configuration.md) or the handler's own. The bucket, table, pipeline and prefix variables
+   * are wired by the construct and cannot be set here.
+   * @default - none
+   */
+  readonly environment?: Record<string, string>;
+  /**
+   * Reserved concurrency of the function.
+   * @default - none (the account's unreserved pool)
+   */
+  readonly reservedConcurrentExecutions?: number;
+  /**
+   * Retention of the function's log group.
+   * @default RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: RetentionDays;
+  /**
+   * Overrides of the esbuild bundling (local esbuild, no Docker).
+   * @default - ESM output for node24, minified, with source maps, AWS SDK bundled
+   */
+  readonly bundling?: BundlingOptions;
+  /**
+   * Lock file whose directory is the bundling root.
+   * @default - the nearest package-lock.json (or other lock file) above the working directory
+   */
+  readonly depsLockFilePath?: string;
+
+  // Event source mapping
+  /**
+   * Kafka consumer group of the event source mapping. Cannot change after creation.
+   * @default - the pipeline id
+   */
+  readonly consumerGroupId?: string;
+  /**
+   * Most records per invocation (up to 10,000). Larger batches mean fewer, larger epochs: fewer
+   * checkpoints per record.
+   * @default 1000
+   */
+  readonly batchSize?: number;
+  /**
+   * How long the pollers gather records before invoking (whole seconds, 0 to 5 minutes).
+   * @default - unset: the Kafka event source default, 500 ms (which cannot be set explicitly, and
+   *   cannot be restored once a value was set)
+   */
+  readonly maxBatchingWindow?: Duration;
+  /**
+   * Where a new consumer group starts. Ignored once the group has committed offsets.
+   * @default StartingPosition.TRIM_HORIZON (the whole topic: state built from every record)
+   */
+  readonly startingPosition?: StartingPosition;
+  /**
+   * Start time (Unix seconds) with `StartingPosition.AT_TIMESTAMP`.
+   * @default - none
+   */
+  readonly startingPositionTimestamp?: number;
+  /**
+   * Whether the mapping polls.
+   * @default true
+   */
+  readonly enabled?: boolean;
+  /**
+   * Retries of a failed batch before it is discarded (provisioned mode).
+   * @default - infinite: a batch is retried until it succeeds, which is what exactly-once state
+   *   needs (poison records are quarantined by Tidemark, not discarded by the mapping)
+   */
+  readonly retryAttempts?: number;
+  /**
+   * Records older than this are discarded (provisioned mode).
+   * @default - infinite
+   */
+  readonly maxRecordAge?: Duration;
+  /**
+   * Split a failed batch in two and retry each half (provisioned mode).
+   * @default false
+   */
+  readonly bisectBatchOnError?: boolean;
+  /**
+   * Destination of discarded batches (SQS, SNS, S3 or a Kafka topic).
+   * @default - none
+   */
+  readonly onFailure?: IEventSourceDlq;
+  /**
+   * Event filter patterns, made with `FilterCriteria.filter({ value: … })` (filtered-out records
+   * never reach the function; Tidemark sees their offsets as gaps, which it allows).
+   * @default - none
+   */
+  readonly filters?: Array<Record<string, unknown>>;
+  /**
+   * Provisioned pollers (needed for retryAttempts, maxRecordAge and bisectBatchOnError).
+   * @default - on-demand pollers
+   */
+  readonly provisionedPollers?: ProvisionedPollerConfig;
+  /**
+   * Enhanced ESM metrics (event counts, error counts, Kafka consumer metrics), billed as custom metrics.
+   * @default false
+   */
+  readonly esmMetrics?: boolean;
+
+  // Observability
+  /**
+   * Create the dashboard and alarms.
+   * @default true
+   */
+  readonly monitoring?: boolean;
+  /**
+   * SNS topic notified when an alarm fires or recovers.
+   * @default - no alarm actions
+   */
+  readonly alarmTopic?: ITopic;
+  /** @default - see TidemarkAlarmThresholds */
+  readonly alarmThresholds?: TidemarkAlarmThresholds;
+  /** @default - a generated name */
+  readonly dashboardName?: string;
+}
+
+/** Deploys one Tidemark pipeline. */
+export class TidemarkPipeline extends Construct {
+  readonly pipelineId: string;
+  readonly prefix: string;
+  readonly bucket: IBucket;
+  readonly table: ITable;
+  /** The bucket and table: created by this construct, or the supplied ones. */
+  readonly storage: TidemarkStorage;
+  readonly function: NodejsFunction;
+  readonly role: IRole;
+  readonly eventSourceMapping: EventSourceMapping;
+  readonly monitoring: TidemarkMonitoring | undefined;
+
+  constructor(scope: Construct, id: string, props: TidemarkPipelineProps) {
+    super(scope, id);
+    if (!PIPELINE_ID.test(props.pipelineId)) {
+      throw new Error(`pipelineId must match ${PIPELINE_ID}, got ${JSON.stringify(props.pipelineId)}`);
+    }
+    const prefix = props.prefix ?? DEFAULT_PREFIX;
+    if (!/^[A-Za-z0-9._/-]{1,256}$/.test(prefix) || prefix.startsWith('/') || prefix.endsWith('/')) {
+      throw new Error(`prefix must be a relative key prefix without leading or trailing '/', got ${prefix}`);
+    }
+    this.pipelineId = props.pipelineId;
+    this.prefix = prefix;
+    const pipeline = props.pipelineId;
+
+    this.storage = new TidemarkStorage(this, 'Storage', {
+      ...props.storage,
+      bucket: props.bucket,
+      table: props.table,
+    });
+    this.bucket = this.storage.bucket;
+    this.table = this.storage.table;
+
+    const logGroup = new LogGroup(this, 'Logs', { retention: props.logRetention ?? RetentionDays.ONE_MONTH });
+    const role = new Role(this, 'Role', {
+      assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
+      description: `Tidemark pipeline ${pipeline}: its checkpoints, its log group and its Kafka source only`,
+    });
+    this.role = role;
+    logGroup.grantWrite(role);
+    this.grantCheckpointAccess(role);
+
+    const reserved = new Set<string>([ENV.bucket, ENV.table, ENV.pipeline, ENV.prefix]);
+    for (const name of Object.keys(props.environment ?? {})) {
+      if (reserved.has(name))
+        throw new Error(`${name} is set by TidemarkPipeline; do not pass it in environment`);
+    }
+    this.function = new NodejsFunction(this, 'Function', {
+      entry: props.entry,
+      handler: props.handler ?? 'handler',
+      runtime: Runtime.NODEJS_24_X,
+      architecture: Architecture.ARM_64,
+      memorySize: props.memorySize ?? 1024,
+      timeout: props.timeout ?? Duration.minutes(2),
+      role,
+      logGroup,
+      description: `Tidemark pipeline ${pipeline} (topic ${props.topic})`,
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
+      depsLockFilePath: props.depsLockFilePath,
+      environment: {
+        // Stack traces point into the sources, not the minified bundle.
+        NODE_OPTIONS: '--enable-source-maps',
+        ...props.environment,
+        [ENV.bucket]: this.bucket.bucketName,
+        [ENV.table]: this.table.tableName,
+        [ENV.pipeline]: pipeline,
+        [ENV.prefix]: prefix,
+      },
+      bundling: {
+        forceDockerBundling: false,
+        // The sources are ES modules importing `.ts` files: bundle to one ES module for Node 24.
+        format: OutputFormat.ESM,
+        target: 'node24',
+        mainFields: ['module', 'main'],
+        // CommonJS dependencies bundled into an ES module still call require() for Node built-ins.
+        banner:
+          "import { createRequire as __tidemarkRequire } from 'node:module'; const require = __tidemarkRequire(import.meta.url);",
+        minify: true,
+        sourceMap: true,
+        // Bundle the SDK versions the engine was tested with, not whatever the runtime ships.
+        bundleAwsSDK: true,
+        ...props.bundling,
+      },
+    });
+
+    const consumerGroupId = props.consumerGroupId ?? pipeline;
+    this.eventSourceMapping = createKafkaMapping(
+      this,
+      'EventSourceMapping',
+      this.function,
+      role,
+      props.source,
+      {
+        topic: props.topic,
+        consumerGroupId,
+        batchSize: props.batchSize ?? 1000,
+        maxBatchingWindow: props.maxBatchingWindow,
+        startingPosition: props.startingPosition ?? StartingPosition.TRIM_HORIZON,
+        startingPositionTimestamp: props.startingPositionTimestamp,
+        enabled: props.enabled ?? true,
+        retryAttempts: props.retryAttempts,
+        maxRecordAge: props.maxRecordAge,
+        bisectBatchOnError: props.bisectBatchOnError,
+        onFailure: props.onFailure,
+        filters: props.filters,
+        provisionedPollers: props.provisionedPollers,
+        esmMetrics: props.esmMetrics ?? false,
+      },
+    );
+    const needsNetwork =
+      props.source.kind === 'msk' || (props.source.kind === 'self-managed' && props.source.vpc !== undefined);
+    if (needsNetwork) {
+      acknowledgeWildcardResource(
+        role,
+        '*',
+        'EC2 network-interface actions for the event source mapping pollers (DescribeNetworkInterfaces, DescribeVpcs, DescribeSubnets, DescribeSecurityGroups have no resource-level permissions); they grant nothing on data.',
+      );
+    }
+
+    this.monitoring =
+      props.monitoring === false
+        ? undefined
+        : new TidemarkMonitoring(this, 'Monitoring', {
+            pipelineId: pipeline,
+            function: this.function,
+            alarmTopic: props.alarmTopic,
+            thresholds: props.alarmThresholds,
+            dashboardName: props.dashboardName,
+          });
+  }
+
+  /** A Tidemark metric of this pipeline (dimensions `service=tidemark`, `Pipeline=<id>`). */
+  metric(name: MetricName) {
+    if (!this.monitoring) throw new Error('monitoring is off for this pipeline');
+    return this.monitoring.metric(name);
+  }
+
+  /**
+   * S3: objects under `<prefix>/<pipeline>/` only (get, put, delete, abort multipart uploads) and
+   * listing under that prefix. DynamoDB: GetItem and PutItem on the pipeline's commit items only
+   * (`dynamodb:LeadingKeys` = `task#<pipeline>#*`). Nothing else: the engine needs nothing else.
+   */
+  private grantCheckpointAccess(role: Role): void {
+    const pipelinePrefix = `${this.prefix}/${this.pipelineId}/`;
+    const objects = this.bucket.arnForObjects(`${pipelinePrefix}*`);
+    role.addToPrincipalPolicy(
+      new PolicyStatement({
+        sid: 'CheckpointObjects',
+        actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+        resources: [objects],
+      }),
+    );
+    role.addToPrincipalPolicy(
+      new PolicyStatement({
+        sid: 'CheckpointListing',
+        actions: ['s3:ListBucket'],
+        resources: [this.bucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': [`${pipelinePrefix}*`] } },
+      }),
+    );
+    acknowledgeWildcardResource(
+      role,
+      objects,
+      `Snapshot and quarantine object keys are created at run time (epoch, attempt id, offset); the wildcard is confined to this pipeline's prefix ${pipelinePrefix}.`,
+    );
+    role.addToPrincipalPolicy(
+      new PolicyStatement({
+        sid: 'CommitItems',
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+        resources: [this.table.tableArn],
+        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`task#${this.pipelineId}#*`] } },
+      }),
+    );
+    const keys = [this.bucket.encryptionKey, this.table.encryptionKey].filter(
+      (k): k is IKey => k !== undefined,
+    );
+    for (const key of keys) key.grantEncryptDecrypt(role);
+    if (keys.length > 0) {
+      for (const action of ['kms:ReEncrypt*', 'kms:GenerateDataKey*']) {
+        acknowledgeWildcardAction(
+          role,
+          action,
+          'Customer-managed KMS key of the supplied checkpoint bucket or table: the standard encrypt/decrypt grant, on that key only.',
+        );
+      }
+    }
+  }
+}
