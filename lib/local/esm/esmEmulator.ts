@@ -313,13 +313,13 @@ export class EsmEmulator {
     this.consumer.on(this.consumer.events.COMMIT_OFFSETS, (e) => {
       const topics = (
         e.payload as {
-          topics: Array<{ topic: string; partitions: Array<{ partition: number; offset: string }> }>;
+          topics: Array<{ topic: string; partitions: Array<{ partition: number; offset: unknown }> }>;
         }
       ).topics;
       for (const t of topics) {
         for (const p of t.partitions) {
           const state = this.partitionState(t.topic, Number(p.partition));
-          const offset = BigInt(p.offset);
+          const offset = BigInt(String(p.offset));
           if (state.committed === undefined || offset > state.committed) {
             state.committed = offset;
             this.options.onCommit?.(state.topic, state.partition, offset);

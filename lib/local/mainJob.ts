@@ -1,0 +1,516 @@
+/**
+ * The main job (`npm start`): the whole system end to end on local servers, with faults, verified.
+ *
+ *   DynamoDB Local + S3 server + Kafka mock cluster  →  `tidemark init`  →  a seeded keyed stream
+ *   produced with kafkajs  →  the ESM emulator (consumer group = pipeline id)  →  the balances
+ *   pipeline in emulated Lambda containers  →  checkpoints in S3 + DynamoDB  →  every task's state,
+ *   read back through `inspect`, compared with an independent fold of what was produced.
+ *
+ * `runMainJob` returns with the servers still running (the caller stops them, or keeps them for
+ * `npx tidemark inspect`); on any error or abort it stops what it started before rethrowing.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Kafka, logLevel, type Producer } from 'kafkajs';
+import { DEFAULTS } from '../config/config.ts';
+import { BALANCES_PIPELINE, balances } from '../examples/balances.ts';
+import { createDynamoDBClient, createS3Client } from '../store/clients.ts';
+import { createAwsStores } from '../store/stores.ts';
+import { BROKER_FAULT_KINDS, type BrokerFaultKind, BrokerFaults } from './brokerFaults.ts';
+import { type DynamoLocal, startDynamoLocal } from './dynamoLocal.ts';
+import { EsmEmulator, type EsmStats } from './esm/esmEmulator.ts';
+import { RandomEsmFaults } from './esm/faults.ts';
+import { JobMetrics, quantile } from './jobMetrics.ts';
+import { type KafkaMock, startKafkaMock } from './kafka/kafkaMock.ts';
+import { localEnv } from './localStack.ts';
+import { BalancesOracle } from './oracle.ts';
+import { type S3Local, startS3Local } from './s3Local.ts';
+import { SeededRandom } from './seededRandom.ts';
+import { accountCount, generateStream, type StreamRecord } from './stream.ts';
+import { TidemarkContainers } from './tidemarkContainers.ts';
+import { type TaskVerdict, verifyTask } from './verify.ts';
+
+const run = promisify(execFile);
+const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
+
+/** Probability of each fault per invocation (`rebatch`: per failed batch). */
+export interface FaultRates {
+  crash: number;
+  timeout: number;
+  duplicate: number;
+  rebatch: number;
+  store: number;
+  broker: number;
+}
+export const FAULT_NAMES = ['crash', 'timeout', 'duplicate', 'rebatch', 'store', 'broker'] as const;
+
+export const DEFAULT_FAULT_RATES: Readonly<FaultRates> = {
+  crash: 0.03,
+  timeout: 0.02,
+  duplicate: 0.03,
+  rebatch: 0.5,
+  store: 0.03,
+  broker: 0.05,
+};
+export const NO_FAULTS: Readonly<FaultRates> = {
+  crash: 0,
+  timeout: 0,
+  duplicate: 0,
+  rebatch: 0,
+  store: 0,
+  broker: 0,
+};
+
+/** `on`, `off`, or `kind=rate,…` on top of the defaults (e.g. `crash=0.1,broker=0`). */
+export function parseFaults(spec: string): FaultRates {
+  const s = spec.trim();
+  if (s === 'on' || s === '') return { ...DEFAULT_FAULT_RATES };
+  if (s === 'off' || s === 'none') return { ...NO_FAULTS };
+  const out = { ...DEFAULT_FAULT_RATES };
+  for (const part of s.split(',')) {
+    const m = /^([a-z]+)=(\d+(?:\.\d+)?)$/.exec(part.trim());
+    const name = m?.[1] as keyof FaultRates | undefined;
+    if (!m || !name || !(FAULT_NAMES as readonly string[]).includes(name)) {
+      throw new RangeError(
+        `bad fault setting ${JSON.stringify(part)}: use on, off or ${FAULT_NAMES.join('|')}=<0..1>`,
+      );
+    }
+    const rate = Number(m[2]);
+    if (rate > 1) throw new RangeError(`fault rate ${name}=${rate} is above 1`);
+    out[name] = rate;
+  }
+  return out;
+}
+
+/** Running local AWS servers to use (tests pass the suite's); otherwise the job starts its own. */
+export interface AwsTarget {
+  env: Record<string, string>;
+  bucket: string;
+  table: string;
+}
+
+export interface MainJobOptions {
+  records?: number;
+  partitions?: number;
+  seed?: number;
+  faults?: FaultRates;
+  /** An existing Kafka cluster (bootstrap `host:port` list): no embedded cluster, no broker faults. */
+  brokers?: readonly string[];
+  /** Brokers of the embedded cluster. Default 3. */
+  embeddedBrokers?: number;
+  /** Default `transactions` (embedded cluster) or `transactions-<random>` (existing cluster). */
+  topic?: string;
+  /** Pipeline id, also the consumer group id. Default `balances`. */
+  pipeline?: string;
+  aws?: AwsTarget;
+  batchSize?: number;
+  batchingWindowMs?: number;
+  functionTimeoutMs?: number;
+  /** Engine's time reserve (also decides how short `timeout` faults are). Default 1,000 ms. */
+  timeReserveMs?: number;
+  epochMaxRecords?: number;
+  maxConcurrency?: number;
+  /** Give up when no record was committed for this long. Default 120 s. */
+  stallTimeoutMs?: number;
+  signal?: AbortSignal;
+  /** Stage changes and one-line notes (server endpoints, init output, build progress). */
+  onStage?: (stage: JobStage, note?: string) => void;
+  onProgress?: (progress: JobProgress) => void;
+}
+
+export type JobStage = 'servers' | 'init' | 'topic' | 'run' | 'verify' | 'done';
+
+export interface JobProgress {
+  total: number;
+  produced: number;
+  /** Records below the committed offsets of the consumer group. */
+  committed: number;
+  epochs: number;
+  faults: number;
+  elapsedMs: number;
+}
+
+export interface JobServers {
+  /** Environment for `npx tidemark` against these servers. */
+  awsEnv: Record<string, string>;
+  bucket: string;
+  table: string;
+  kafkaBrokers: readonly string[];
+  embeddedKafka: boolean;
+  /** The embedded cluster (absent with `brokers`). */
+  mock?: KafkaMock;
+  stop(): Promise<void>;
+}
+
+export interface JobSummary {
+  seed: number;
+  pipeline: string;
+  topic: string;
+  partitions: number;
+  records: number;
+  accounts: number;
+  applied: number;
+  epochs: number;
+  duplicatesSkipped: number;
+  quarantined: number;
+  commitConflicts: number;
+  restores: { cold: number; conflict: number };
+  snapshots: { full: number; delta: number; bytes: number };
+  checkpointMs: { p50: number; p99: number; count: number };
+  /** Faults that actually happened, by kind. */
+  faults: Record<(typeof FAULT_NAMES)[number], number>;
+  brokerFaults: Record<BrokerFaultKind, number> | undefined;
+  esm: EsmStats;
+  produceMs: number;
+  processMs: number;
+  recordsPerSecond: number;
+  batchSize: number;
+}
+
+export interface MainJobResult {
+  verified: boolean;
+  verdicts: TaskVerdict[];
+  summary: JobSummary;
+  servers: JobServers;
+}
+
+/** Connection-level broker faults are held back while producing (a lost produce response could duplicate records). */
+const SAFE_WHILE_PRODUCING = BROKER_FAULT_KINDS.filter((k) => k !== 'broker-down' && k !== 'slow-broker');
+
+const CLEANUP_STEP_MS = 5_000;
+
+/** Settles when `p` settles or after `ms`, whichever comes first; never rejects. */
+function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.then(
+      () => {},
+      () => {},
+    ),
+    new Promise<void>((r) => {
+      timer = setTimeout(r, ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function aborted(signal: AbortSignal | undefined): void {
+  signal?.throwIfAborted();
+}
+
+/** Waits `ms`, or less when aborted (then throws). */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }
+    function onAbort() {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+async function startServers(options: MainJobOptions): Promise<JobServers> {
+  const stage = options.onStage ?? (() => {});
+  let dynamo: DynamoLocal | undefined;
+  let s3: S3Local | undefined;
+  let mock: KafkaMock | undefined;
+  const stop = async () => {
+    await Promise.allSettled([dynamo?.stop(), s3?.stop(), mock?.stop()]);
+  };
+  try {
+    const bucket = options.aws?.bucket ?? 'tidemark-local';
+    const table = options.aws?.table ?? 'tidemark-local';
+    const [aws, kafka] = await Promise.all([
+      (async () => {
+        if (options.aws) return options.aws.env;
+        [dynamo, s3] = await Promise.all([
+          startDynamoLocal().then((d) => (dynamo = d)),
+          startS3Local().then((s) => (s3 = s)),
+        ]);
+        return localEnv(s3.endpoint, dynamo.endpoint);
+      })(),
+      (async () => {
+        if (options.brokers) return options.brokers;
+        mock = await startKafkaMock({
+          brokers: options.embeddedBrokers ?? 3,
+          build: { onOutput: (line) => stage('servers', line) },
+        });
+        return mock.brokers;
+      })(),
+    ]);
+    const awsEnv = { ...aws, TIDEMARK_BUCKET: bucket, TIDEMARK_TABLE: table };
+    return { awsEnv, bucket, table, kafkaBrokers: kafka, embeddedKafka: !options.brokers, mock, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** Runs `npx tidemark init` against the local servers, as a user would. */
+async function runInit(servers: JobServers): Promise<string> {
+  const bin = path.join(REPO_ROOT, 'bin', 'tidemark.mjs');
+  const r = await run(process.execPath, [bin, 'init'], { env: { ...process.env, ...servers.awsEnv } });
+  return r.stdout.trim();
+}
+
+export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobResult> {
+  const records = options.records ?? 200_000;
+  const partitions = options.partitions ?? 8;
+  if (!Number.isSafeInteger(records) || records < 1)
+    throw new RangeError('records must be a positive integer');
+  if (!Number.isSafeInteger(partitions) || partitions < 1 || partitions > 1000)
+    throw new RangeError('partitions must be 1..1000');
+  const seed = options.seed ?? 42;
+  const rates = options.faults ?? DEFAULT_FAULT_RATES;
+  const pipeline = options.pipeline ?? BALANCES_PIPELINE;
+  const topic =
+    options.topic ?? (options.brokers ? `transactions-${randomBytes(4).toString('hex')}` : 'transactions');
+  const batchSize = options.batchSize ?? 1_000;
+  const timeReserveMs = options.timeReserveMs ?? 1_000;
+  const stage = options.onStage ?? (() => {});
+  const signal = options.signal;
+  const random = new SeededRandom(seed);
+
+  stage('servers');
+  const servers = await startServers(options);
+  const cleanup: Array<() => Promise<unknown> | unknown> = [];
+  // Each step is bounded: after an abort a Kafka client may wait for a broker that is gone.
+  const closeAll = async () => {
+    for (const c of cleanup.splice(0).reverse()) await bounded(Promise.resolve().then(c), CLEANUP_STEP_MS);
+  };
+  try {
+    aborted(signal);
+    stage(
+      'servers',
+      `DynamoDB ${servers.awsEnv.AWS_ENDPOINT_URL_DYNAMODB} · S3 ${servers.awsEnv.AWS_ENDPOINT_URL_S3} · Kafka ${servers.kafkaBrokers.join(',')}${servers.embeddedKafka ? ` (embedded, ${options.embeddedBrokers ?? 3} brokers)` : ''}`,
+    );
+    stage('init', await runInit(servers));
+    aborted(signal);
+
+    const kafka = new Kafka({
+      clientId: 'tidemark-main-job',
+      brokers: [...servers.kafkaBrokers],
+      logLevel: logLevel.NOTHING,
+      retry: { retries: 20, initialRetryTime: 100, maxRetryTime: 2_000 },
+    });
+    const admin = kafka.admin();
+    await admin.connect();
+    cleanup.push(() => admin.disconnect());
+    const created = await admin.createTopics({
+      topics: [{ topic, numPartitions: partitions }],
+      waitForLeaders: true,
+    });
+    stage('topic', `${topic}: ${created ? 'created' : 'exists'} (${partitions} partitions)`);
+    aborted(signal);
+
+    const metrics = new JobMetrics();
+    const containers = new TidemarkContainers({
+      processor: balances,
+      env: { ...process.env, ...servers.awsEnv },
+      config: {
+        bucket: servers.bucket,
+        table: servers.table,
+        pipeline,
+        timeReserveMs,
+        ...(options.epochMaxRecords ? { epochMaxRecords: options.epochMaxRecords } : {}),
+      },
+      observer: metrics.observer(),
+      storeFaults: rates.store > 0 ? { rate: rates.store, random: random.derive('store-faults') } : undefined,
+    });
+    cleanup.push(() => containers.destroy());
+    const brokerFaults =
+      servers.mock && rates.broker > 0
+        ? new BrokerFaults(servers.mock, random.derive('broker-faults'), { topic, partitions })
+        : undefined;
+    const brokerRandom = random.derive('broker-trigger');
+    let producing = true;
+    let committed = 0n;
+    let produced = 0;
+    const started = performance.now();
+    const faultCount = () =>
+      emulator.stats.faults.crash +
+      emulator.stats.faults.timeout +
+      emulator.stats.faults.duplicate +
+      emulator.stats.faults.rebatch +
+      containers.storeFaultCount +
+      (brokerFaults?.total ?? 0);
+    const progress = () =>
+      options.onProgress?.({
+        total: records,
+        produced,
+        committed: Number(committed),
+        epochs: metrics.epochs,
+        faults: faultCount(),
+        elapsedMs: performance.now() - started,
+      });
+    const committedBy = new Map<number, bigint>();
+    const emulator = new EsmEmulator({
+      brokers: servers.kafkaBrokers,
+      topics: [topic],
+      groupId: pipeline,
+      functionName: `${pipeline}-function`,
+      createContainer: containers.create,
+      batchSize,
+      batchingWindowMs: options.batchingWindowMs ?? 500,
+      functionTimeoutMs: options.functionTimeoutMs ?? 30_000,
+      maxConcurrency: options.maxConcurrency ?? Math.min(partitions, 8),
+      faults: new RandomEsmFaults(
+        { crash: rates.crash, timeout: rates.timeout, duplicate: rates.duplicate, rebatch: rates.rebatch },
+        random.derive('esm-faults'),
+        { shortTimeoutMs: [Math.round(timeReserveMs * 0.5), Math.round(timeReserveMs * 1.5)] },
+      ),
+      onInvocation: () => {
+        if (brokerFaults && brokerRandom.chance(rates.broker)) {
+          brokerFaults.trigger(producing ? SAFE_WHILE_PRODUCING : undefined);
+        }
+      },
+      onCommit: (t, partition, offset) => {
+        if (t !== topic) return;
+        const before = committedBy.get(partition) ?? 0n;
+        committedBy.set(partition, offset);
+        committed += offset - before;
+        progress();
+      },
+    });
+    cleanup.push(() => emulator.stop());
+    await emulator.start();
+    stage('run', `consumer group ${pipeline} · BatchSize ${batchSize} · ${records} records to produce`);
+
+    // Produce the stream (idempotent producer, one request in flight: the log order is the send order).
+    const oracle = new BalancesOracle();
+    const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    cleanup.push(() => producer.disconnect());
+    const produceStarted = performance.now();
+    const stream = generateStream({ records, partitions }, random.derive('stream'));
+    const chunk: StreamRecord[] = [];
+    const flush = async () => {
+      if (chunk.length === 0) return;
+      const meta = await producer.send({
+        topic,
+        acks: -1,
+        messages: chunk.map((r) => ({
+          partition: r.partition,
+          key: r.key,
+          value: r.value,
+          timestamp: String(r.timestamp),
+          ...(r.headers ? { headers: r.headers } : {}),
+        })),
+      });
+      const next = new Map(meta.map((m) => [m.partition, BigInt(m.baseOffset ?? '-1')]));
+      for (const r of chunk) {
+        const offset = next.get(r.partition);
+        if (offset === undefined || offset < 0n)
+          throw new Error(`no offset returned for partition ${r.partition}`);
+        oracle.observe(r.partition, offset, r.key, r.value);
+        next.set(r.partition, offset + 1n);
+      }
+      produced += chunk.length;
+      chunk.length = 0;
+      progress();
+    };
+    for (const r of stream) {
+      chunk.push(r);
+      if (chunk.length >= 2_000) {
+        await flush();
+        aborted(signal);
+      }
+    }
+    await flush();
+    producing = false;
+    const produceMs = performance.now() - produceStarted;
+
+    // Wait until the consumer group's offsets cover every produced record.
+    const ends = new Map<number, bigint>();
+    for (let p = 0; p < partitions; p++) {
+      const end = oracle.expected(p).endOffset;
+      if (end !== null) ends.set(p, BigInt(end));
+    }
+    const stallMs = options.stallTimeoutMs ?? 120_000;
+    let lastCommitted = -1n;
+    let lastMove = performance.now();
+    for (;;) {
+      const done = [...ends].every(([p, end]) => (committedBy.get(p) ?? 0n) >= end);
+      if (done) break;
+      if (committed !== lastCommitted) {
+        lastCommitted = committed;
+        lastMove = performance.now();
+      } else if (performance.now() - lastMove > stallMs) {
+        throw new Error(
+          `no progress for ${Math.round(stallMs / 1000)} s (committed ${committed} of ${records} records); ESM stats: ${JSON.stringify(emulator.stats)}`,
+        );
+      }
+      progress();
+      await pause(200, signal);
+    }
+    const processMs = performance.now() - started;
+    await brokerFaults?.stop();
+    await emulator.stop();
+    progress();
+
+    // Verify every task through the public inspect path.
+    stage('verify');
+    const s3 = createS3Client(servers.awsEnv);
+    const dynamodb = createDynamoDBClient(servers.awsEnv);
+    cleanup.push(() => {
+      s3.destroy();
+      dynamodb.destroy();
+    });
+    const stores = createAwsStores({ bucket: servers.bucket, table: servers.table, s3, dynamodb });
+    const prefix = process.env.TIDEMARK_PREFIX || DEFAULTS.prefix;
+    const verdicts: TaskVerdict[] = [];
+    for (let p = 0; p < partitions; p++) {
+      verdicts.push(await verifyTask(stores, { pipeline, topic, prefix }, oracle.expected(p)));
+    }
+    const totals = oracle.totals;
+    const esm = emulator.stats;
+    const summary: JobSummary = {
+      seed,
+      pipeline,
+      topic,
+      partitions,
+      records,
+      accounts: accountCount({ records, partitions }),
+      applied: totals.applied,
+      // From the commit items: an epoch committed just before a crash is never reported to observers.
+      epochs: verdicts.reduce((n, v) => n + v.epoch, 0),
+      duplicatesSkipped: metrics.duplicatesSkipped,
+      quarantined: verdicts.reduce((n, v) => n + v.quarantined, 0),
+      commitConflicts: metrics.commitConflicts,
+      restores: metrics.restores,
+      snapshots: { full: metrics.fullSnapshots, delta: metrics.deltaSnapshots, bytes: metrics.snapshotBytes },
+      checkpointMs: {
+        p50: quantile(metrics.checkpointMs, 0.5),
+        p99: quantile(metrics.checkpointMs, 0.99),
+        count: metrics.checkpointMs.length,
+      },
+      faults: {
+        crash: esm.faults.crash,
+        timeout: esm.faults.timeout,
+        duplicate: esm.faults.duplicate,
+        rebatch: esm.faults.rebatch,
+        store: containers.storeFaultCount,
+        broker: brokerFaults?.total ?? 0,
+      },
+      brokerFaults: brokerFaults ? { ...brokerFaults.injected } : undefined,
+      esm,
+      produceMs,
+      processMs,
+      recordsPerSecond: records / (processMs / 1000),
+      batchSize,
+    };
+    await closeAll();
+    stage('done');
+    return { verified: verdicts.every((v) => v.ok), verdicts, summary, servers };
+  } catch (err) {
+    await closeAll();
+    await bounded(servers.stop(), CLEANUP_STEP_MS);
+    throw err;
+  }
+}

@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto';
+import { Kafka, logLevel } from 'kafkajs';
+import { describe, expect, inject, it } from 'vitest';
+import { balances } from '../../lib/examples/balances.ts';
+import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
+import { parseFaults, runMainJob } from '../../lib/local/mainJob.ts';
+import { BalancesOracle } from '../../lib/local/oracle.ts';
+import { verifyTask } from '../../lib/local/verify.ts';
+import { createDynamoDBClient, createS3Client } from '../../lib/store/clients.ts';
+import { createAwsStores } from '../../lib/store/stores.ts';
+import { lambdaContext, mskEvent, type TestRecord } from '../helpers/events.ts';
+
+const localEnv = inject('localEnv');
+const aws = { env: localEnv, bucket: localEnv.TIDEMARK_BUCKET!, table: localEnv.TIDEMARK_TABLE! };
+
+describe('the main job', () => {
+  it('runs Kafka → ESM emulator → Tidemark → S3/DynamoDB with faults, and verifies every task', async () => {
+    const pipeline = `balances-${randomUUID().slice(0, 8)}`;
+    const stages: string[] = [];
+    const result = await runMainJob({
+      records: 4_000,
+      partitions: 3,
+      seed: 7,
+      faults: { crash: 0.15, timeout: 0.1, duplicate: 0.15, rebatch: 0.5, store: 0.15, broker: 0.3 },
+      aws,
+      pipeline,
+      batchSize: 150,
+      batchingWindowMs: 100,
+      onStage: (stage, note) => stages.push(note ? `${stage}: ${note}` : stage),
+    });
+    try {
+      expect(result.verdicts.filter((v) => !v.ok)).toEqual([]);
+      expect(result.verified).toBe(true);
+      expect(result.verdicts.map((v) => v.partition)).toEqual([0, 1, 2]);
+      const s = result.summary;
+      expect(s.records).toBe(4_000);
+      expect(s.applied + s.quarantined).toBe(4_000);
+      expect(s.quarantined).toBeGreaterThan(0);
+      expect(Object.values(s.faults).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+      expect(s.esm.invocations).toBeGreaterThan(4_000 / 150);
+      expect(s.checkpointMs.count).toBeGreaterThan(0);
+      expect(stages.some((line) => /^init: bucket \S+: (created|exists)/.test(line))).toBe(true);
+      // The consumer group is named after the pipeline, and its offsets cover every record.
+      const kafka = new Kafka({
+        clientId: 't',
+        brokers: [...result.servers.kafkaBrokers],
+        logLevel: logLevel.NOTHING,
+      });
+      const admin = kafka.admin();
+      await admin.connect();
+      const [offsets] = await admin.fetchOffsets({ groupId: pipeline, topics: [s.topic] });
+      await admin.disconnect();
+      const byPartition = Object.fromEntries(offsets!.partitions.map((p) => [p.partition, p.offset]));
+      for (const v of result.verdicts) expect(byPartition[v.partition]).toBe(v.committedOffset);
+    } finally {
+      await result.servers.stop();
+    }
+  });
+});
+
+describe('verification', () => {
+  const records: TestRecord[] = [
+    { topic: 'transactions', partition: 0, offset: 0, key: 'alice', value: { amount: 5 } },
+    { topic: 'transactions', partition: 0, offset: 1, key: 'bob', value: { amount: 7 } },
+    { topic: 'transactions', partition: 0, offset: 2, key: null, value: { amount: 1 } },
+    { topic: 'transactions', partition: 0, offset: 3, key: 'bob', value: null },
+    { topic: 'transactions', partition: 0, offset: 4, key: 'alice', value: { amount: -2 } },
+  ];
+  const bytes = (v: TestRecord['value']) =>
+    v === null || v === undefined ? null : Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
+
+  async function committedTask(pipeline: string) {
+    const handler = createKafkaHandler(balances, {
+      env: { ...process.env, TIDEMARK_PIPELINE: pipeline },
+      telemetry: false,
+    });
+    await handler(mskEvent(records), lambdaContext());
+    const stores = createAwsStores({
+      bucket: aws.bucket,
+      table: aws.table,
+      s3: createS3Client(localEnv),
+      dynamodb: createDynamoDBClient(localEnv),
+    });
+    return stores;
+  }
+
+  it('accepts a task whose checkpoint equals the fold, and reports every difference otherwise', async () => {
+    const pipeline = `verify-${randomUUID().slice(0, 8)}`;
+    const stores = await committedTask(pipeline);
+    const where = { pipeline, topic: 'transactions', prefix: 'tidemark' };
+
+    const right = new BalancesOracle();
+    for (const r of records)
+      right.observe(0, BigInt(r.offset), r.key ? Buffer.from(r.key) : null, bytes(r.value));
+    expect(right.expected(0).balances).toEqual(new Map([['alice', { balance: 3, count: 2 }]]));
+    expect(await verifyTask(stores, where, right.expected(0))).toMatchObject({
+      ok: true,
+      problems: [],
+      committedOffset: '5',
+      applied: 4,
+      quarantined: 1,
+    });
+
+    const wrong = new BalancesOracle();
+    for (const r of records)
+      wrong.observe(0, BigInt(r.offset), r.key ? Buffer.from(r.key) : null, bytes(r.value));
+    wrong.observe(0, 5n, Buffer.from('carol'), Buffer.from('{"amount":1}'));
+    const verdict = await verifyTask(stores, where, wrong.expected(0));
+    expect(verdict.ok).toBe(false);
+    expect(verdict.problems).toEqual([
+      'committed offset 5, expected 6',
+      'applied 4 records, expected 5',
+      'account carol: undefined, expected {"balance":1,"count":1}',
+    ]);
+  });
+});
+
+describe('the independent fold', () => {
+  it('classifies poison records, tombstones and deposits from the contract alone', () => {
+    const o = new BalancesOracle();
+    const feed: Array<[string | Buffer | null, string | null]> = [
+      ['acct-1', '{"amount":10}'],
+      ['acct-1', '{"amount":-3}'],
+      [null, '{"amount":1}'], // no key
+      [Buffer.from([0x61, 0xff]), '{"amount":1}'], // key not UTF-8
+      ['acct-1', 'amount=1'], // not JSON
+      ['acct-1', '[1]'], // not an object
+      ['acct-1', '{"amount":1.5}'],
+      ['acct-1', '{"amount":"1"}'],
+      ['acct-1', '{"amount":1152921504606846977}'], // beyond 2^53
+      ['acct-2', '{"amount":9007199254740991}'],
+      ['acct-2', '{"amount":1}'], // the balance would leave the safe integer range
+      ['acct-3', '{"amount":4}'],
+      ['acct-3', null], // closes the account
+    ];
+    feed.forEach(([k, v], i) => {
+      o.observe(
+        0,
+        BigInt(100 + i),
+        typeof k === 'string' ? Buffer.from(k) : k,
+        v === null ? null : Buffer.from(v),
+      );
+    });
+    const t = o.expected(0);
+    expect(t.balances).toEqual(
+      new Map([
+        ['acct-1', { balance: 7, count: 2 }],
+        ['acct-2', { balance: 9007199254740991, count: 1 }],
+      ]),
+    );
+    expect(t.poisonOffsets).toEqual(['102', '103', '104', '105', '106', '107', '108', '110']);
+    expect(t).toMatchObject({ records: 13, applied: 5, endOffset: '113' });
+    expect(() => o.observe(0, 50n, null, null)).toThrow(RangeError);
+  });
+});
+
+describe('--faults', () => {
+  it('parses on, off and per-kind rates on top of the defaults', () => {
+    expect(parseFaults('off')).toEqual({
+      crash: 0,
+      timeout: 0,
+      duplicate: 0,
+      rebatch: 0,
+      store: 0,
+      broker: 0,
+    });
+    const on = parseFaults('on');
+    expect(Object.values(on).every((r) => r > 0 && r <= 1)).toBe(true);
+    expect(parseFaults('crash=0.5,broker=0')).toEqual({ ...on, crash: 0.5, broker: 0 });
+    expect(() => parseFaults('crash=2')).toThrow(/above 1/);
+    expect(() => parseFaults('meteor=0.1')).toThrow(/bad fault setting/);
+  });
+});
