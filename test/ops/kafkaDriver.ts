@@ -1,10 +1,12 @@
 /**
- * A minimal stand-in for the ESM in tests: consumes a topic with a consumer group (kafkajs), hands
+ * Consumers for tests. `drain` is a minimal stand-in for the ESM: consumes a topic with a consumer group (kafkajs), hands
  * each fetched batch to a handler as an ESM event, and commits the group's offsets only after the
  * handler succeeded. `drain` runs until the group's committed offsets reach the end of the topic.
  */
 import { type Admin, Kafka, logLevel } from 'kafkajs';
 import type { KafkaEvent, RawKafkaRecord } from '../../lib/event/types.ts';
+import { EsmEmulator } from '../../lib/local/esm/esmEmulator.ts';
+import type { LambdaContext } from '../../lib/local/esm/lambdaContext.ts';
 
 export function testKafka(brokers: readonly string[]): Kafka {
   return new Kafka({ clientId: 'tidemark-test', brokers: [...brokers], logLevel: logLevel.NOTHING });
@@ -79,6 +81,47 @@ export async function drain(
     }
   } finally {
     await consumer.disconnect();
+    await admin.disconnect();
+  }
+}
+
+/**
+ * The same with the ESM emulator of lib/local/esm (batching window, one batch in flight per
+ * partition, offsets committed after success), one container: the handler stays warm throughout.
+ */
+export async function drainWithEsm(
+  kafka: Kafka,
+  brokers: readonly string[],
+  group: string,
+  topic: string,
+  handler: (event: KafkaEvent, context: LambdaContext) => Promise<unknown>,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const failures: unknown[] = [];
+  const esm = new EsmEmulator({
+    brokers,
+    topics: [topic],
+    groupId: group,
+    batchingWindowMs: 50,
+    retryBackoffMs: 10,
+    maxConcurrency: 1,
+    createContainer: () => ({ invoke: (event, context) => handler(event, context) }),
+    onInvocation: (r) => {
+      if (r.outcome !== 'success') failures.push(r.error);
+    },
+  });
+  try {
+    await esm.start();
+    const deadline = Date.now() + timeoutMs;
+    while (!(await caughtUp(admin, group, topic))) {
+      if (failures.length > 0) throw failures[0];
+      if (Date.now() > deadline) throw new Error(`group ${group} did not catch up within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await esm.stop();
     await admin.disconnect();
   }
 }

@@ -17,8 +17,8 @@ import { createSavepoint, restoreSavepoint } from '../../lib/ops/savepoints.ts';
 import { pipelineStatus } from '../../lib/ops/status.ts';
 import { createDynamoDBClient, createS3Client } from '../../lib/store/clients.ts';
 import { createAwsStores, createSavepointStore } from '../../lib/store/stores.ts';
-import { foldBalances, lambdaContext, type TestRecord } from '../helpers/events.ts';
-import { drain, testKafka } from './kafkaDriver.ts';
+import { foldBalances, type TestRecord } from '../helpers/events.ts';
+import { drainWithEsm, testKafka } from './kafkaDriver.ts';
 
 const TOPIC = 'orders';
 const PARTITIONS = 3;
@@ -93,14 +93,18 @@ function oracle(sent: TestRecord[]) {
 describe('savepoint restore against a Kafka cluster', () => {
   it('savepoint → more processing → restore → re-consume: the state of a never-interrupted run', async () => {
     const pipeline = `sp-${randomUUID().slice(0, 8)}`;
+    const restored: string[] = [];
     const handler = createKafkaHandler(balances, {
       env: { ...process.env, TIDEMARK_PIPELINE: pipeline },
       telemetry: false,
+      observer: { taskRestored: (i) => restored.push(`${i.reason} ${i.task.partition}`) },
     });
-    const invoke = (event: unknown) => handler(event, lambdaContext());
+    // One warm handler (one Lambda container) for the whole test, created before the restore.
+    const consume = () =>
+      drainWithEsm(kafka, mock.brokers, pipeline, TOPIC, (event, context) => handler(event, context));
     const sent: TestRecord[] = [];
     await produce(sent, 30, 1);
-    await drain(kafka, pipeline, TOPIC, invoke);
+    await consume();
     const atSavepoint = oracle(sent);
     expect(await states(pipeline)).toEqual(atSavepoint);
 
@@ -110,7 +114,7 @@ describe('savepoint restore against a Kafka cluster', () => {
 
     // More processing after the savepoint: the "bad deploy" we go back before.
     await produce(sent, 45, 2);
-    await drain(kafka, pipeline, TOPIC, invoke);
+    await consume();
     expect(await states(pipeline)).toEqual(oracle(sent));
 
     // The savepoint's objects survive a pipeline GC that deletes everything unreferenced.
@@ -153,8 +157,11 @@ describe('savepoint restore against a Kafka cluster', () => {
 
     // Re-consume from the rewound group with the same (warm) handler: it re-validates its stale
     // copy, reloads the restored checkpoint, and applies the records after the savepoint again.
-    await drain(kafka, pipeline, TOPIC, invoke);
+    restored.length = 0;
+    await consume();
     expect(await states(pipeline)).toEqual(oracle(sent));
+    // The container stayed warm: each task re-validated its copy and reloaded the restored checkpoint.
+    expect(restored.sort()).toEqual(['conflict 0', 'conflict 1', 'conflict 2']);
     const st = await pipelineStatus(stores, { pipeline, kafka: ops });
     expect(st.tasks.map((t) => t.kafka?.lag)).toEqual(['0', '0', '0']);
     expect(st.tasks.map((t) => t.committedOffset)).toEqual(st.tasks.map((t) => t.kafka?.end));
