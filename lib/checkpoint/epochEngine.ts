@@ -421,7 +421,9 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
         epoch.records < this.config.epochMaxRecords &&
         epoch.bytes < this.config.epochMaxBytes
       ) {
-        if (epoch.records > 0 && inv.remaining() < reserve) break; // cut the epoch short, commit it
+        // Cut the epoch short (and commit it) when time runs out; checked every few records, as
+        // records take microseconds and the reserve is seconds.
+        if (epoch.records > 0 && (epoch.records & 15) === 0 && inv.remaining() < reserve) break;
         const r = records[i]!;
         const outcome = this.apply(rt, r);
         if (outcome !== undefined) {
@@ -524,7 +526,7 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       const deltaBytes = chain.slice(1).reduce((n, r) => n + r.bytes, 0) + body.length;
       if (deltaBytes <= c.compactDeltaRatio * base.bytes) {
         const entries = sections.reduce(
-          (n, x) => n + (x.entries as Map<string, unknown>).size + (x.deletes?.length ?? 0),
+          (n, x) => n + (x.entries as { keys: readonly string[] }).keys.length + (x.deletes?.length ?? 0),
           0,
         );
         return { body, kind: 'delta', chain, entries };

@@ -78,8 +78,14 @@ export interface SnapshotSection {
   kind: StateKind;
   scope: StateScope;
   version: number;
-  /** key → value (map state: Map of mapKey → value; list state: array). */
-  entries: Map<string, unknown> | ReadonlyArray<readonly [string, unknown]>;
+  /**
+   * key → value (map state: Map of mapKey → value; list state: array), as a Map, as pairs, or as
+   * two columns of equal length.
+   */
+  entries:
+    | Map<string, unknown>
+    | ReadonlyArray<readonly [string, unknown]>
+    | { readonly keys: readonly string[]; readonly values: readonly unknown[] };
   /** Keys removed since the parent (deltas only). */
   deletes?: readonly string[];
 }
@@ -110,6 +116,12 @@ function packer(): Packr {
   return new Packr(PACK_OPTIONS);
 }
 
+function unpacker(): Packr {
+  // Decoded values come out frozen, as the state store keeps them (costs next to nothing here).
+  // (`freezeData` is a documented msgpackr option missing from its type declarations.)
+  return new Packr({ ...PACK_OPTIONS, freezeData: true } as ConstructorParameters<typeof Packr>[0]);
+}
+
 function flattenMap(m: unknown): unknown[] {
   const map = m as Map<string, unknown>;
   const flat = new Array<unknown>(map.size * 2);
@@ -129,6 +141,30 @@ function unflattenMap(flat: unknown): Map<string, unknown> {
   return m;
 }
 
+/** A section's keys and values as two arrays (map state values flattened to key/value lists). */
+function columns(s: SnapshotSection): { keys: readonly string[]; values: readonly unknown[] } {
+  const src = s.entries;
+  const flat = s.kind === 'map';
+  if (src instanceof Map) {
+    const keys = new Array<string>(src.size);
+    const values = new Array<unknown>(src.size);
+    let i = 0;
+    src.forEach((v, k) => {
+      keys[i] = k;
+      values[i++] = flat ? flattenMap(v) : v;
+    });
+    return { keys, values };
+  }
+  if (Array.isArray(src)) {
+    const pairs = src as ReadonlyArray<readonly [string, unknown]>;
+    return { keys: pairs.map((p) => p[0]), values: pairs.map((p) => (flat ? flattenMap(p[1]) : p[1])) };
+  }
+  const c = src as { readonly keys: readonly string[]; readonly values: readonly unknown[] };
+  if (c.keys.length !== c.values.length)
+    throw new StateError(`state '${s.name}': keys and values differ in length`);
+  return flat ? { keys: c.keys, values: c.values.map(flattenMap) } : c;
+}
+
 /** Encodes a snapshot. `sections` are written in order. */
 export function encodeSnapshot(
   meta: SnapshotMeta,
@@ -140,18 +176,13 @@ export function encodeSnapshot(
   const parts: Buffer[] = [];
   let entryCount = 0;
   for (const s of sections) {
-    const src = s.entries;
-    const n = src instanceof Map ? src.size : src.length;
+    const { keys, values } = columns(s);
+    const n = keys.length;
     const lens = new Uint32Array(n);
-    const keys = new Array<string>(n);
-    const values = new Array<unknown>(n);
-    let i = 0;
-    for (const [k, v] of src) {
+    for (let i = 0; i < n; i++) {
+      const k = keys[i];
       if (typeof k !== 'string') throw new StateError(`state '${s.name}': keys must be strings`);
       lens[i] = k.length;
-      keys[i] = k;
-      values[i] = s.kind === 'map' ? flattenMap(v) : v;
-      i++;
     }
     const joined = keys.join('');
     if (!joined.isWellFormed()) throw new StateError(`state '${s.name}': a key is not well-formed UTF-16`);
@@ -339,7 +370,7 @@ export function decodeSnapshot(bytes: Uint8Array, key?: string): DecodedSnapshot
   if (expectedRaw !== raw.length)
     throw new SnapshotCorruptError('table sizes do not add up to the body', { key });
 
-  const packr = packer();
+  const packr = unpacker();
   const sections: DecodedSnapshot['sections'] = [];
   let p = 0;
   let entryCount = 0;
@@ -436,13 +467,25 @@ export function deltaSections(
   for (const [name, keys] of changes) {
     const t = store.table(name);
     if (!t || keys.size === 0) continue;
-    const entries = new Map<string, unknown>();
+    const present: string[] = [];
+    const values: unknown[] = [];
     const deletes: string[] = [];
+    const data = t.data;
     for (const k of keys) {
-      if (t.data.has(k)) entries.set(k, t.data.get(k));
-      else deletes.push(k);
+      const v = data.get(k);
+      if (v !== undefined) {
+        present.push(k);
+        values.push(v);
+      } else if (!data.has(k)) deletes.push(k);
     }
-    out.push({ name, kind: t.kind, scope: t.scope, version: t.version, entries, deletes });
+    out.push({
+      name,
+      kind: t.kind,
+      scope: t.scope,
+      version: t.version,
+      entries: { keys: present, values },
+      deletes,
+    });
   }
   return out;
 }

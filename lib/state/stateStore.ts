@@ -36,36 +36,54 @@ function freeze<T>(value: T): T {
   const proto = Object.getPrototypeOf(value);
   if (proto === Object.prototype || proto === null) {
     Object.freeze(value);
-    for (const v of Object.values(value)) freeze(v);
+    const o = value as Record<string, unknown>;
+    for (const k in o) {
+      const v = o[k];
+      if (typeof v === 'object' && v !== null) freeze(v);
+    }
   }
   return value;
+}
+
+/** Undo journal operations (the journal is a flat array: op, target, key, previous value, had). */
+const UNDO_ENTRY = 0; // target: Map of a table's data or a map state's inner map
+const UNDO_TRUNCATE = 1; // target: a list; key: its previous length
+
+/** A table and the keys changed in it since the last checkpoint. */
+interface Slot {
+  table: StateTable;
+  changed: Set<string>;
 }
 
 /**
  * Keyed state of one task, in memory, with no I/O. It knows which keys changed since the last
  * checkpoint and keeps a per-record undo journal so that a record whose processing throws leaves
- * no partial change behind.
+ * no partial change behind. (Hot path: the journal is a flat array and change sets hang off each
+ * table, so a write allocates nothing but what the value itself needs.)
  */
 export class StateStore {
-  private readonly tables = new Map<string, StateTable>();
-  private changed = new Map<string, Set<string>>();
-  private readonly journal: Array<() => void> = [];
+  private readonly slots = new Map<string, Slot>();
+  private readonly journal: unknown[] = [];
   private key: string | null = null;
   /** True when restored values were upgraded by a `migrate` function (they now differ from their snapshot). */
   migrated = false;
 
   constructor(descriptors: StateDescriptors, restored: Iterable<StateTable> = []) {
     for (const [name, d] of Object.entries(descriptors)) {
-      this.tables.set(name, { name, kind: d.kind, scope: d.scope, version: d.version, data: new Map() });
+      this.install({ name, kind: d.kind, scope: d.scope, version: d.version, data: new Map() });
     }
     for (const t of restored) this.adopt(t, descriptors[t.name]);
+  }
+
+  private install(table: StateTable): void {
+    this.slots.set(table.name, { table, changed: new Set() });
   }
 
   /** Installs restored data, checking kind and migrating older value versions. */
   private adopt(restored: StateTable, d: StateDescriptor | undefined): void {
     if (!d) {
       // State no longer declared by the processor: carried through unchanged so nothing is lost.
-      this.tables.set(restored.name, restored);
+      this.install(restored);
       return;
     }
     if (restored.kind !== d.kind || restored.scope !== d.scope) {
@@ -96,13 +114,7 @@ export class StateStore {
         else data.set(k, new Map([...(v as Map<string, unknown>)].map(([mk, mv]) => [mk, up(mv)])));
       }
     }
-    this.tables.set(restored.name, {
-      name: restored.name,
-      kind: d.kind,
-      scope: d.scope,
-      version: d.version,
-      data,
-    });
+    this.install({ name: restored.name, kind: d.kind, scope: d.scope, version: d.version, data });
   }
 
   /** Sets the key that keyed state handles read and write (the current record's key). */
@@ -118,46 +130,50 @@ export class StateStore {
 
   /** Undoes every change made since `beginRecord`. */
   rollbackRecord(): void {
-    for (let i = this.journal.length - 1; i >= 0; i--) this.journal[i]!();
-    this.journal.length = 0;
+    const j = this.journal;
+    for (let i = j.length - 5; i >= 0; i -= 5) {
+      if (j[i] === UNDO_TRUNCATE) {
+        (j[i + 1] as unknown[]).length = j[i + 2] as number;
+      } else if (j[i + 4]) {
+        (j[i + 1] as Map<string, unknown>).set(j[i + 2] as string, j[i + 3]);
+      } else {
+        (j[i + 1] as Map<string, unknown>).delete(j[i + 2] as string);
+      }
+    }
+    j.length = 0;
   }
 
   /** Names and keys changed since the last call (or since creation). */
   takeChanges(): Map<string, Set<string>> {
-    const c = this.changed;
-    this.changed = new Map();
-    return c;
+    const out = new Map<string, Set<string>>();
+    for (const [name, slot] of this.slots) {
+      if (slot.changed.size === 0) continue;
+      out.set(name, slot.changed);
+      slot.changed = new Set();
+    }
+    return out;
   }
 
   get changedKeyCount(): number {
     let n = 0;
-    for (const s of this.changed.values()) n += s.size;
+    for (const s of this.slots.values()) n += s.changed.size;
     return n;
   }
 
   /** Number of stored (state, key) entries. */
   get keyCount(): number {
     let n = 0;
-    for (const t of this.tables.values()) n += t.data.size;
+    for (const s of this.slots.values()) n += s.table.data.size;
     return n;
   }
 
   /** Every table, declared or carried over from a snapshot. Do not mutate. */
-  allTables(): Iterable<StateTable> {
-    return this.tables.values();
+  *allTables(): Iterable<StateTable> {
+    for (const s of this.slots.values()) yield s.table;
   }
 
   table(name: string): StateTable | undefined {
-    return this.tables.get(name);
-  }
-
-  private markChanged(name: string, key: string): void {
-    let s = this.changed.get(name);
-    if (!s) {
-      s = new Set();
-      this.changed.set(name, s);
-    }
-    s.add(key);
+    return this.slots.get(name)?.table;
   }
 
   private keyFor(t: StateTable): string {
@@ -170,94 +186,88 @@ export class StateStore {
     return this.key;
   }
 
-  /** Records how to restore `key` of table `t` to what it is now. */
-  private remember(t: StateTable, key: string): void {
-    const d = t.data;
-    if (d.has(key)) {
-      const prev = d.get(key);
-      this.journal.push(() => d.set(key, prev));
-    } else {
-      this.journal.push(() => d.delete(key));
-    }
+  /** Journals how to restore `key` of `map` (a table's data or an inner map) to what it is now. */
+  private remember(map: Map<string, unknown>, key: string): void {
+    const had = map.has(key);
+    this.journal.push(UNDO_ENTRY, map, key, had ? map.get(key) : undefined, had);
   }
 
-  private requireTable(name: string, kind: StateKind): StateTable {
-    const t = this.tables.get(name);
-    if (!t || t.kind !== kind) throw new StateError(`state '${name}' is not declared as ${kind} state`);
-    return t;
+  private requireSlot(name: string, kind: StateKind): Slot {
+    const s = this.slots.get(name);
+    if (!s || s.table.kind !== kind) throw new StateError(`state '${name}' is not declared as ${kind} state`);
+    return s;
   }
 
   /** Creates the typed handles processors use; they follow the current record's key. */
   handles<S extends StateDescriptors>(descriptors: S): StateHandles<S> {
     const out: Record<string, unknown> = {};
     for (const [name, d] of Object.entries(descriptors)) {
-      const t = this.requireTable(name, d.kind);
+      const s = this.requireSlot(name, d.kind);
       out[name] =
-        d.kind === 'value' ? this.valueHandle(t) : d.kind === 'map' ? this.mapHandle(t) : this.listHandle(t);
+        d.kind === 'value' ? this.valueHandle(s) : d.kind === 'map' ? this.mapHandle(s) : this.listHandle(s);
     }
     return Object.freeze(out) as StateHandles<S>;
   }
 
-  private valueHandle(t: StateTable): ValueState<unknown> {
+  // Restored values come out of the snapshot decoder frozen, and written values are frozen on
+  // write: reads hand out stored values as they are.
+
+  private valueHandle(s: Slot): ValueState<unknown> {
+    const t = s.table;
+    const data = t.data;
     return {
-      // Restored values are frozen on first read rather than at restore time (restore stays O(decode)).
-      get: () => freeze(t.data.get(this.keyFor(t))),
+      get: () => data.get(this.keyFor(t)),
       set: (value: unknown) => {
         const k = this.keyFor(t);
-        this.remember(t, k);
-        if (value === undefined) t.data.delete(k);
-        else t.data.set(k, freeze(value));
-        this.markChanged(t.name, k);
+        this.remember(data, k);
+        if (value === undefined) data.delete(k);
+        else data.set(k, freeze(value));
+        s.changed.add(k);
       },
       clear: () => {
         const k = this.keyFor(t);
-        if (!t.data.has(k)) return;
-        this.remember(t, k);
-        t.data.delete(k);
-        this.markChanged(t.name, k);
+        if (!data.has(k)) return;
+        this.remember(data, k);
+        data.delete(k);
+        s.changed.add(k);
       },
     };
   }
 
-  private mapHandle(t: StateTable): MapState<unknown> {
+  private mapHandle(s: Slot): MapState<unknown> {
+    const t = s.table;
+    const data = t.data;
     const inner = (): Map<string, unknown> | undefined =>
-      t.data.get(this.keyFor(t)) as Map<string, unknown> | undefined;
+      data.get(this.keyFor(t)) as Map<string, unknown> | undefined;
     const empty = new Map<string, unknown>();
     return {
-      get: (mk) => freeze(inner()?.get(mk)),
+      get: (mk) => inner()?.get(mk),
       has: (mk) => inner()?.has(mk) ?? false,
       put: (mk, value) => {
         if (value === undefined)
           throw new StateError(`map state '${t.name}': value for '${mk}' is undefined`);
         const k = this.keyFor(t);
-        let m = t.data.get(k) as Map<string, unknown> | undefined;
-        if (!m) {
-          this.remember(t, k);
-          m = new Map();
-          t.data.set(k, m);
+        let map = data.get(k) as Map<string, unknown> | undefined;
+        if (!map) {
+          this.remember(data, k);
+          map = new Map();
+          data.set(k, map);
         }
-        const map = m;
-        if (map.has(mk)) {
-          const prev = map.get(mk);
-          this.journal.push(() => map.set(mk, prev));
-        } else {
-          this.journal.push(() => map.delete(mk));
-        }
+        this.remember(map, mk);
         map.set(mk, freeze(value));
-        this.markChanged(t.name, k);
+        s.changed.add(k);
       },
       remove: (mk) => {
         const k = this.keyFor(t);
-        const map = t.data.get(k) as Map<string, unknown> | undefined;
+        const map = data.get(k) as Map<string, unknown> | undefined;
         if (!map?.has(mk)) return;
-        const prev = map.get(mk);
-        this.journal.push(() => map.set(mk, prev));
+        this.remember(map, mk);
         map.delete(mk);
         if (map.size === 0) {
-          this.journal.push(() => t.data.set(k, map));
-          t.data.delete(k);
+          this.remember(data, k);
+          data.delete(k);
         }
-        this.markChanged(t.name, k);
+        s.changed.add(k);
       },
       keys: () => (inner() ?? empty).keys(),
       entries: () => (inner() ?? empty).entries(),
@@ -266,51 +276,50 @@ export class StateStore {
       },
       clear: () => {
         const k = this.keyFor(t);
-        if (!t.data.has(k)) return;
-        this.remember(t, k);
-        t.data.delete(k);
-        this.markChanged(t.name, k);
+        if (!data.has(k)) return;
+        this.remember(data, k);
+        data.delete(k);
+        s.changed.add(k);
       },
     };
   }
 
-  private listHandle(t: StateTable): ListState<unknown> {
+  private listHandle(s: Slot): ListState<unknown> {
+    const t = s.table;
+    const data = t.data;
     const none: readonly unknown[] = Object.freeze([]);
     const append = (values: readonly unknown[]) => {
       if (values.length === 0) return;
       const k = this.keyFor(t);
-      let list = t.data.get(k) as unknown[] | undefined;
-      if (!list) {
-        this.remember(t, k);
-        list = [];
-        t.data.set(k, list);
+      let list = data.get(k) as unknown[] | undefined;
+      if (!list || Object.isFrozen(list)) {
+        // New, or restored (decoded lists are frozen): copy on first write.
+        this.remember(data, k);
+        list = list ? [...list] : [];
+        data.set(k, list);
       } else {
-        const arr = list;
-        const len = arr.length;
-        this.journal.push(() => {
-          arr.length = len;
-        });
+        this.journal.push(UNDO_TRUNCATE, list, list.length, undefined, undefined);
       }
       for (const v of values) list.push(freeze(v));
-      this.markChanged(t.name, k);
+      s.changed.add(k);
     };
     return {
-      get: () => (t.data.get(this.keyFor(t)) as unknown[] | undefined) ?? none,
+      get: () => (data.get(this.keyFor(t)) as unknown[] | undefined) ?? none,
       add: (value) => append([value]),
       addAll: (values) => append(values),
       update: (values) => {
         const k = this.keyFor(t);
-        this.remember(t, k);
-        if (values.length === 0) t.data.delete(k);
-        else t.data.set(k, values.map(freeze));
-        this.markChanged(t.name, k);
+        this.remember(data, k);
+        if (values.length === 0) data.delete(k);
+        else data.set(k, values.map(freeze));
+        s.changed.add(k);
       },
       clear: () => {
         const k = this.keyFor(t);
-        if (!t.data.has(k)) return;
-        this.remember(t, k);
-        t.data.delete(k);
-        this.markChanged(t.name, k);
+        if (!data.has(k)) return;
+        this.remember(data, k);
+        data.delete(k);
+        s.changed.add(k);
       },
     };
   }

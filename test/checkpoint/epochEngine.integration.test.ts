@@ -191,7 +191,7 @@ describe('commit protocol on DynamoDB Local and the S3 server', () => {
     const p = pipeline();
     const records = stream(60);
     let remaining = 1500;
-    const context = { awsRequestId: 'r', getRemainingTimeInMillis: () => (remaining -= 25) };
+    const context = { awsRequestId: 'r', getRemainingTimeInMillis: () => (remaining -= 60) };
     const f = await failure(
       p.container({ config: { timeReserveMs: 1000, epochMaxRecords: 5 } })(mskEvent(records), context),
     );

@@ -197,8 +197,8 @@ describe('EpochEngine', () => {
   it('commits what fits in the time budget, fails retriably, and the retry completes', async () => {
     const s = setup({ timeReserveMs: 1000, epochMaxRecords: 3 });
     const records = stream(10);
-    let remaining = 1006;
-    const context = { getRemainingTimeInMillis: () => (remaining -= 1) };
+    let remaining = 1005;
+    const context = { getRemainingTimeInMillis: () => (remaining -= 2) };
     const f = await failure(s.engine().processEvent(mskEvent(records), context));
     const err = f.failures[0]!.error;
     expect(err).toBeInstanceOf(TimeBudgetExceededError);
@@ -213,6 +213,19 @@ describe('EpochEngine', () => {
     const r = await stateOf(s);
     expect(r.committedOffset).toBe('10');
     expectBalances(r.state, records);
+  });
+
+  it('cuts an epoch short when time runs out in the middle of it, and commits it', async () => {
+    const s = setup({ timeReserveMs: 1000, epochMaxRecords: 1000 });
+    const records = stream(100);
+    let calls = 0;
+    // Plenty of time for the first checks (before the epoch, after 16 and 32 records), then not.
+    const context = { getRemainingTimeInMillis: () => (++calls <= 3 ? 60_000 : 500) };
+    const f = await failure(s.engine().processEvent(mskEvent(records), context));
+    expect(f.failures[0]!.error).toBeInstanceOf(TimeBudgetExceededError);
+    const partial = await stateOf(s);
+    expect(partial).toMatchObject({ epoch: 1, committedOffset: '48' });
+    expectBalances(partial.state, records.slice(0, 48));
   });
 
   it('fails at once, committing nothing, when even one epoch does not fit', async () => {
