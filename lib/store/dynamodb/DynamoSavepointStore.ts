@@ -21,14 +21,44 @@ import {
   type SavepointStore,
   type SavepointTask,
 } from '../../checkpoint/savepoints.ts';
+import type { SnapshotRef } from '../../checkpoint/stores.ts';
 import { OperationError, StoreError } from '../../errors.ts';
-import { attrToRef, dynamoError, refToAttr } from './DynamoCommitStore.ts';
+import { dynamoError } from './DynamoCommitStore.ts';
 
 type Item = Record<string, AttributeValue>;
 
 const S = (s: string): AttributeValue => ({ S: s });
 const N = (n: number | bigint): AttributeValue => ({ N: n.toString() });
 const NULL: AttributeValue = { NULL: true };
+
+/** Snapshot references of a savepoint: full keys, so an item reads alone. */
+function refToAttr(r: SnapshotRef): AttributeValue {
+  return {
+    M: {
+      key: S(r.key),
+      bytes: N(r.bytes),
+      checksum: S(r.checksum),
+      kind: S(r.kind),
+      epoch: N(r.epoch),
+      entries: N(r.entries),
+    },
+  };
+}
+
+function attrToRef(a: AttributeValue): SnapshotRef {
+  const m = a.M;
+  if (!m) throw new Error('snapshot reference is not a map');
+  const kind = str(m, 'kind');
+  if (kind !== 'full' && kind !== 'delta') throw new Error(`snapshot kind ${kind} is unknown`);
+  return {
+    key: str(m, 'key'),
+    bytes: int(m, 'bytes'),
+    checksum: str(m, 'checksum'),
+    kind,
+    epoch: int(m, 'epoch'),
+    entries: int(m, 'entries'),
+  };
+}
 
 export function metaToItem(m: SavepointMeta): Item {
   return {
