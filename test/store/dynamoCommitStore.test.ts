@@ -41,7 +41,7 @@ function record(
             {
               epoch: epoch - 1,
               committedOffset: offset - 1n,
-              chain: [{ ...ref, epoch: epoch - 1 }],
+              chain: [{ ...ref, key: `k/${epoch - 1}`, epoch: epoch - 1 }],
               updatedAt: 'x',
             },
           ]
@@ -114,5 +114,48 @@ describe('DynamoCommitStore (DynamoDB Local)', () => {
     const err = await dead.read({ pipeline: 'p', topic: 't', partition: 0 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreError);
     expect((err as StoreError).retriable).toBe(true);
+  });
+});
+
+describe('commit item encoding', () => {
+  it('round-trips references shared between chains and keeps a typical item within one write unit', async () => {
+    const { commitToItem, itemToCommit } = await import('../../lib/store/dynamodb/DynamoCommitStore.ts');
+    const { itemSize } = await import('../../bench/itemSize.ts');
+    const dir = 'tidemark/balances/tasks/orders.eu-west/12/';
+    const ref = (epoch: number, kind: 'full' | 'delta') => ({
+      key: `${dir}${String(epoch).padStart(12, '0')}-${'ab12cd34ef56'}.${kind === 'full' ? 'snap' : 'delta'}`,
+      bytes: 1000 + epoch,
+      checksum: 'deadbeef',
+      kind,
+      epoch,
+      entries: 100 + epoch,
+    });
+    const chain = [ref(10, 'full'), ...[11, 12, 13, 14, 15].map((e) => ref(e, 'delta'))];
+    const commit: CommitRecord = {
+      pipeline: 'balances',
+      topic: 'orders.eu-west',
+      partition: 12,
+      epoch: 15,
+      committedOffset: 2n ** 62n,
+      chain,
+      updatedAt: '2026-11-23T21:00:00.000Z',
+      quarantined: 3,
+      applied: 1_234_567,
+      attempt: 'ab12cd34ef56',
+      history: [
+        { epoch: 14, committedOffset: 2n ** 62n - 10n, chain: chain.slice(0, 5), updatedAt: 'a' },
+        { epoch: 13, committedOffset: 2n ** 62n - 20n, chain: chain.slice(0, 4), updatedAt: 'b' },
+      ],
+    };
+    const item = commitToItem(commit);
+    expect(itemToCommit(item)).toEqual(commit);
+    expect(item.refs!.L).toHaveLength(6); // each object once
+    expect(itemSize(item)).toBeLessThan(1024);
+    // A reference outside the task's directory (never written by the engine) survives too.
+    const odd = {
+      ...commit,
+      history: [{ ...commit.history[0]!, chain: [{ ...chain[0]!, key: 'elsewhere/x.snap' }] }],
+    };
+    expect(itemToCommit(commitToItem(odd))).toEqual(odd);
   });
 });

@@ -64,19 +64,45 @@ export function refToAttr(r: SnapshotRef): AttributeValue {
   };
 }
 
-function summaryToAttr(c: CheckpointSummary): AttributeValue {
-  return {
-    M: {
-      epoch: N(c.epoch),
-      committedOffset: N(c.committedOffset),
-      chain: { L: c.chain.map(refToAttr) },
-      updatedAt: S(c.updatedAt),
-    },
-  };
-}
-
-/** Marshals a commit record (offsets as DynamoDB numbers, exact to 38 digits). */
+/**
+ * Marshals a commit record compactly, so the item stays under the 1 KB of one write unit in most
+ * cases: snapshot references are stored once (`refs`, with short attribute names and keys relative
+ * to the task's snapshot directory `dir`) and the current chain and every retained chain are lists
+ * of indices into them (chains share their base and older deltas). Offsets are DynamoDB numbers,
+ * exact to 38 digits.
+ */
 export function commitToItem(c: CommitRecord): Item {
+  const all = [c.chain, ...c.history.map((h) => h.chain)];
+  const first = all.find((chain) => chain.length > 0)?.[0]?.key ?? '';
+  const dir = first.slice(0, first.lastIndexOf('/') + 1);
+  const index = new Map<string, number>();
+  const refs: AttributeValue[] = [];
+  const indices = (chain: readonly SnapshotRef[]): AttributeValue => ({
+    L: chain.map((r) => {
+      let n = index.get(r.key);
+      if (n === undefined) {
+        n = refs.length;
+        index.set(r.key, n);
+        refs.push({
+          M: {
+            k: S(dir && r.key.startsWith(dir) ? r.key.slice(dir.length) : `/${r.key}`),
+            b: N(r.bytes),
+            c: S(r.checksum),
+            t: S(r.kind),
+            e: N(r.epoch),
+            n: N(r.entries),
+          },
+        });
+      }
+      return N(n);
+    }),
+  });
+  const chain = indices(c.chain);
+  const history: AttributeValue = {
+    L: c.history.map((h) => ({
+      M: { e: N(h.epoch), o: N(h.committedOffset), u: S(h.updatedAt), c: indices(h.chain) },
+    })),
+  };
   return {
     pk: S(taskPk(c)),
     sk: S(COMMIT_SK),
@@ -85,12 +111,14 @@ export function commitToItem(c: CommitRecord): Item {
     partition: N(c.partition),
     epoch: N(c.epoch),
     committedOffset: N(c.committedOffset),
-    chain: { L: c.chain.map(refToAttr) },
     updatedAt: S(c.updatedAt),
     quarantined: N(c.quarantined),
     applied: N(c.applied),
     attempt: S(c.attempt),
-    history: { L: c.history.map(summaryToAttr) },
+    dir: S(dir),
+    refs: { L: refs },
+    chain,
+    history,
   };
 }
 
@@ -134,32 +162,54 @@ export function attrToRef(a: AttributeValue): SnapshotRef {
   };
 }
 
-function attrToSummary(a: AttributeValue): CheckpointSummary {
-  const m = a.M;
-  if (!m) throw new ItemError('history entry is not a map');
-  return {
-    epoch: int(m, 'epoch'),
-    committedOffset: big(m, 'committedOffset'),
-    chain: list(m, 'chain').map(attrToRef),
-    updatedAt: str(m, 'updatedAt'),
-  };
-}
-
 /** Unmarshals a commit item; a malformed item is a non-retriable `StoreError`. */
 export function itemToCommit(item: Item): CommitRecord {
   try {
+    const dir = str(item, 'dir');
+    const refs = list(item, 'refs').map((a): SnapshotRef => {
+      const m = a.M;
+      if (!m) throw new ItemError('snapshot reference is not a map');
+      const kind = str(m, 't');
+      if (kind !== 'full' && kind !== 'delta') throw new ItemError(`snapshot kind ${kind} is unknown`);
+      const k = str(m, 'k');
+      return {
+        key: k.startsWith('/') ? k.slice(1) : dir + k,
+        bytes: int(m, 'b'),
+        checksum: str(m, 'c'),
+        kind,
+        epoch: int(m, 'e'),
+        entries: int(m, 'n'),
+      };
+    });
+    const chainOf = (a: AttributeValue | undefined, what: string): SnapshotRef[] => {
+      if (!a?.L) throw new ItemError(`${what} is not a list`);
+      return a.L.map((x) => {
+        const ref = refs[Number(x.N)];
+        if (!ref) throw new ItemError(`${what} points at a missing reference`);
+        return ref;
+      });
+    };
     return {
       pipeline: str(item, 'pipeline'),
       topic: str(item, 'topic'),
       partition: int(item, 'partition'),
       epoch: int(item, 'epoch'),
       committedOffset: big(item, 'committedOffset'),
-      chain: list(item, 'chain').map(attrToRef),
+      chain: chainOf(item.chain, 'chain'),
       updatedAt: str(item, 'updatedAt'),
       quarantined: int(item, 'quarantined'),
       applied: int(item, 'applied'),
       attempt: str(item, 'attempt'),
-      history: list(item, 'history').map(attrToSummary),
+      history: list(item, 'history').map((h, i): CheckpointSummary => {
+        const m = h.M;
+        if (!m) throw new ItemError('history entry is not a map');
+        return {
+          epoch: int(m, 'e'),
+          committedOffset: big(m, 'o'),
+          updatedAt: str(m, 'u'),
+          chain: chainOf(m.c, `history[${i}]`),
+        };
+      }),
     };
   } catch (err) {
     if (!(err instanceof ItemError)) throw err;
