@@ -39,3 +39,21 @@ it(`keeps exactly-once through ${faults} injected faults (seed ${seed})`, { time
   expect({ lost: report.totals.lost, doubled: report.totals.doubled }).toEqual({ lost: 0, doubled: 0 });
   expect(report.problems).toEqual([]);
 });
+
+it.each(['lose', 'double'] as const)(
+  'reports a %s record when exactly-once is broken on purpose (harness self-check)',
+  async (sabotage) => {
+    const report = await runCampaign({
+      seed,
+      faults: 40,
+      records: 1_500,
+      partitions: 2,
+      lanes: 2,
+      env: process.env,
+      sabotage,
+    });
+    expect(report.passed).toBe(false);
+    expect(sabotage === 'lose' ? report.totals.lost : report.totals.doubled).toBe(1);
+    expect(sabotage === 'lose' ? report.totals.doubled : report.totals.lost).toBe(0);
+  },
+);

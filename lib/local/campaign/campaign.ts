@@ -18,7 +18,7 @@ import { createAwsStores } from '../../store/stores.ts';
 import { type LocalStack, startLocalStack } from '../localStack.ts';
 import { FAULT_KINDS, type FaultKind, type RequestObserver, STORE_OPS } from './faults.ts';
 import { type CampaignTask, generateTaskRecords } from './input.ts';
-import { emptyLaneStats, Lane, type LaneStats, type ProcessorName } from './lane.ts';
+import { emptyLaneStats, Lane, type LaneStats, type ProcessorName, type Sabotage } from './lane.ts';
 import { compareBalances, compareLedger, expectTask } from './oracle.ts';
 import { type FaultProxy, NET_FAULTS, startFaultProxy } from './proxy.ts';
 import { SeededRandom } from './random.ts';
@@ -37,6 +37,7 @@ export const DEFAULT_WEIGHTS: Readonly<Record<FaultKind, number>> = {
   'crash-after-snapshot-put': 6,
   'crash-before-commit': 6,
   'crash-after-commit': 6,
+  'crash-before-return': 4,
   'crash-mid-epoch': 6,
   'processor-transient': 6,
   'time-budget': 6,
@@ -66,6 +67,8 @@ export interface CampaignOptions {
    */
   env?: Readonly<Record<string, string | undefined>>;
   log?: (line: string) => void;
+  /** Harness self-check: break exactly-once on purpose in lane 0 (see `LaneOptions.sabotage`). */
+  sabotage?: Sabotage;
 }
 
 export interface TaskVerdict {
@@ -290,6 +293,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
           config,
           observer,
           log,
+          sabotage: i === 0 ? options.sabotage : undefined,
         }),
       );
     }

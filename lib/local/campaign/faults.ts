@@ -9,6 +9,7 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { itemToCommit } from '../../store/dynamodb/DynamoCommitStore.ts';
 import { FAULT_HEADER, type NetFault } from './proxy.ts';
 
 export const FAULT_KINDS = [
@@ -24,6 +25,7 @@ export const FAULT_KINDS = [
   'crash-after-snapshot-put',
   'crash-before-commit',
   'crash-after-commit',
+  'crash-before-return',
   'crash-mid-epoch',
   'processor-transient',
   'time-budget',
@@ -251,18 +253,21 @@ const NET: Partial<Record<FaultKind, NetFault>> = {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Snapshot keys of every chain a DynamoDB commit item (raw attribute map) references. */
+/**
+ * Snapshot keys of every chain (current and retained) a DynamoDB commit item references, read with
+ * the store's own unmarshalling so the check follows the item format.
+ */
 export function chainKeysOfItem(item: unknown, into: Set<string>): void {
-  type A = { M?: Record<string, A>; L?: A[]; S?: string };
-  const m = (item ?? {}) as Record<string, A>;
-  const addChain = (chain: A | undefined) => {
-    for (const ref of chain?.L ?? []) {
-      const k = ref.M?.key?.S;
-      if (k) into.add(k);
-    }
-  };
-  addChain(m.chain);
-  for (const h of m.history?.L ?? []) addChain(h.M?.chain);
+  if (item === undefined || item === null) return;
+  let commit: ReturnType<typeof itemToCommit>;
+  try {
+    commit = itemToCommit(item as Parameters<typeof itemToCommit>[0]);
+  } catch {
+    return; // not a commit item (savepoints, partial items)
+  }
+  for (const chain of [commit.chain, ...commit.history.map((h) => h.chain)]) {
+    for (const ref of chain) into.add(ref.key);
+  }
 }
 
 const FIRED = Symbol('campaignFaultsFired');

@@ -129,7 +129,14 @@ export interface LaneOptions {
   observer: RequestObserver;
   /** Progress callback (one line per event worth telling). */
   log?: (line: string) => void;
+  /**
+   * Self-check of the harness (never in a real run): `lose` makes the ESM never deliver one record,
+   * `double` makes the processor apply one record twice. The oracle must then report it.
+   */
+  sabotage?: Sabotage;
 }
+
+export type Sabotage = 'lose' | 'double';
 
 interface Container {
   id: number;
@@ -154,6 +161,16 @@ interface Delivery {
   event: KafkaEvent;
 }
 
+/** The faults of one invocation. */
+interface Plan {
+  store: StoreFault[];
+  processor?: ProcessorFault;
+  /** The call of getRemainingTimeInMillis from which no time is left. */
+  timeBudgetAt?: number;
+  /** The container dies after the handler resolved, before its response reaches the ESM. */
+  crashBeforeReturn?: boolean;
+}
+
 interface Outcome {
   ok: boolean;
   summary?: BatchSummary;
@@ -166,6 +183,7 @@ interface Outcome {
 function faultyProcessor(
   inner: Processor<StateDescriptors>,
   faults: ContainerFaults,
+  doubleAt?: string,
 ): Processor<StateDescriptors> {
   return {
     ...inner,
@@ -179,6 +197,7 @@ function faultyProcessor(
         throw new TidemarkError(`injected ${f.kind} at offset ${record.offset}`, { retriable: true });
       }
       inner.process(record, ctx);
+      if (doubleAt === `${ctx.topic}-${ctx.partition}@${record.offset}`) inner.process(record, ctx);
     },
   };
 }
@@ -256,6 +275,14 @@ export class Lane {
     return this.fired;
   }
 
+  /** The record a sabotage self-check aims at (`<task>@<offset>`: the first task's 10th deposit). */
+  private sabotaged(kind: Sabotage): string | undefined {
+    if (this.o.sabotage !== kind) return undefined;
+    const t = this.o.tasks[0]!;
+    const r = t.records.filter((x) => x.kind === 'deposit')[9] ?? t.records[0]!;
+    return `${t.label}@${r.offset}`;
+  }
+
   /** One line on where the lane stands. */
   progress(): string {
     return `lane ${this.o.index}: ${this.fired}/${this.o.faultBudget} faults, ${this.remainingRecords()} records to deliver, ${this.stats.invocations} invocations; now ${this.activity}`;
@@ -286,7 +313,7 @@ export class Lane {
       dynamodb: new DynamoDBClient({ ...common, endpoint: this.o.endpoints.dynamodb }),
     };
     instrumentClients(clients, faults, this.o.observer);
-    const handler = createKafkaHandler(faultyProcessor(this.processor, faults), {
+    const handler = createKafkaHandler(faultyProcessor(this.processor, faults, this.sabotaged('double')), {
       env: {
         TIDEMARK_BUCKET: this.o.bucket,
         TIDEMARK_TABLE: this.o.table,
@@ -324,7 +351,11 @@ export class Lane {
   private eventOf(kind: DeliveryKind, parts: Part[], inBatchDuplicates = false): Delivery {
     const records: Record<string, RawKafkaRecord[]> = {};
     for (const p of parts) {
-      let raws = p.task.records.slice(p.from, p.to).map((r) => r.raw);
+      const lost = this.sabotaged('lose');
+      let raws = p.task.records
+        .slice(p.from, p.to)
+        .filter((r) => `${p.task.label}@${r.offset}` !== lost)
+        .map((r) => r.raw);
       if (inBatchDuplicates && raws.length > 0) {
         const extra = Array.from({ length: this.rnd.int(1, 5) }, () => this.rnd.pick(raws));
         raws = this.rnd.shuffle([...raws, ...extra]);
@@ -377,11 +408,8 @@ export class Lane {
   }
 
   /** Draws the faults of one invocation. */
-  private planFaults(
-    d: Delivery,
-    cold: boolean,
-  ): { store: StoreFault[]; processor?: ProcessorFault; timeBudgetAt?: number } {
-    const out: { store: StoreFault[]; processor?: ProcessorFault; timeBudgetAt?: number } = { store: [] };
+  private planFaults(d: Delivery, cold: boolean): Plan {
+    const out: Plan = { store: [] };
     if (this.fired >= this.o.faultBudget) return out;
     const n = this.rnd.weighted({ 0: 15, 1: 50, 2: 25, 3: 10 } as Record<string, number>);
     const fresh = this.newParts(d);
@@ -395,7 +423,15 @@ export class Lane {
             (s, p) => s + p.to - Math.max(p.from, this.acked.get(p.task.label)!),
             0,
           );
-          out.timeBudgetAt = this.rnd.int(1, Math.max(1, records));
+          // The engine looks at the clock once per epoch and every few records.
+          out.timeBudgetAt = this.rnd.int(1, 2 + Math.floor(records / 16));
+          this.stats.faults[kind].planned++;
+        }
+        continue;
+      }
+      if (kind === 'crash-before-return') {
+        if (!out.crashBeforeReturn) {
+          out.crashBeforeReturn = true;
           this.stats.faults[kind].planned++;
         }
         continue;
@@ -440,12 +476,7 @@ export class Lane {
     return out;
   }
 
-  private async invoke(
-    c: Container,
-    d: Delivery,
-    plan: { store: StoreFault[]; processor?: ProcessorFault; timeBudgetAt?: number },
-    zombie?: ZombieHold,
-  ): Promise<Outcome> {
+  private async invoke(c: Container, d: Delivery, plan: Plan, zombie?: ZombieHold): Promise<Outcome> {
     c.faults.arm(plan.store, plan.processor, zombie);
     const requestId = `lane${this.o.index}-inv${++this.invocationCount}`;
     this.activity = `${requestId} (${d.kind}) on container ${c.id}, faults: ${[...plan.store.map((f) => `${f.kind}@${f.op}#${f.nth}`), plan.processor?.kind, plan.timeBudgetAt === undefined ? undefined : 'time-budget', zombie ? 'zombie' : undefined].filter(Boolean).join(' ') || 'none'}`;
@@ -487,12 +518,26 @@ export class Lane {
       this.stats.faults['time-budget'].fired++;
       this.stats.faults['time-budget'].surfaced++;
     }
-    this.fired += outcome.fired;
-    if (outcome.ok) this.stats.succeeded++;
+    if (plan.crashBeforeReturn && outcome.ok) {
+      // Everything was committed, but the ESM never hears so: it will deliver the batch again.
+      outcome.fired++;
+      this.stats.faults['crash-before-return'].fired++;
+      this.stats.faults['crash-before-return'].surfaced++;
+      c.faults.kill('crash before return');
+      outcome = {
+        ok: false,
+        fired: outcome.fired,
+        error: new TidemarkError('the container died before returning'),
+      };
+      this.stats.failed++;
+      this.stats.failures['(committed, no response)'] =
+        (this.stats.failures['(committed, no response)'] ?? 0) + 1;
+    } else if (outcome.ok) this.stats.succeeded++;
     else {
       this.stats.failed++;
       this.recordFailure(requestId, outcome.error);
     }
+    this.fired += outcome.fired;
     if (c.faults.dead && !c.retired) {
       this.stats.crashed++;
       this.retire(c);

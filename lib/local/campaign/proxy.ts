@@ -54,17 +54,16 @@ export async function startFaultProxy(target: { host: string; port: number }): P
       if (fault) mode = fault;
       upstream.write(chunk);
     });
+    let stalled = false;
     upstream.on('data', (chunk: Buffer) => {
       if (mode === 'reset-response') {
         broken['reset-response']++;
         kill();
       } else if (mode === 'pass') client.write(chunk);
-      else if (mode === 'stall' && !client.destroyed) {
-        // Counted once per stalled request; the bytes go nowhere until the client gives up.
+      else if (!stalled) {
+        // The response goes nowhere; the connection stays open until the client gives up on it.
+        stalled = true;
         broken.stall++;
-        mode = 'stall';
-        client.pause();
-        upstream.pause();
       }
     });
     const close = () => {
