@@ -154,6 +154,8 @@ interface Invocation {
   remaining: () => number;
   requestId: string | undefined;
   cleanup: Array<Promise<void>>;
+  /** Objects nothing references any more, deleted together (one request) after all commits. */
+  garbage: Array<{ task: TaskId; keys: string[] }>;
 }
 
 function emptySummary(t: TaskBatch, warm: boolean): TaskSummary {
@@ -238,6 +240,7 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       remaining: () => context.getRemainingTimeInMillis?.() ?? Number.POSITIVE_INFINITY,
       requestId: context.awsRequestId,
       cleanup: [],
+      garbage: [],
     };
     this.observer.batchStarted?.({
       records: batch.recordCount,
@@ -256,6 +259,7 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       }
     });
     // Deletions of snapshots that left the retention window: after the commits, never before.
+    inv.cleanup.push(this.collect(inv.garbage));
     await Promise.allSettled(inv.cleanup);
     if (failures.length > 0) throw new BatchFailedError(failures);
     summaries.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
@@ -602,7 +606,7 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       // retry met it. That is a success.
       if (stored?.attempt !== attempt || stored.epoch !== nextEpoch) {
         // A lost race is a definite "no": nobody will ever reference this attempt's object.
-        inv.cleanup.push(this.deleteQuietly(task, [ref.key]));
+        inv.garbage.push({ task, keys: [ref.key] });
         throw error;
       }
     }
@@ -626,17 +630,18 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       newestRecordTimestamp: epoch.newestTimestamp,
     });
     const taskPrefix = taskSnapshotPrefix(this.config.prefix, task);
-    if (prev) inv.cleanup.push(this.deleteQuietly(task, subsumedKeys(prev, next, taskPrefix)));
+    if (prev) inv.garbage.push({ task, keys: subsumedKeys(prev, next, taskPrefix) });
     if (nextEpoch % this.config.sweepEveryEpochs === 0) inv.cleanup.push(this.sweep(task, taskPrefix, next));
   }
 
-  /** Deletes objects nothing references any more (best effort: failures are reported, not thrown). */
-  private async deleteQuietly(task: TaskId, keys: string[]): Promise<void> {
+  /** Deletes objects nothing references any more, of every task at once (best effort: reported, not thrown). */
+  private async collect(garbage: ReadonlyArray<{ task: TaskId; keys: string[] }>): Promise<void> {
+    const keys = garbage.flatMap((g) => g.keys);
     if (keys.length === 0) return;
     try {
       await this.snapshots.delete(keys);
     } catch (error) {
-      this.observer.cleanupFailed?.(task, keys, error);
+      for (const g of garbage) if (g.keys.length > 0) this.observer.cleanupFailed?.(g.task, g.keys, error);
     }
   }
 
