@@ -17,10 +17,11 @@ let kafka: Kafka;
 let topicSeq = 0;
 const running: EsmEmulator[] = [];
 
+// The first run builds the cluster (about 35 s on two idle cores, minutes on a busy machine).
 beforeAll(async () => {
   mock = await startKafkaMock({ brokers: 1 });
   kafka = new Kafka({ clientId: 'esm-test', brokers: [...mock.brokers], logLevel: logLevel.NOTHING });
-});
+}, 600_000);
 
 afterEach(async () => {
   await Promise.all(running.splice(0).map((e) => e.stop()));

@@ -32,14 +32,17 @@ function refused(address: string): Promise<boolean> {
   });
 }
 
+const BUILD_TIMEOUT_MS = 600_000;
+
 describe('Kafka mock cluster', () => {
   let mock: KafkaMock;
   let kafka: Kafka;
 
+  // The first run builds the cluster (about 35 s on two idle cores, minutes on a busy machine).
   beforeAll(async () => {
     mock = await startKafkaMock({ brokers: 3, topics: { orders: 4 } });
     kafka = new Kafka({ clientId: 'mock-test', brokers: [...mock.brokers], logLevel: logLevel.NOTHING });
-  });
+  }, BUILD_TIMEOUT_MS);
 
   afterAll(async () => {
     await mock?.stop();

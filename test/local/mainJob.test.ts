@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
-import { describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { balances } from '../../lib/examples/balances.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
+import { ensureKafkaMock } from '../../lib/local/kafka/build.ts';
 import { parseFaults, runMainJob } from '../../lib/local/mainJob.ts';
 import { BalancesOracle } from '../../lib/local/oracle.ts';
 import { verifyTask } from '../../lib/local/verify.ts';
@@ -14,7 +15,12 @@ const localEnv = inject('localEnv');
 const aws = { env: localEnv, bucket: localEnv.TIDEMARK_BUCKET!, table: localEnv.TIDEMARK_TABLE! };
 
 describe('the main job', () => {
-  it('runs Kafka → ESM emulator → Tidemark → S3/DynamoDB with faults, and verifies every task', async () => {
+  // The first run builds the Kafka cluster: in a hook with room for it, not in the test's time.
+  beforeAll(() => ensureKafkaMock(), 600_000);
+
+  it('runs Kafka → ESM emulator → Tidemark → S3/DynamoDB with faults, and verifies every task', {
+    timeout: 120_000,
+  }, async () => {
     const pipeline = `balances-${randomUUID().slice(0, 8)}`;
     const stages: string[] = [];
     const result = await runMainJob({
