@@ -391,7 +391,9 @@ export class Lane {
       faultsLeft > 0 ? Math.max(1, Math.round(this.remainingRecords() / stepsLeft / chosen.length)) : 300;
     const parts = chosen.map((task) => {
       const acked = this.acked.get(task.label)!;
-      const from = kind === 'rewind' ? this.rnd.int(Math.max(0, acked - 60), acked) : acked;
+      // A task the ESM is through with comes back as a re-delivery of its tail.
+      const rewind = kind === 'rewind' || acked >= task.records.length;
+      const from = rewind ? this.rnd.int(Math.max(0, acked - 60), Math.max(0, acked - 1)) : acked;
       const size = this.rnd.chance(0.1) ? this.rnd.int(2 * mean, 6 * mean) : this.rnd.int(1, 2 * mean);
       return { task, from, to: Math.min(task.records.length, from + size) };
     });
@@ -670,8 +672,11 @@ export class Lane {
     else this.pendingRetry = d;
   }
 
-  /** Runs the lane: faulty steps until its fault budget fired and its records were delivered. */
-  async run(maxSteps = Number.POSITIVE_INFINITY): Promise<void> {
+  /**
+   * Runs the lane: faulty steps until its fault budget fired and its records were delivered (or a
+   * step limit is reached: a run whose skip list leaves no fault that can fire must end too).
+   */
+  async run(maxSteps = 50 * this.o.faultBudget + 10_000): Promise<void> {
     let steps = 0;
     let lastReport = 0;
     while ((this.fired < this.o.faultBudget || this.remainingRecords() > 0) && steps < maxSteps) {
