@@ -42,7 +42,11 @@ export interface MskSource {
 
 /** Network the ESM's pollers use to reach brokers that are only reachable inside a VPC. */
 export interface KafkaVpcAccess {
-  readonly vpc: IVpc;
+  /**
+   * The VPC the subnets are selected from.
+   * @default - none: `subnets` must then list the subnets themselves (`{ subnets: [...] }`)
+   */
+  readonly vpc?: IVpc;
   readonly subnets: SubnetSelection;
   readonly securityGroup: ISecurityGroup;
 }
@@ -190,10 +194,17 @@ export function createKafkaMapping(
       accessConfigs.push(access('SERVER_ROOT_CA_CERTIFICATE', source.rootCACertificate.secretArn));
     }
     if (source.vpc) {
-      accessConfigs.push(access('VPC_SECURITY_GROUP', source.vpc.securityGroup.securityGroupId));
-      for (const subnet of source.vpc.vpc.selectSubnets(source.vpc.subnets).subnetIds) {
-        accessConfigs.push(access('VPC_SUBNET', subnet));
+      const net = source.vpc;
+      const subnetIds = net.vpc
+        ? net.vpc.selectSubnets(net.subnets).subnetIds
+        : (net.subnets.subnets ?? []).map((subnet) => subnet.subnetId);
+      if (subnetIds.length === 0) {
+        throw new Error(
+          'vpc.subnets selects no subnet (without vpc.vpc, list the subnets: { subnets: [...] })',
+        );
       }
+      accessConfigs.push(access('VPC_SECURITY_GROUP', net.securityGroup.securityGroupId));
+      for (const subnet of subnetIds) accessConfigs.push(access('VPC_SUBNET', subnet));
       statements.push(
         new PolicyStatement({ sid: 'KafkaPollerNetwork', actions: [...ENI_ACTIONS], resources: ['*'] }),
       );

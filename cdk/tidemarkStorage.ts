@@ -34,7 +34,7 @@ export interface TidemarkStorageProps {
    */
   readonly noncurrentVersionRetention?: Duration;
   /**
-   * Multipart uploads (snapshots above 8 MiB) that an interrupted invocation never completed are
+   * Multipart uploads (snapshots above 64 MiB) that an interrupted invocation never completed are
    * aborted after this, so their invisible parts stop costing storage.
    * @default Duration.days(1)
    */

@@ -34,11 +34,11 @@ export function removeOutdirs(): void {
 
 export type PipelineOverrides = Partial<TidemarkPipelineProps>;
 
-/** A stack holding one pipeline (MSK with IAM authentication unless overridden). */
-export function pipelineStack(
+/** Adds a pipeline (MSK with IAM authentication unless overridden) to a new stack of `app`. */
+export function addPipelineStack(
+  app: App,
   overrides: PipelineOverrides | ((stack: Stack) => PipelineOverrides) = {},
-  app: App = testApp(),
-): { app: App; stack: Stack; pipeline: TidemarkPipeline; template: Template } {
+): { stack: Stack; pipeline: TidemarkPipeline } {
   const stack = new Stack(app, `Test${app.node.children.length}`);
   const extra = typeof overrides === 'function' ? overrides(stack) : overrides;
   const pipeline = new TidemarkPipeline(stack, 'Pipeline', {
@@ -48,6 +48,18 @@ export function pipelineStack(
     topic: 'orders-topic',
     ...extra,
   });
+  return { stack, pipeline };
+}
+
+/**
+ * A stack holding one pipeline, and its template. Making the template synthesizes the app (once:
+ * later `app.synth()` calls return the same assembly, so add validation plugins before this).
+ */
+export function pipelineStack(
+  overrides: PipelineOverrides | ((stack: Stack) => PipelineOverrides) = {},
+  app: App = testApp(),
+): { app: App; stack: Stack; pipeline: TidemarkPipeline; template: Template } {
+  const { stack, pipeline } = addPipelineStack(app, overrides);
   return { app, stack, pipeline, template: Template.fromStack(stack) };
 }
 
