@@ -19,6 +19,7 @@ import {
 } from 'aws-cdk-lib/aws-lambda';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
+import { acknowledgeWildcardResource } from './nagAcknowledgements.ts';
 
 /** An Amazon MSK cluster (provisioned or serverless). */
 export interface MskSource {
@@ -229,6 +230,13 @@ export function createKafkaMapping(
     }
   }
   for (const s of statements) role.addToPrincipalPolicy(s);
+  if (statements.some((s) => s.resources.includes('*'))) {
+    acknowledgeWildcardResource(
+      role,
+      '*',
+      'EC2 network-interface actions for the event source mapping pollers (DescribeNetworkInterfaces, DescribeVpcs, DescribeSubnets, DescribeSecurityGroups have no resource-level permissions); they grant nothing on data.',
+    );
+  }
 
   const mapping = new EventSourceMapping(scope, id, {
     target: fn,

@@ -284,12 +284,20 @@ export class TidemarkMonitoring extends Construct {
 
   /** A Tidemark metric of this pipeline (dimensions `service` and `Pipeline`), 5-minute period. */
   metric(name: MetricName, options: MetricOptions = {}): Metric {
-    return new Metric({
-      namespace: METRICS_NAMESPACE,
-      metricName: name,
-      dimensionsMap: { [SERVICE_DIMENSION]: SERVICE_NAME, [PIPELINE_DIMENSION]: this.pipelineId },
-      period: PERIOD,
-      ...options,
-    });
+    return tidemarkMetric(this.pipelineId, name, options);
   }
+}
+
+/**
+ * A metric the Tidemark runtime emits for `pipelineId`: namespace `Tidemark`, dimensions
+ * `service=tidemark` (Powertools adds it to every metric) and `Pipeline=<pipelineId>`.
+ */
+export function tidemarkMetric(pipelineId: string, name: MetricName, options: MetricOptions = {}): Metric {
+  return new Metric({
+    namespace: METRICS_NAMESPACE,
+    metricName: name,
+    dimensionsMap: { [SERVICE_DIMENSION]: SERVICE_NAME, [PIPELINE_DIMENSION]: pipelineId },
+    period: PERIOD,
+    ...options,
+  });
 }

@@ -4,6 +4,7 @@
  * its checkpoints (created, or existing ones), least-privilege IAM, and a dashboard with alarms.
  */
 import { Duration } from 'aws-cdk-lib';
+import type { Metric, MetricOptions } from 'aws-cdk-lib/aws-cloudwatch';
 import type { ITable } from 'aws-cdk-lib/aws-dynamodb';
 import { type IRole, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import type { IKey } from 'aws-cdk-lib/aws-kms';
@@ -24,7 +25,7 @@ import { ENV } from '../lib/config/env.ts';
 import type { MetricName } from '../lib/observability/metricNames.ts';
 import { createKafkaMapping, type KafkaSource } from './kafkaSource.ts';
 import { acknowledgeWildcardAction, acknowledgeWildcardResource } from './nagAcknowledgements.ts';
-import { type TidemarkAlarmThresholds, TidemarkMonitoring } from './tidemarkMonitoring.ts';
+import { type TidemarkAlarmThresholds, TidemarkMonitoring, tidemarkMetric } from './tidemarkMonitoring.ts';
 import { TidemarkStorage, type TidemarkStorageProps } from './tidemarkStorage.ts';
 
 /** Same rule as the engine's (lib/config/config.ts): ids end up in S3 and DynamoDB keys. */
@@ -311,16 +312,6 @@ export class TidemarkPipeline extends Construct {
         esmMetrics: props.esmMetrics ?? false,
       },
     );
-    const needsNetwork =
-      props.source.kind === 'msk' || (props.source.kind === 'self-managed' && props.source.vpc !== undefined);
-    if (needsNetwork) {
-      acknowledgeWildcardResource(
-        role,
-        '*',
-        'EC2 network-interface actions for the event source mapping pollers (DescribeNetworkInterfaces, DescribeVpcs, DescribeSubnets, DescribeSecurityGroups have no resource-level permissions); they grant nothing on data.',
-      );
-    }
-
     this.monitoring =
       props.monitoring === false
         ? undefined
@@ -333,10 +324,9 @@ export class TidemarkPipeline extends Construct {
           });
   }
 
-  /** A Tidemark metric of this pipeline (dimensions `service=tidemark`, `Pipeline=<id>`). */
-  metric(name: MetricName) {
-    if (!this.monitoring) throw new Error('monitoring is off for this pipeline');
-    return this.monitoring.metric(name);
+  /** A Tidemark metric of this pipeline (dimensions `service=tidemark`, `Pipeline=<id>`), 5-minute period. */
+  metric(name: MetricName, options: MetricOptions = {}): Metric {
+    return tidemarkMetric(this.pipelineId, name, options);
   }
 
   /**

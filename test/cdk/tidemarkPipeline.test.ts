@@ -10,6 +10,7 @@ import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Queue } from 'aws-cdk-lib/aws-sqs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ENV } from '../../lib/config/env.ts';
+import { METRIC, METRICS_NAMESPACE } from '../../lib/observability/metricNames.ts';
 import {
   actionsOf,
   CLUSTER_ARN,
@@ -305,6 +306,14 @@ describe('TidemarkPipeline settings passed through', () => {
     template.resourceCountIs('AWS::CloudWatch::Alarm', 0);
     template.resourceCountIs('AWS::CloudWatch::Dashboard', 0);
     expect(pipeline.monitoring).toBeUndefined();
+    // Its metrics can still be used in alarms of one's own.
+    const m = pipeline.metric(METRIC.recordAge, { statistic: 'p90' });
+    expect(m).toMatchObject({
+      namespace: METRICS_NAMESPACE,
+      metricName: 'RecordAge',
+      dimensions: { service: 'tidemark', Pipeline: 'orders' },
+      statistic: 'p90',
+    });
   });
 
   it('rejects what the engine would reject, at synth time', () => {
