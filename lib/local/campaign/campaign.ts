@@ -244,7 +244,11 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     // Not derived from the seed: keeps runs on long-lived servers apart without changing the schedule.
     const runId = `${options.seed >>> 0}-${randomBytes(3).toString('hex')}`;
     const inputRnd = root.fork('input');
-    const perTask = options.records / partitions;
+    // Tasks of uneven sizes (0.7-1.3 x the mean) that add up to exactly `records`.
+    const shares = Array.from({ length: partitions }, () => 700 + inputRnd.int(0, 600));
+    const shareSum = shares.reduce((a, b) => a + b, 0);
+    const counts = shares.map((w) => Math.max(1, Math.floor((options.records * w) / shareSum)));
+    for (let i = 0; counts.reduce((a, b) => a + b, 0) < options.records; i++) counts[i % partitions]!++;
     const laneTasks: CampaignTask[][] = Array.from({ length: lanesCount }, () => []);
     const laneProcessor = (i: number): ProcessorName =>
       processor === 'both' ? (i % 2 === 0 ? 'ledger' : 'balances') : processor;
@@ -252,8 +256,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     for (let t = 0; t < partitions; t++) {
       const lane = t % lanesCount;
       const topic = t % 3 === 2 ? 'pay-ments.eu' : 'orders';
-      const count = Math.max(1, Math.round(perTask * (0.7 + 0.6 * (inputRnd.int(0, 1000) / 1000))));
-      const records = generateTaskRecords(inputRnd, topic, t, count, options.keysPerTask ?? 24);
+      const records = generateTaskRecords(inputRnd, topic, t, counts[t]!, options.keysPerTask ?? 24);
       laneTasks[lane]!.push({
         pipeline: pipelineOf(lane),
         topic,

@@ -130,6 +130,10 @@ export class ContainerFaults {
   store: StoreFault[] = [];
   processor: ProcessorFault | undefined;
   zombie: ZombieHold | undefined;
+  /** Store calls of this container not finished yet (a dead container's may still be on the wire). */
+  inFlight = 0;
+  /** Called when the last call in flight finishes. */
+  onIdle: (() => void) | undefined;
   private counters = new Map<string, number>();
 
   constructor(id: number) {
@@ -291,6 +295,7 @@ export function instrumentClients(
         if (op === 'snapshot-get' && key)
           observer.snapshotReads.set(key, (observer.snapshotReads.get(key) ?? 0) + 1);
         c[FIRED] = [];
+        faults.inFlight++;
         let zombieCommit = false;
         if (
           op === 'commit-write' &&
@@ -318,6 +323,7 @@ export function instrumentClients(
           throw err;
         } finally {
           for (const f of c[FIRED]) observer.onOutcome?.(f);
+          if (--faults.inFlight === 0) faults.onIdle?.();
         }
       },
       { step: 'initialize', name: 'campaignObserver', priority: 'high' },

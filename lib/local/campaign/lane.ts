@@ -253,10 +253,14 @@ export class Lane {
   /** The ESM's position per task: index of the first record no successful invocation covered. */
   private readonly acked = new Map<string, number>();
   private pool: Container[] = [];
+  /** Containers whose clients are not closed yet. */
+  private all: Container[] = [];
   private nextContainerId = 0;
   private invocationCount = 0;
   private fired = 0;
   private steps = 0;
+  /** Failed invocations in a row with no fault in them: the ESM would retry forever; the campaign stops. */
+  private unexplainedInARow = 0;
   /** What the lane is doing right now (for the progress log). */
   activity = 'idle';
   private pendingRetry: Delivery | undefined;
@@ -285,7 +289,8 @@ export class Lane {
 
   /** One line on where the lane stands. */
   progress(): string {
-    return `lane ${this.o.index}: ${this.fired}/${this.o.faultBudget} faults, ${this.remainingRecords()} records to deliver, ${this.stats.invocations} invocations; now ${this.activity}`;
+    const last = this.stats.unexplained[this.stats.unexplained.length - 1];
+    return `lane ${this.o.index}: ${this.fired}/${this.o.faultBudget} faults, ${this.remainingRecords()} records to deliver, ${this.stats.invocations} invocations; now ${this.activity}${last ? `; ${this.stats.unexplained.length} failure(s) with no fault, last: ${last}` : ''}`;
   }
 
   private remainingRecords(): number {
@@ -324,7 +329,10 @@ export class Lane {
       config: this.o.config,
     });
     this.stats.containers++;
-    return { id, faults, handler, clients, busy: 0, retired: false };
+    const c: Container = { id, faults, handler, clients, busy: 0, retired: false };
+    this.all.push(c);
+    faults.onIdle = undefined;
+    return c;
   }
 
   /** A warm container of the pool (most of the time) or a new one (cold for every task). */
@@ -338,14 +346,24 @@ export class Lane {
     return { c, cold: true };
   }
 
-  /** Takes a container out of service; its clients close once its invocations are over. */
+  /**
+   * Takes a container out of service. Its clients close once nothing of it is running any more:
+   * an invocation may return while some of its requests are still on the wire (a crashed epoch's
+   * quarantine PUTs), and those complete, as they would after a real crash. (Closing the sockets
+   * mid-request would abort an upload halfway, which the local S3 server's conditional-write shim
+   * does not survive: see test/local/s3Local.repro.test.ts.)
+   */
   private retire(c: Container): void {
     this.pool = this.pool.filter((x) => x !== c);
     c.retired = true;
-    if (c.busy === 0) {
+    if (c.busy > 0) return;
+    const close = () => {
       c.clients.s3.destroy();
       c.clients.dynamodb.destroy();
-    }
+      this.all = this.all.filter((x) => x !== c);
+    };
+    if (c.faults.inFlight === 0) close();
+    else c.faults.onIdle = close;
   }
 
   private eventOf(kind: DeliveryKind, parts: Part[], inBatchDuplicates = false): Delivery {
@@ -576,9 +594,11 @@ export class Lane {
     if (outcome.ok) {
       this.acknowledge(d);
       this.pendingRetry = undefined;
+      this.unexplainedInARow = 0;
       return;
     }
     if (outcome.fired === 0 && !c.faults.dead) {
+      this.unexplainedInARow++;
       const e = outcome.error;
       this.stats.unexplained.push(
         `lane ${this.o.index} ${d.kind}: ${e instanceof Error ? `${e.name}: ${e.message.slice(0, 400)}` : String(e)}`,
@@ -679,7 +699,11 @@ export class Lane {
   async run(maxSteps = 50 * this.o.faultBudget + 10_000): Promise<void> {
     let steps = 0;
     let lastReport = 0;
-    while ((this.fired < this.o.faultBudget || this.remainingRecords() > 0) && steps < maxSteps) {
+    while (
+      (this.fired < this.o.faultBudget || this.remainingRecords() > 0) &&
+      steps < maxSteps &&
+      this.unexplainedInARow < 20
+    ) {
       await this.step();
       steps++;
       this.steps++;
@@ -726,12 +750,13 @@ export class Lane {
     }
   }
 
-  /** Closes every container's clients. */
+  /** Closes every container's clients (in-flight requests included: the run is over). */
   close(): void {
-    for (const c of this.pool) {
+    for (const c of this.all) {
       c.clients.s3.destroy();
       c.clients.dynamodb.destroy();
     }
+    this.all = [];
     this.pool = [];
   }
 }
