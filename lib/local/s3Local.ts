@@ -36,6 +36,7 @@ interface KoaContext {
   status: number;
   type: string;
   body: unknown;
+  res: { once(event: 'close', listener: () => void): unknown };
   get(header: string): string;
 }
 type Next = () => Promise<void>;
@@ -69,6 +70,16 @@ function addConditionalWrites(server: S3rver): void {
     let release = () => {};
     const mine = previous.then(() => new Promise<void>((r) => (release = r)));
     locks.set(id, mine);
+    let unlocked = false;
+    const unlock = () => {
+      if (unlocked) return;
+      unlocked = true;
+      release();
+      if (locks.get(id) === mine) locks.delete(id);
+    };
+    // A client that goes away mid-body leaves s3rver's handler waiting for ever: the connection
+    // closing must free the key too, or every later conditional PUT of it would hang.
+    ctx.res.once('close', unlock);
     await previous;
     try {
       const exists = await srv.store.existsObject(bucket, key);
@@ -79,8 +90,7 @@ function addConditionalWrites(server: S3rver): void {
       }
       await next();
     } finally {
-      release();
-      if (locks.get(id) === mine) locks.delete(id);
+      unlock();
     }
   });
 }

@@ -7,8 +7,8 @@
  * but quarantine keys are one per offset: a poison record whose quarantine PUT was cut off wedges
  * its task for good on the local stack (real S3 has no such lock).
  *
- * Expected: the second PUT answers (412, the object does not exist, or 200). Marked `it.fails`
- * until the shim releases the lock when the request is aborted.
+ * Expected (and fixed): the second PUT answers (412, the object does not exist, or 200): the shim
+ * releases the lock when the connection closes.
  */
 import http from 'node:http';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -38,7 +38,7 @@ afterAll(async () => {
   await s3.stop();
 });
 
-it.fails('answers a conditional PUT after an earlier one of the same key was abandoned mid-body', async () => {
+it('answers a conditional PUT after an earlier one of the same key was abandoned mid-body', async () => {
   const key = 'quarantine/orders/0/00000000000000000007.json';
   const put = () =>
     new PutObjectCommand({ Bucket: 'repro', Key: key, Body: Buffer.alloc(100, 1), IfNoneMatch: '*' });
