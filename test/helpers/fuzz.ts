@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { TidemarkError } from '../../lib/errors.ts';
 
-export const FUZZ_RUNS = Number(process.env.TIDEMARK_FUZZ_RUNS || 1_000);
+export const FUZZ_RUNS = Number(process.env.TIDEMARK_FUZZ_RUNS || 2_000);
 
 export function fuzzParameters<T>(): fc.Parameters<T> {
   const seed = process.env.TIDEMARK_FUZZ_SEED;
