@@ -349,9 +349,7 @@ export class Lane {
   /**
    * Takes a container out of service. Its clients close once nothing of it is running any more:
    * an invocation may return while some of its requests are still on the wire (a crashed epoch's
-   * quarantine PUTs), and those complete, as they would after a real crash. (Closing the sockets
-   * mid-request would abort an upload halfway, which the local S3 server's conditional-write shim
-   * does not survive: see test/local/s3Local.repro.test.ts.)
+   * quarantine PUTs), and those complete: the fault model lets requests already on the wire finish.
    */
   private retire(c: Container): void {
     this.pool = this.pool.filter((x) => x !== c);
