@@ -67,6 +67,12 @@ export interface CampaignOptions {
    */
   env?: Readonly<Record<string, string | undefined>>;
   log?: (line: string) => void;
+  /**
+   * Tasks of one invocation run one after the other (task concurrency 1), so which faults fire
+   * no longer depends on timing and a seed replays the same run. Default false: tasks run side by
+   * side as in production, and a replay may part from the original run where timing decided.
+   */
+  deterministic?: boolean;
   /** Harness self-check: break exactly-once on purpose in lane 0 (see `LaneOptions.sabotage`). */
   sabotage?: Sabotage;
 }
@@ -102,6 +108,7 @@ export interface CampaignReport {
     lanes: number;
     processor: string;
     skip: string[];
+    deterministic: boolean;
   };
   replay: string;
   durationMs: number;
@@ -135,7 +142,7 @@ export interface CampaignReport {
 
 function replayCommand(o: CampaignOptions, lanes: number, processor: string): string {
   const skip = o.skip && o.skip.length > 0 ? ` --skip ${o.skip.join(',')}` : '';
-  return `npm run campaign -- --seed ${o.seed} --faults ${o.faults} --records ${o.records} --partitions ${o.partitions} --lanes ${lanes} --processor ${processor}${skip}`;
+  return `npm run campaign -- --seed ${o.seed} --faults ${o.faults} --records ${o.records} --partitions ${o.partitions} --lanes ${lanes} --processor ${processor}${skip}${o.deterministic ? ' --deterministic' : ''}`;
 }
 
 function laneConfig(rnd: SeededRandom): Partial<TidemarkConfig> {
@@ -271,6 +278,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     for (let i = 0; i < lanesCount; i++) {
       const rnd = root.fork(`lane-${i}`);
       const config = laneConfig(rnd.fork('config'));
+      if (options.deterministic) config.taskConcurrency = 1;
       laneInfo.push({
         index: i,
         pipeline: pipelineOf(i),
@@ -431,6 +439,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
         lanes: lanesCount,
         processor,
         skip,
+        deterministic: options.deterministic ?? false,
       },
       replay: replayCommand(options, lanesCount, processor),
       durationMs: Math.round(performance.now() - started),

@@ -37,6 +37,10 @@ const program = new Command('campaign')
     [],
   )
   .option(
+    '--deterministic',
+    'run the tasks of a batch one after the other, so the seed replays the run exactly',
+  )
+  .option(
     '--use-env',
     'use the servers named by AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_DYNAMODB and TIDEMARK_BUCKET / TIDEMARK_TABLE',
   )
@@ -54,6 +58,7 @@ const o = program.opts<{
   keys: number;
   skip: string[];
   useEnv?: boolean;
+  deterministic?: boolean;
   json?: string;
   quiet?: boolean;
 }>();
@@ -68,6 +73,7 @@ const report = await runCampaign({
   processor: o.processor,
   keysPerTask: o.keys,
   skip: o.skip,
+  deterministic: o.deterministic,
   env: o.useEnv ? process.env : undefined,
   log,
 });
