@@ -34,14 +34,34 @@ export class BrokerFaults {
   private readonly random: SeededRandom;
   private readonly topic: string;
   private readonly partitions: number;
+  private readonly minGapMs: number;
+  private readonly onFault: ((kind: BrokerFaultKind) => void) | undefined;
   private active: Promise<void> | undefined;
+  private lastStart = Number.NEGATIVE_INFINITY;
   private stopped = false;
 
-  constructor(mock: KafkaMock, random: SeededRandom, target: { topic: string; partitions: number }) {
+  /**
+   * `minGapMs`: faults start at least this far apart (default 3 s), so that clients recover from
+   * one before the next: kafkajs answers each stale-metadata error by rejoining its group, and a
+   * burst of them keeps the group rebalancing for a long time.
+   */
+  constructor(
+    mock: KafkaMock,
+    random: SeededRandom,
+    target: {
+      topic: string;
+      partitions: number;
+      minGapMs?: number;
+      /** Called as each fault starts. */
+      onFault?: (kind: BrokerFaultKind) => void;
+    },
+  ) {
     this.mock = mock;
     this.random = random;
     this.topic = target.topic;
     this.partitions = target.partitions;
+    this.minGapMs = target.minGapMs ?? 3_000;
+    this.onFault = target.onFault;
   }
 
   get total(): number {
@@ -50,8 +70,11 @@ export class BrokerFaults {
 
   /** Starts one fault (of the `allowed` kinds) unless one is still in progress. Never throws. */
   trigger(allowed: readonly BrokerFaultKind[] = BROKER_FAULT_KINDS): void {
-    if (this.stopped || this.active) return;
+    const now = performance.now();
+    if (this.stopped || this.active || now - this.lastStart < this.minGapMs) return;
+    this.lastStart = now;
     const kind = this.random.pick(allowed);
+    this.onFault?.(kind);
     this.active = this.run(kind)
       .then(
         () => {
@@ -87,7 +110,10 @@ export class BrokerFaults {
         await m.setRtt(broker, 0);
         return;
       case 'fetch-errors':
-        return m.failRequests('Fetch', 'NOT_LEADER_OR_FOLLOWER', this.random.int(1, 3));
+        // A storage error, not NOT_LEADER: kafkajs answers NOT_LEADER from each broker's fetcher
+        // with a group rejoin of its own, and concurrent rejoins churn the group for minutes.
+        // Leadership changes are exercised by `leader-move`.
+        return m.failRequests('Fetch', 'KAFKA_STORAGE_ERROR', this.random.int(1, 3));
       case 'offset-commit-errors':
         return m.failRequests('OffsetCommit', 'COORDINATOR_NOT_AVAILABLE', this.random.int(1, 3));
       case 'produce-errors':

@@ -4,6 +4,7 @@
  * runs the balances pipeline through the ESM emulator with faults on, verifies every task against
  * an independent fold of the stream, and prints a summary. Exit code 0 only when verified.
  */
+import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
@@ -29,6 +30,7 @@ interface Flags {
   keep?: boolean;
   batchSize: number;
   json?: boolean;
+  log?: string;
 }
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -98,6 +100,12 @@ export function buildCommand(): Command {
         .default(1000),
     )
     .addOption(new Option('--json', 'print the result as one JSON object instead of the table'))
+    .addOption(
+      new Option(
+        '--log <file>',
+        'append diagnostics (Kafka client warnings, faults, emulator state) to a file',
+      ),
+    )
     .showHelpAfterError();
 }
 
@@ -210,6 +218,10 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     fps: 5,
     stream: process.stderr,
   });
+  const logFile = flags.log ? createWriteStream(flags.log, { flags: 'a' }) : undefined;
+  const diagnostics = logFile
+    ? (line: string) => logFile.write(`${new Date().toISOString()} ${line}\n`)
+    : undefined;
   let barStarted = false;
   let lastStage: JobStage | undefined;
   let result: MainJobResult;
@@ -222,6 +234,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       brokers: flags.brokers,
       batchSize: flags.batchSize,
       signal: controller.signal,
+      log: diagnostics,
       onStage: (stage, note) => {
         if (stage !== lastStage) {
           if (barStarted) {
@@ -249,6 +262,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     });
   } catch (err) {
     if (barStarted) bar.stop();
+    diagnostics?.(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    logFile?.end();
     if (controller.signal.aborted) {
       process.stderr.write('stopped: servers shut down\n');
       return 130;
@@ -280,6 +295,8 @@ export async function main(argv: string[] = process.argv): Promise<number> {
     );
   }
   await result.servers.stop();
+  diagnostics?.(`done: ${result.verified ? 'verified' : 'NOT verified'}`);
+  logFile?.end();
   return result.verified ? 0 : 1;
 }
 

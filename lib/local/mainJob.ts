@@ -13,7 +13,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { Kafka, logLevel, type Producer } from 'kafkajs';
+import { Kafka, type logCreator, logLevel, Partitioners, type Producer } from 'kafkajs';
 import { DEFAULTS } from '../config/config.ts';
 import { BALANCES_PIPELINE, balances } from '../examples/balances.ts';
 import { createDynamoDBClient, createS3Client } from '../store/clients.ts';
@@ -115,6 +115,8 @@ export interface MainJobOptions {
   /** Give up when no record was committed for this long. Default 120 s. */
   stallTimeoutMs?: number;
   signal?: AbortSignal;
+  /** Diagnostics: kafkajs warnings and errors, faults as they start, the emulator's state every 5 s. */
+  log?: (line: string) => void;
   /** Stage changes and one-line notes (server endpoints, init output, build progress). */
   onStage?: (stage: JobStage, note?: string) => void;
   onProgress?: (progress: JobProgress) => void;
@@ -276,6 +278,14 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
   const stage = options.onStage ?? (() => {});
   const signal = options.signal;
   const random = new SeededRandom(seed);
+  const log = options.log;
+  const kafkaLogs: logCreator | undefined = log
+    ? () =>
+        ({ namespace, label, log: entry }) => {
+          const { message, timestamp: _t, logger: _l, stack: _s, ...rest } = entry as Record<string, unknown>;
+          log(`kafkajs ${label} ${namespace}: ${String(message)} ${JSON.stringify(rest)}`);
+        }
+    : undefined;
 
   stage('servers');
   const servers = await startServers(options);
@@ -296,7 +306,8 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
     const kafka = new Kafka({
       clientId: 'tidemark-main-job',
       brokers: [...servers.kafkaBrokers],
-      logLevel: logLevel.NOTHING,
+      logLevel: kafkaLogs ? logLevel.WARN : logLevel.NOTHING,
+      ...(kafkaLogs ? { logCreator: kafkaLogs } : {}),
       retry: { retries: 20, initialRetryTime: 100, maxRetryTime: 2_000 },
     });
     const admin = kafka.admin();
@@ -326,7 +337,11 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
     cleanup.push(() => containers.destroy());
     const brokerFaults =
       servers.mock && rates.broker > 0
-        ? new BrokerFaults(servers.mock, random.derive('broker-faults'), { topic, partitions })
+        ? new BrokerFaults(servers.mock, random.derive('broker-faults'), {
+            topic,
+            partitions,
+            onFault: log ? (kind) => log(`broker fault ${kind}`) : undefined,
+          })
         : undefined;
     const brokerRandom = random.derive('broker-trigger');
     let producing = true;
@@ -365,7 +380,13 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
         random.derive('esm-faults'),
         { shortTimeoutMs: [Math.round(timeReserveMs * 0.5), Math.round(timeReserveMs * 1.5)] },
       ),
-      onInvocation: () => {
+      ...(kafkaLogs ? { kafkaLogCreator: kafkaLogs } : {}),
+      onInvocation: (r) => {
+        if (log && (r.fault || r.outcome !== 'success')) {
+          log(
+            `invocation ${r.requestId} container ${r.containerId} attempt ${r.attempt} ${r.parts.map((p) => `${p.topic}-${p.partition}@${p.firstOffset}..${p.lastOffset}`).join(' ')}: ${r.outcome}${r.fault ? ` (fault ${JSON.stringify(r.fault)})` : ''}${r.error instanceof Error ? ` ${r.error.name}: ${r.error.message}` : ''}`,
+          );
+        }
         if (brokerFaults && brokerRandom.chance(rates.broker)) {
           brokerFaults.trigger(producing ? SAFE_WHILE_PRODUCING : undefined);
         }
@@ -380,11 +401,23 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
     });
     cleanup.push(() => emulator.stop());
     await emulator.start();
+    if (log) {
+      const every = setInterval(() => {
+        log(
+          `esm committed=${committed} produced=${produced} stats=${JSON.stringify(emulator.stats)} state=${JSON.stringify(emulator.describe())}`,
+        );
+      }, 5_000);
+      cleanup.push(() => clearInterval(every));
+    }
     stage('run', `consumer group ${pipeline} · BatchSize ${batchSize} · ${records} records to produce`);
 
     // Produce the stream (idempotent producer, one request in flight: the log order is the send order).
     const oracle = new BalancesOracle();
-    const producer: Producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    const producer: Producer = kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      createPartitioner: Partitioners.DefaultPartitioner, // unused: every record names its partition
+    });
     await producer.connect();
     cleanup.push(() => producer.disconnect());
     const produceStarted = performance.now();
@@ -443,7 +476,7 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
         lastMove = performance.now();
       } else if (performance.now() - lastMove > stallMs) {
         throw new Error(
-          `no progress for ${Math.round(stallMs / 1000)} s (committed ${committed} of ${records} records); ESM stats: ${JSON.stringify(emulator.stats)}`,
+          `no progress for ${Math.round(stallMs / 1000)} s (committed ${committed} of ${records} records); ESM stats: ${JSON.stringify(emulator.stats)}; ESM state: ${JSON.stringify(emulator.describe())}`,
         );
       }
       progress();

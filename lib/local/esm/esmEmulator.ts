@@ -300,8 +300,14 @@ export class EsmEmulator {
     this.consumer = kafka.consumer({
       groupId: options.groupId,
       sessionTimeout: options.sessionTimeoutMs ?? 6_000,
+      // A member that stops answering must not hold a rebalance for kafkajs's default 60 s.
+      rebalanceTimeout: 2 * (options.sessionTimeoutMs ?? 6_000),
       heartbeatInterval: Math.max(100, Math.floor((options.sessionTimeoutMs ?? 6_000) / 6)),
       maxWaitTimeInMs: 200,
+      // kafkajs forgets a broker that refused a connection and builds fetchers only for the brokers
+      // its metadata knows: fresh metadata brings a broker that came back into the fetch again
+      // (with the 5 min default, its partitions would sit unread until then).
+      metadataMaxAge: 3_000,
       allowAutoTopicCreation: false,
       retry: { retries: 12, initialRetryTime: 100, maxRetryTime: 2_000 },
     });
@@ -386,6 +392,25 @@ export class EsmEmulator {
     let buffered = 0;
     for (const s of this.partitions.values()) buffered += s.buffer.length;
     return { buffered, inFlight: this.inFlight };
+  }
+
+  /** Per-partition state, for diagnostics (e.g. when a run stops making progress). */
+  describe(): Record<string, unknown> {
+    const partitions = Object.fromEntries(
+      [...this.partitions].map(([k, s]) => [
+        k,
+        {
+          buffered: s.buffer.length,
+          first: s.buffer[0]?.offset.toString(),
+          busy: s.busy,
+          paused: s.paused,
+          lastFetched: s.lastFetched?.toString(),
+          committable: s.committable?.toString(),
+          committed: s.committed?.toString(),
+        },
+      ]),
+    );
+    return { inFlight: this.inFlight, running: this.running.size, stopping: this.stopping, partitions };
   }
 
   /** Next offset committed to the group, per `"<topic>-<partition>"` seen so far. */
@@ -524,7 +549,7 @@ export class EsmEmulator {
     };
   }
 
-  private describe(batch: Batch): BatchPart[] {
+  private partsOf(batch: Batch): BatchPart[] {
     return batch.parts.map(({ state, records }) => ({
       topic: state.topic,
       partition: state.partition,
@@ -559,7 +584,7 @@ export class EsmEmulator {
           this.stats.batchesDiscarded++;
           await this.options.onFailure?.({
             event: batch.event,
-            parts: this.describe(batch),
+            parts: this.partsOf(batch),
             attempts: batch.attempts,
             error: outcome.error,
           });
@@ -714,7 +739,7 @@ export class EsmEmulator {
       coldStart: cold,
       batchId: batch.id,
       attempt: batch.attempts + 1,
-      parts: this.describe(batch),
+      parts: this.partsOf(batch),
       records,
       payloadBytes: batch.bytes,
       timeoutMs,

@@ -27,6 +27,7 @@ export const KAFKA_ERROR = {
   COORDINATOR_NOT_AVAILABLE: 15,
   NOT_COORDINATOR: 16,
   NOT_ENOUGH_REPLICAS: 19,
+  KAFKA_STORAGE_ERROR: 56,
 } as const;
 
 export type KafkaApiName = keyof typeof KAFKA_API;
