@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { balances } from '../../lib/examples/balances.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { ensureKafkaMock } from '../../lib/local/kafka/build.ts';
+import { buildCommand } from '../../lib/local/main.ts';
 import { parseFaults, runMainJob } from '../../lib/local/mainJob.ts';
 import { BalancesOracle } from '../../lib/local/oracle.ts';
 import { verifyTask } from '../../lib/local/verify.ts';
@@ -175,5 +176,62 @@ describe('--faults', () => {
     expect(parseFaults('crash=0.5,broker=0')).toEqual({ ...on, crash: 0.5, broker: 0 });
     expect(() => parseFaults('crash=2')).toThrow(/above 1/);
     expect(() => parseFaults('meteor=0.1')).toThrow(/bad fault setting/);
+  });
+});
+
+describe('npm start flags', () => {
+  const parse = (...args: string[]) => {
+    const cmd = buildCommand()
+      .exitOverride()
+      .configureOutput({ writeErr: () => {}, writeOut: () => {} });
+    cmd.parse(['node', 'main.ts', ...args]);
+    return cmd.opts();
+  };
+
+  it('has the documented defaults', () => {
+    expect(parse()).toMatchObject({ records: 200_000, partitions: 8, seed: 42, batchSize: 1000 });
+    expect(parse().faults).toEqual(parseFaults('on'));
+    expect(parse().brokers).toBeUndefined();
+    expect(parse().keep).toBeUndefined();
+  });
+
+  it('parses every flag', () => {
+    expect(
+      parse(
+        '--records',
+        '5_000',
+        '--partitions',
+        '3',
+        '--faults',
+        'off',
+        '--seed',
+        '9',
+        '--brokers',
+        'b1:9092, b2:9093',
+        '--keep',
+        '--batch-size',
+        '10',
+        '--json',
+        '--log',
+        'x.log',
+      ),
+    ).toEqual({
+      records: 5_000,
+      partitions: 3,
+      faults: parseFaults('off'),
+      seed: 9,
+      brokers: ['b1:9092', 'b2:9093'],
+      keep: true,
+      batchSize: 10,
+      json: true,
+      log: 'x.log',
+    });
+  });
+
+  it('refuses bad values', () => {
+    expect(() => parse('--records', '0')).toThrow(/integer from 1/);
+    expect(() => parse('--brokers', 'nohost')).toThrow(/host:port/);
+    expect(() => parse('--faults', 'crash=7')).toThrow(/above 1/);
+    expect(() => parse('--batch-size', '10001')).toThrow(/integer from 1 to 10000/);
   });
 });
