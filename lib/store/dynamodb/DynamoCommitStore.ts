@@ -16,8 +16,7 @@ import type {
   TaskId,
 } from '../../checkpoint/stores.ts';
 import { CommitConflictError, StoreError, StoreMissingError } from '../../errors.ts';
-
-type Item = Record<string, AttributeValue>;
+import { big, type Item, int, list, MalformedItemError, N, S, snapshotKind, str } from './attributes.ts';
 
 interface SdkError {
   name?: string;
@@ -45,23 +44,6 @@ export function dynamoError(operation: string, table: string, err: unknown): Sto
     cause: err,
     retriable,
   });
-}
-
-const S = (s: string): AttributeValue => ({ S: s });
-const N = (n: number | bigint): AttributeValue => ({ N: n.toString() });
-
-/** Marshals a snapshot reference (shared with the savepoint store). */
-export function refToAttr(r: SnapshotRef): AttributeValue {
-  return {
-    M: {
-      key: S(r.key),
-      bytes: N(r.bytes),
-      checksum: S(r.checksum),
-      kind: S(r.kind),
-      epoch: N(r.epoch),
-      entries: N(r.entries),
-    },
-  };
 }
 
 /**
@@ -122,55 +104,14 @@ export function commitToItem(c: CommitRecord): Item {
   };
 }
 
-class ItemError extends Error {}
-
-function str(m: Item, f: string): string {
-  const v = m[f]?.S;
-  if (v === undefined) throw new ItemError(`attribute ${f} is missing or not a string`);
-  return v;
-}
-function int(m: Item, f: string): number {
-  const v = m[f]?.N;
-  const n = v === undefined ? Number.NaN : Number(v);
-  if (!Number.isSafeInteger(n)) throw new ItemError(`attribute ${f} is missing or not an integer`);
-  return n;
-}
-function big(m: Item, f: string): bigint {
-  const v = m[f]?.N;
-  if (v === undefined || !/^\d+$/.test(v)) throw new ItemError(`attribute ${f} is missing or not an offset`);
-  return BigInt(v);
-}
-function list(m: Item, f: string): AttributeValue[] {
-  const v = m[f]?.L;
-  if (!v) throw new ItemError(`attribute ${f} is missing or not a list`);
-  return v;
-}
-
-/** Unmarshals a snapshot reference; throws on a malformed one. */
-export function attrToRef(a: AttributeValue): SnapshotRef {
-  const m = a.M;
-  if (!m) throw new ItemError('snapshot reference is not a map');
-  const kind = str(m, 'kind');
-  if (kind !== 'full' && kind !== 'delta') throw new ItemError(`snapshot kind ${kind} is unknown`);
-  return {
-    key: str(m, 'key'),
-    bytes: int(m, 'bytes'),
-    checksum: str(m, 'checksum'),
-    kind,
-    epoch: int(m, 'epoch'),
-    entries: int(m, 'entries'),
-  };
-}
-
 /** Unmarshals a commit item; a malformed item is a non-retriable `StoreError`. */
 export function itemToCommit(item: Item): CommitRecord {
   try {
     const dir = str(item, 'dir');
     const refs = list(item, 'refs').map((a): SnapshotRef => {
       const m = a.M;
-      if (!m) throw new ItemError('snapshot reference is not a map');
-      const kind = str(m, 't');
-      if (kind !== 'full' && kind !== 'delta') throw new ItemError(`snapshot kind ${kind} is unknown`);
+      if (!m) throw new MalformedItemError('snapshot reference is not a map');
+      const kind = snapshotKind(str(m, 't'));
       const k = str(m, 'k');
       return {
         key: k.startsWith('/') ? k.slice(1) : dir + k,
@@ -182,10 +123,10 @@ export function itemToCommit(item: Item): CommitRecord {
       };
     });
     const chainOf = (a: AttributeValue | undefined, what: string): SnapshotRef[] => {
-      if (!a?.L) throw new ItemError(`${what} is not a list`);
+      if (!a?.L) throw new MalformedItemError(`${what} is not a list`);
       return a.L.map((x) => {
         const ref = refs[Number(x.N)];
-        if (!ref) throw new ItemError(`${what} points at a missing reference`);
+        if (!ref) throw new MalformedItemError(`${what} points at a missing reference`);
         return ref;
       });
     };
@@ -202,7 +143,7 @@ export function itemToCommit(item: Item): CommitRecord {
       attempt: str(item, 'attempt'),
       history: list(item, 'history').map((h, i): CheckpointSummary => {
         const m = h.M;
-        if (!m) throw new ItemError('history entry is not a map');
+        if (!m) throw new MalformedItemError('history entry is not a map');
         return {
           epoch: int(m, 'e'),
           committedOffset: big(m, 'o'),
@@ -212,7 +153,7 @@ export function itemToCommit(item: Item): CommitRecord {
       }),
     };
   } catch (err) {
-    if (!(err instanceof ItemError)) throw err;
+    if (!(err instanceof MalformedItemError)) throw err;
     throw new StoreError(
       'dynamodb',
       'read',

@@ -1,5 +1,4 @@
 import {
-  type AttributeValue,
   BatchWriteItemCommand,
   ConditionalCheckFailedException,
   type DynamoDBClient,
@@ -21,44 +20,9 @@ import {
   type SavepointStore,
   type SavepointTask,
 } from '../../checkpoint/savepoints.ts';
-import type { SnapshotRef } from '../../checkpoint/stores.ts';
 import { OperationError, StoreError } from '../../errors.ts';
+import { attrToRef, type Item, int, N, NULL, refToAttr, S, str, strOrNull } from './attributes.ts';
 import { dynamoError } from './DynamoCommitStore.ts';
-
-type Item = Record<string, AttributeValue>;
-
-const S = (s: string): AttributeValue => ({ S: s });
-const N = (n: number | bigint): AttributeValue => ({ N: n.toString() });
-const NULL: AttributeValue = { NULL: true };
-
-/** Snapshot references of a savepoint: full keys, so an item reads alone. */
-function refToAttr(r: SnapshotRef): AttributeValue {
-  return {
-    M: {
-      key: S(r.key),
-      bytes: N(r.bytes),
-      checksum: S(r.checksum),
-      kind: S(r.kind),
-      epoch: N(r.epoch),
-      entries: N(r.entries),
-    },
-  };
-}
-
-function attrToRef(a: AttributeValue): SnapshotRef {
-  const m = a.M;
-  if (!m) throw new Error('snapshot reference is not a map');
-  const kind = str(m, 'kind');
-  if (kind !== 'full' && kind !== 'delta') throw new Error(`snapshot kind ${kind} is unknown`);
-  return {
-    key: str(m, 'key'),
-    bytes: int(m, 'bytes'),
-    checksum: str(m, 'checksum'),
-    kind,
-    epoch: int(m, 'epoch'),
-    entries: int(m, 'entries'),
-  };
-}
 
 export function metaToItem(m: SavepointMeta): Item {
   return {
@@ -92,20 +56,6 @@ export function taskToItem(t: SavepointTask): Item {
     applied: N(t.applied),
     quarantined: N(t.quarantined),
   };
-}
-
-function str(m: Item, f: string): string {
-  const v = m[f]?.S;
-  if (v === undefined) throw new Error(`attribute ${f} is missing or not a string`);
-  return v;
-}
-function strOrNull(m: Item, f: string): string | null {
-  return m[f]?.NULL ? null : str(m, f);
-}
-function int(m: Item, f: string): number {
-  const n = Number(m[f]?.N ?? Number.NaN);
-  if (!Number.isSafeInteger(n)) throw new Error(`attribute ${f} is missing or not an integer`);
-  return n;
 }
 
 export function itemToMeta(item: Item): SavepointMeta {
