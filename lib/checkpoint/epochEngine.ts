@@ -571,10 +571,14 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       epoch: nextEpoch,
       entries: snap.entries,
     };
-    await Promise.all([
+    // All writes of the epoch settle before anything else happens (none is left running behind
+    // a failure), then the first failure, if any, fails the epoch.
+    const writes = await Promise.allSettled([
       this.snapshots.put(ref.key, snap.body, { ifAbsent: true, contentType: 'application/octet-stream' }),
       ...epoch.quarantine.map((q) => this.quarantine(task, nextEpoch, q.record, q.error)),
     ]);
+    const failed = writes.find((w): w is PromiseRejectedResult => w.status === 'rejected');
+    if (failed) throw failed.reason;
     const history: CheckpointSummary[] = prev
       ? [
           {
