@@ -78,40 +78,45 @@ What each benchmark does:
 
 ## Reading the results: what falls short, and why
 
-Written for the full run of 2026-11-23 (figures below); re-read it against newer runs.
+Written for the full run of 2026-11-23 22:36 (figures below; the machine was quiet); re-read it
+against newer runs. Between the first full run (21:25) and this one the engine's hot path was
+reworked (a closure-free undo journal, change sets kept per table, values frozen by the snapshot
+decoder instead of on every read, base64 checked by decoded length instead of a regular
+expression, columnar delta sections), commit items were made compact (one write unit instead of
+two), and every task's unreferenced snapshots of an invocation are deleted with one request.
 
-- **Overhead at 10,000-record epochs (goal ≥ 0.90): not met, about 0.46.** A CPU profile of the
-  Tidemark path (one partition, 10,000 accounts) spreads the extra time over event intake
-  (\`parseEvent\`: base64 validated by a regular expression, then decoded and copied; about 10 % of
-  the samples), the state store's per-access bookkeeping (\`freeze\` of values read and written, change
-  tracking, the undo journal; about 15 %), the epoch's snapshot (MessagePack + zstd of the changed
-  keys, \`deltaSections\`; about 10 %) and garbage collection (about 8 %), against about 11 % for
-  the user function itself. No single hot spot: reaching 0.90 needs work on all three.
+- **Overhead at 10,000-record epochs (goal ≥ 0.90): not met, about 0.56 (was 0.46).** The raw loop
+  does only what the user function needs (decode base64, JSON, a Map). Tidemark adds event
+  validation (\`parseEvent\`, about a quarter of its extra time), the state store's journal and
+  change tracking (about a quarter), and the epoch's durable snapshot (MessagePack + zstd of the
+  changed keys, about a fifth at these epoch sizes, where most records touch a distinct key). No
+  single hot spot is left; 0.90 would require dropping validation or durability work that the
+  guarantees rest on.
 - **Requests (goals ≥ 1,000× and ≥ 2,000× fewer than (c) and (d)): not met, and out of reach for
-  this input.** Tidemark does meet its own goal (exactly 1 S3 PUT + 1 DynamoDB write per
-  task-epoch, plus about 0.3 cleanup requests: DeleteObjects of snapshots leaving the retention
+  this input.** Tidemark meets its own goal (exactly 1 S3 PUT + 1 DynamoDB write per task-epoch,
+  plus 0.05 cleanup requests: one DeleteObjects per invocation for snapshots leaving the retention
   window, an orphan sweep LIST every 100 epochs, the first invocation's reads). But 10,000-record
   batches over 8 partitions make task-epochs of 1,250 records, and an epoch never spans
-  invocations, so the best possible ratios are 625× and 1,875×; the measured 546× and 1,638× are
-  87 % of that ceiling. The goals hold only when each partition gets at least 2,000 records per
-  invocation (fewer partitions per batch, or larger batches if the ESM ever allows them).
-- **Throughput against (c) (goal ≥ 500×): not met here, about 140× (70–172).** DynamoDB Local answers an
-  UpdateItem in about a millisecond; (c) is bound by that latency, Tidemark by CPU. In AWS,
+  invocations, so the best possible ratios are 625× and 1,875×; the measured 601× and 1,804× are
+  96 % of that ceiling. The goals hold when each partition gets at least 2,000 records per
+  invocation (fewer partitions per batch, or larger batches).
+- **Throughput against (c) (goal ≥ 500×): not met here, about 130×.** DynamoDB Local answers an
+  UpdateItem in about half a millisecond; (c) is bound by that latency, Tidemark by CPU. In AWS,
   DynamoDB requests take several milliseconds, which slows (c) and (d) several-fold and Tidemark
-  hardly at all, so the ratio there should be higher; it was not measured (no AWS account). Against
-  (d) the ratio is about 400×.
-- **Restoring a 1 M-key state (goal ≤ 0.5 s): not met, about 0.67 s (0.57–1.0), and decode-bound.** The GET
-  from the local S3 server and zstd take little; \`decodeSnapshot\` of the 1 M-key object (4.7 MB
-  stored, 22 MB raw) alone takes 0.4–1.0 s on this machine (MessagePack unpacking of a million
-  records and building the Map).
+  hardly at all, so the ratio there should be higher; it was not measured (no AWS account).
+  Against (d) the ratio is about 410×.
+- **Restoring a 1 M-key state (goal ≤ 0.5 s): not met, about 0.54 s (0.50–0.60; was 0.67 s).** The
+  GET, checksum and zstd take about 0.1 s; MessagePack unpacking about 0.05 s; building the
+  JavaScript \`Map\` of a million string keys takes 0.3–0.45 s on its own on this machine, whatever
+  the way the keys are produced (measured: slices of one string, per-key decoding, split).
 - **Incremental checkpoints (goals ≤ 2 % of the bytes, ≤ 10 % of the time): met at 1 M keys (1.8 %,
-  4 %), just met at 100 k keys (2.0 %, 9.8 %, the time's max above 10 %), not met at 10 k keys** — there 1 % is
-  100 keys, and the envelope's fixed part (JSON header, lengths, checksum) outweighs them (1.3 KB
-  against 49 KB), while a full 10 k-key checkpoint takes only a few milliseconds, so the time ratio
-  is mostly the PUT's fixed latency and noise.
-- **Cost:** Tidemark's commit item is about 1.3 KB (its chain and the retained checkpoints'
-  history), so a commit costs 2 write units, not 1: the DynamoDB line would halve if the item
-  stayed under 1 KB.
+  3.5 %); at 100 k keys the bytes are met (2.0 %) and the time is around the goal (12.5 % in this run,
+  9.8 % in the previous one: a 100 k-key full checkpoint takes tens of milliseconds, so the PUT's
+  fixed latency weighs); not met at 10 k keys** — there 1 % is 100 keys, the envelope's fixed part
+  (JSON header, lengths, checksum) outweighs them, and a full 10 k-key checkpoint takes only a few
+  milliseconds.
+- **Cost:** a commit item now fits one write unit (references stored once, keys relative to the
+  task's directory): Tidemark's DynamoDB writes cost 800 WRU per 1 M records here (was 1,552).
 
 ## Latest results
 
