@@ -574,7 +574,14 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
     // All writes of the epoch settle before anything else happens (none is left running behind
     // a failure), then the first failure, if any, fails the epoch.
     const writes = await Promise.allSettled([
-      this.snapshots.put(ref.key, snap.body, { ifAbsent: true, contentType: 'application/octet-stream' }),
+      this.snapshots
+        .put(ref.key, snap.body, { ifAbsent: true, contentType: 'application/octet-stream' })
+        .catch((err: unknown) => {
+          // The key is unique to this attempt: if it exists, it is this very PUT, applied, whose
+          // response was lost and which the SDK retried. (Its size and checksum are in the commit
+          // item, so a load would still refuse anything else.)
+          if (!(err instanceof ObjectExistsError && err.key === ref.key)) throw err;
+        }),
       ...epoch.quarantine.map((q) => this.quarantine(task, nextEpoch, q.record, q.error)),
     ]);
     const failed = writes.find((w): w is PromiseRejectedResult => w.status === 'rejected');

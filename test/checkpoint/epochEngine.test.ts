@@ -452,3 +452,20 @@ describe('EpochEngine', () => {
     expect(s.memCommits.calls.read).toBe(0);
   });
 });
+
+describe('EpochEngine and lost responses', () => {
+  it('takes its own snapshot key existing for its own applied PUT (the SDK retried it after a lost response)', async () => {
+    const s = setup();
+    s.snapshots.afterPut = async (key) => {
+      // The PUT was applied but its response is lost: the SDK sends it again, and the conditional
+      // create now fails because the object (this attempt's own) exists.
+      if (key.includes('/tasks/')) await s.snapshots.inner.put(key, new Uint8Array([1]), { ifAbsent: true });
+    };
+    const records = stream(5);
+    expect(await s.engine().processEvent(mskEvent(records))).toMatchObject({
+      applied: 5,
+      epochsCommitted: 1,
+    });
+    expectBalances((await stateOf(s)).state, records);
+  });
+});
