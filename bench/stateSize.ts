@@ -21,7 +21,7 @@ import {
 } from '../lib/state/snapshotCodec.ts';
 import { StateStore } from '../lib/state/stateStore.ts';
 import { type Spread, spread, timed } from './stats.ts';
-import { accountId } from './workload.ts';
+import { accountId, prng } from './workload.ts';
 
 export interface StateSizeOptions {
   keyCounts: number[];
@@ -67,17 +67,6 @@ export interface StateSizeResult {
   compression: string;
   changedFraction: number;
   points: StateSizePoint[];
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A balances state of `keys` accounts, as a restored task would hold it. */

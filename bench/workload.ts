@@ -24,7 +24,7 @@ const MIN_AMOUNT = -100;
 const MAX_AMOUNT = 999;
 
 /** mulberry32: a tiny, well-known seeded PRNG (quality is ample for picking keys). */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -1,24 +1,9 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { balances } from '../../lib/examples/balances.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
+import { tidemark } from '../helpers/cli.ts';
 import { deposit, lambdaContext, mskEvent } from '../helpers/events.ts';
-
-const run = promisify(execFile);
-const BIN = path.resolve(import.meta.dirname, '../../bin/tidemark.mjs');
-
-async function tidemark(args: string[], env: Record<string, string | undefined> = {}) {
-  try {
-    const r = await run(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 describe('npx tidemark', () => {
   it('init creates the bucket and the table, and succeeds again when they exist', async () => {

@@ -1,33 +1,15 @@
-/**
- * CLI wiring of the operator commands (status, savepoint create/list/restore/delete, export,
- * bootstrap), run as `npx tidemark` would run them, against the local Kafka cluster and stores.
- */
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { Kafka } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { balances } from '../../lib/examples/balances.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { type KafkaMock, startKafkaMock } from '../../lib/local/kafka/kafkaMock.ts';
+import { tidemark } from '../helpers/cli.ts';
 import { lambdaContext } from '../helpers/events.ts';
 import { drain, testKafka } from '../ops/kafkaDriver.ts';
-
-const run = promisify(execFile);
-const BIN = path.resolve(import.meta.dirname, '../../bin/tidemark.mjs');
-
-async function tidemark(args: string[], env: Record<string, string | undefined> = {}) {
-  try {
-    const r = await run(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
-    return { code: 0, stdout: r.stdout, stderr: r.stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 let mock: KafkaMock;
 let kafka: Kafka;
