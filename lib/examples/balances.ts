@@ -15,6 +15,31 @@ export interface Account {
 
 export const BALANCES_PIPELINE = 'balances';
 
+/**
+ * The amount a deposit record carries. Throws `PoisonRecordError` when the value is not JSON or the
+ * amount is not a safe integer. (Tombstones, null values, are for the caller to handle.)
+ */
+export function depositAmount(value: Buffer): number {
+  let body: unknown;
+  try {
+    body = JSON.parse(value.toString('utf8'));
+  } catch {
+    throw new PoisonRecordError('value is not JSON');
+  }
+  const amount = (body as { amount?: unknown } | null)?.amount;
+  if (typeof amount !== 'number' || !Number.isSafeInteger(amount)) {
+    throw new PoisonRecordError('amount is not a safe integer');
+  }
+  return amount;
+}
+
+/** `balance + amount`, refusing (as a poison record) a result outside the safe integer range. */
+export function addToBalance(balance: number, amount: number): number {
+  const sum = balance + amount;
+  if (!Number.isSafeInteger(sum)) throw new PoisonRecordError('balance would leave the safe integer range');
+  return sum;
+}
+
 export const balances = defineProcessor({
   state: { account: valueState<Account>() },
   poisonPolicy: 'quarantine',
@@ -25,20 +50,11 @@ export const balances = defineProcessor({
       state.account.clear();
       return;
     }
-    let body: unknown;
-    try {
-      body = JSON.parse(record.value.toString('utf8'));
-    } catch {
-      throw new PoisonRecordError('value is not JSON');
-    }
-    const amount = (body as { amount?: unknown } | null)?.amount;
-    if (typeof amount !== 'number' || !Number.isSafeInteger(amount)) {
-      throw new PoisonRecordError('amount is not a safe integer');
-    }
+    const amount = depositAmount(record.value);
     const current = state.account.get();
-    const balance = (current?.balance ?? 0) + amount;
-    if (!Number.isSafeInteger(balance))
-      throw new PoisonRecordError('balance would leave the safe integer range');
-    state.account.set({ balance, count: (current?.count ?? 0) + 1 });
+    state.account.set({
+      balance: addToBalance(current?.balance ?? 0, amount),
+      count: (current?.count ?? 0) + 1,
+    });
   },
 });

@@ -7,6 +7,7 @@
  */
 import { defineProcessor } from '../../checkpoint/processor.ts';
 import { PoisonRecordError } from '../../errors.ts';
+import { addToBalance, depositAmount } from '../../examples/balances.ts';
 import { valueState } from '../../state/descriptors.ts';
 
 export interface LedgerEntry {
@@ -30,19 +31,8 @@ export const ledger = defineProcessor({
       state.entry.set({ balance: 0, count: 0, offsets });
       return;
     }
-    let body: unknown;
-    try {
-      body = JSON.parse(record.value.toString('utf8'));
-    } catch {
-      throw new PoisonRecordError('value is not JSON');
-    }
-    const amount = (body as { amount?: unknown } | null)?.amount;
-    if (typeof amount !== 'number' || !Number.isSafeInteger(amount)) {
-      throw new PoisonRecordError('amount is not a safe integer');
-    }
-    const balance = (current?.balance ?? 0) + amount;
-    if (!Number.isSafeInteger(balance))
-      throw new PoisonRecordError('balance would leave the safe integer range');
+    const amount = depositAmount(record.value);
+    const balance = addToBalance(current?.balance ?? 0, amount);
     state.entry.set({ balance, count: (current?.count ?? 0) + 1, offsets });
   },
 });
