@@ -21,6 +21,11 @@ export function fmt(n: number, digits = 0): string {
 }
 
 /** "median (min–max, n=…)" */
+/** A spread of ratios (0–1) as percentages. */
+function fmtPercent(s: Spread, digits: number): string {
+  return fmtSpread({ ...s, min: s.min * 100, median: s.median * 100, max: s.max * 100 }, digits, ' %');
+}
+
 export function fmtSpread(s: Spread, digits = 0, unit = ''): string {
   if (s.n === 0) return 'n/a';
   if (s.n === 1) return `${fmt(s.median, digits)}${unit}`;
@@ -79,31 +84,13 @@ export function evaluateGoals(r: {
       goals.push({
         figure: `Incremental checkpoint bytes ÷ full, ${fmt(p.keys)} keys, 1 % changed`,
         goal: '≤ 2 %',
-        measured: fmtSpread(
-          {
-            ...inc.bytesRatio,
-            min: inc.bytesRatio.min * 100,
-            median: inc.bytesRatio.median * 100,
-            max: inc.bytesRatio.max * 100,
-          },
-          2,
-          ' %',
-        ),
+        measured: fmtPercent(inc.bytesRatio, 2),
         met: inc.bytesRatio.median <= 0.02,
       });
       goals.push({
         figure: `Incremental checkpoint time ÷ full, ${fmt(p.keys)} keys, 1 % changed`,
         goal: '≤ 10 %',
-        measured: fmtSpread(
-          {
-            ...inc.checkpointTimeRatio,
-            min: inc.checkpointTimeRatio.min * 100,
-            median: inc.checkpointTimeRatio.median * 100,
-            max: inc.checkpointTimeRatio.max * 100,
-          },
-          1,
-          ' %',
-        ),
+        measured: fmtPercent(inc.checkpointTimeRatio, 1),
         met: inc.checkpointTimeRatio.median <= 0.1,
       });
     } else {

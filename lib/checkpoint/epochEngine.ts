@@ -275,11 +275,6 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
     };
   }
 
-  /** Forgets every warm task (the next batch reads from the stores). */
-  dropWarmState(): void {
-    this.cache.clear();
-  }
-
   private cacheKey(task: TaskId): string {
     return `${task.topic}\u0000${task.partition}`;
   }

@@ -308,11 +308,6 @@ function parseHeader(blob: Buffer, key: string | undefined): SnapshotHeader {
   };
 }
 
-/** Reads only the envelope and header (no body decoding): for listings and checks. */
-export function readSnapshotHeader(bytes: Uint8Array, key?: string): SnapshotHeader {
-  return decodeEnvelope(bytes, key).header;
-}
-
 function decodeEnvelope(
   bytes: Uint8Array,
   key: string | undefined,

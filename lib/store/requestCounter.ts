@@ -22,9 +22,3 @@ export function countRequests(
   );
   return counts;
 }
-
-export function totalRequests(counts: RequestCounts): number {
-  let n = 0;
-  for (const v of counts.values()) n += v;
-  return n;
-}
