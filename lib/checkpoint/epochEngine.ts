@@ -283,6 +283,8 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
     const id = this.cacheKey(task);
     let rt = this.cache.get(id);
     const summary = emptySummary(batch, rt !== undefined);
+    // Records the event itself held twice (same offset) were dropped by the parser.
+    if (batch.duplicatesInEvent > 0) this.observer.duplicatesSkipped?.(task, batch.duplicatesInEvent);
     // Whatever happens next, this container's copy is re-validated or rebuilt: take it out now
     // and put it back only after the task completed.
     this.cache.delete(id);

@@ -40,7 +40,7 @@ export interface Telemetry {
   observer: EngineObserver;
   /** Call before the engine runs: puts the request id (and function details) on every log line. */
   invocationStarted(context: InvocationInfo): void;
-  /** Logs the batch summary and counts what the engine hooks cannot see (in-event duplicates). */
+  /** Logs the batch summary. */
   invocationSucceeded(summary: BatchSummary): void;
   /** Logs the failure and counts it (`FailedBatches`). */
   invocationFailed(error: unknown): void;
@@ -86,10 +86,6 @@ export function createTelemetry(pipeline: string, now: () => number = Date.now):
   };
   const taskKeys = (task: TaskId, epoch: number) => ({ topic: task.topic, partition: task.partition, epoch });
 
-  // Duplicates the hooks reported during the current invocation; the summary's total also holds
-  // duplicates within the event itself, which no hook reports.
-  let duplicatesReported = 0;
-
   const observer: EngineObserver = {
     warmHit: () => add(METRIC.warmCacheHits, 1),
     taskRestored: (i) => {
@@ -104,7 +100,6 @@ export function createTelemetry(pipeline: string, now: () => number = Date.now):
       });
     },
     duplicatesSkipped: (task, count) => {
-      duplicatesReported += count;
       add(METRIC.duplicatesSkipped, count);
       logger.debug('duplicates skipped', { ...taskKeys(task, lastEpoch(task)), count });
     },
@@ -163,15 +158,12 @@ export function createTelemetry(pipeline: string, now: () => number = Date.now):
     metrics,
     observer,
     invocationStarted(context) {
-      duplicatesReported = 0;
       // Sets function_request_id (and the function's name, version, ARN, memory, cold start).
       if (context.awsRequestId !== undefined || context.functionName !== undefined) {
         logger.addContext(context as Parameters<Logger['addContext']>[0]);
       }
     },
     invocationSucceeded(summary) {
-      const inEvent = summary.duplicatesSkipped - duplicatesReported;
-      if (inEvent > 0) add(METRIC.duplicatesSkipped, inEvent);
       logger.info('batch committed', {
         records: summary.records,
         applied: summary.applied,
