@@ -10,7 +10,7 @@ import { DEFAULTS } from '../config/config.ts';
 import { ENV } from '../config/env.ts';
 import { bootstrapState, parseOffsets } from '../ops/bootstrap.ts';
 import { exportState } from '../ops/exportState.ts';
-import { createKafkaOps, type KafkaOps, kafkaClientConfig } from '../ops/kafka.ts';
+import { createKafkaOps, type KafkaOps, kafkaClientConfig, quietKafkajsWarnings } from '../ops/kafka.ts';
 import { createSavepoint, deleteSavepoint, listSavepoints, restoreSavepoint } from '../ops/savepoints.ts';
 import { pipelineStatus } from '../ops/status.ts';
 import { createAwsStores, createSavepointStore } from '../store/stores.ts';
@@ -41,18 +41,6 @@ function stores(opts: StoreFlags) {
   const { bucket, table } = required(opts);
   const aws = createAwsStores({ bucket, table });
   return { ...aws, savepoints: createSavepointStore({ table }) };
-}
-
-let warningsFiltered = false;
-
-/** kafkajs schedules timers with negative delays on Node 24, and Node warns each time: drop those. */
-function quietKafkajsWarnings(): void {
-  if (warningsFiltered) return;
-  warningsFiltered = true;
-  process.removeAllListeners('warning');
-  process.on('warning', (w) => {
-    if (w.name !== 'TimeoutNegativeWarning') process.stderr.write(`${w.name}: ${w.message}\n`);
-  });
 }
 
 /** Runs `fn` with a Kafka connection when brokers were given (closed afterwards). */

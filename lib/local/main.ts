@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { quietKafkajsWarnings } from '../ops/kafka.ts';
 import { BROKER_FAULT_KINDS } from './brokerFaults.ts';
 import {
   FAULT_NAMES,
@@ -171,14 +172,6 @@ function keepInstructions(servers: JobServers, r: MainJobResult): string {
     `  npx tidemark inspect --pipeline ${r.summary.pipeline} --topic ${r.summary.topic} --partition 0`,
     `Kafka: ${servers.kafkaBrokers.join(',')} (topic ${r.summary.topic}, consumer group ${r.summary.pipeline})`,
   ].join('\n');
-}
-
-/** kafkajs schedules timers with negative delays on Node 24; Node warns each time. */
-function quietKafkajsWarnings(): void {
-  process.removeAllListeners('warning');
-  process.on('warning', (w) => {
-    if (w.name !== 'TimeoutNegativeWarning') process.stderr.write(`${w.name}: ${w.message}\n`);
-  });
 }
 
 export async function main(argv: string[] = process.argv): Promise<number> {

@@ -9,6 +9,18 @@ import { type Admin, Kafka, type KafkaConfig, logLevel, type SASLOptions } from 
 import { OperationError } from '../errors.ts';
 
 /** Environment variables the Kafka options fall back to (operator machines and CI, not the function). */
+let warningsFiltered = false;
+
+/** kafkajs schedules timers with negative delays on Node 24, and Node warns each time: drop those. */
+export function quietKafkajsWarnings(): void {
+  if (warningsFiltered) return;
+  warningsFiltered = true;
+  process.removeAllListeners('warning');
+  process.on('warning', (w) => {
+    if (w.name !== 'TimeoutNegativeWarning') process.stderr.write(`${w.name}: ${w.message}\n`);
+  });
+}
+
 export const KAFKA_ENV = {
   brokers: 'TIDEMARK_KAFKA_BROKERS',
   username: 'TIDEMARK_KAFKA_USERNAME',
