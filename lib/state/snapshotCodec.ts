@@ -79,13 +79,10 @@ export interface SnapshotSection {
   scope: StateScope;
   version: number;
   /**
-   * key → value (map state: Map of mapKey → value; list state: array), as a Map, as pairs, or as
-   * two columns of equal length.
+   * key → value (map state: Map of mapKey → value; list state: array), as a Map or as two columns
+   * of equal length.
    */
-  entries:
-    | Map<string, unknown>
-    | ReadonlyArray<readonly [string, unknown]>
-    | { readonly keys: readonly string[]; readonly values: readonly unknown[] };
+  entries: Map<string, unknown> | { readonly keys: readonly string[]; readonly values: readonly unknown[] };
   /** Keys removed since the parent (deltas only). */
   deletes?: readonly string[];
 }
@@ -155,14 +152,10 @@ function columns(s: SnapshotSection): { keys: readonly string[]; values: readonl
     });
     return { keys, values };
   }
-  if (Array.isArray(src)) {
-    const pairs = src as ReadonlyArray<readonly [string, unknown]>;
-    return { keys: pairs.map((p) => p[0]), values: pairs.map((p) => (flat ? flattenMap(p[1]) : p[1])) };
-  }
-  const c = src as { readonly keys: readonly string[]; readonly values: readonly unknown[] };
-  if (c.keys.length !== c.values.length)
+  if (src.keys.length !== src.values.length) {
     throw new StateError(`state '${s.name}': keys and values differ in length`);
-  return flat ? { keys: c.keys, values: c.values.map(flattenMap) } : c;
+  }
+  return flat ? { keys: src.keys, values: src.values.map(flattenMap) } : src;
 }
 
 /** Encodes a snapshot. `sections` are written in order. */
