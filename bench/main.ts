@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { type LocalStack, startLocalStack } from '../lib/local/localStack.ts';
+import { type LocalStack, startLocalStack } from '../harness/localStack.ts';
 import { writeOutputs, writePerformanceDoc } from './output.ts';
 import { type BenchResult, type ProfileName, runBenchmarks, SECTIONS, type Section } from './run.ts';
 

@@ -6,9 +6,10 @@
  * Each repeat measures (a) and (b) back to back (alternating which goes first) and reports the
  * throughput ratio (b)/(a) of that repeat, so machine noise hits both sides alike.
  */
+
+import { type Account, balances } from '../examples/balances.ts';
 import type { ProcessContext } from '../lib/checkpoint/processor.ts';
 import type { KafkaEvent, KafkaRecord } from '../lib/event/types.ts';
-import { type Account, balances } from '../lib/examples/balances.ts';
 import { createKafkaHandler } from '../lib/handler/createKafkaHandler.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../lib/store/memory/memoryStores.ts';
 import { type Spread, spread, timed } from './stats.ts';

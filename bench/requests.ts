@@ -11,9 +11,9 @@
  */
 import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { type Account, balances } from '../examples/balances.ts';
 import type { BatchSummary } from '../lib/checkpoint/epochEngine.ts';
 import { loadCheckpoint } from '../lib/checkpoint/restore.ts';
-import { type Account, balances } from '../lib/examples/balances.ts';
 import { createKafkaHandler } from '../lib/handler/createKafkaHandler.ts';
 import { createDynamoDBClient, createS3Client } from '../lib/store/clients.ts';
 import { countRequests, type RequestCounts } from '../lib/store/requestCounter.ts';

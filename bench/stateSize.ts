@@ -6,11 +6,12 @@
  * link of the chain, verify, decode, apply the deltas) for restores. The checkpoint time here is
  * encode + PUT; the commit write that follows is the same single DynamoDB PutItem for both kinds.
  */
+
+import { balances } from '../examples/balances.ts';
 import { snapshotKey } from '../lib/checkpoint/layout.ts';
 import { loadCheckpoint } from '../lib/checkpoint/restore.ts';
 import type { SnapshotRef, SnapshotStore, TaskId } from '../lib/checkpoint/stores.ts';
 import { DEFAULTS } from '../lib/config/config.ts';
-import { balances } from '../lib/examples/balances.ts';
 import {
   deltaSections,
   encodeSnapshot,

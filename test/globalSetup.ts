@@ -1,5 +1,5 @@
 import type { TestProject } from 'vitest/node';
-import { type LocalStack, startLocalStack } from '../lib/local/localStack.ts';
+import { type LocalStack, startLocalStack } from '../harness/localStack.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {

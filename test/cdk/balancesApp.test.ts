@@ -8,7 +8,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, describe, expect, it } from 'vitest';
 import { PLACEHOLDER_CLUSTER_ARN, readBalancesSettings, SETTINGS } from '../../cdk/balancesSettings.ts';
 import { BalancesStack } from '../../cdk/balancesStack.ts';
-import { killWithParent } from '../../lib/local/processGuard.ts';
+import { killWithParent } from '../../harness/processGuard.ts';
 import { REPO_ROOT, removeOutdirs, testApp } from './synth.ts';
 
 afterAll(removeOutdirs);

@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, expect, it } from 'vitest';
-import { balances } from '../../lib/examples/balances.ts';
+import { balances } from '../../examples/balances.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { createDynamoDBClient, createS3Client } from '../../lib/store/clients.ts';

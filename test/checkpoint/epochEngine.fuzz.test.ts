@@ -7,9 +7,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { balances } from '../../examples/balances.ts';
 import type { TaskId } from '../../lib/checkpoint/stores.ts';
 import { BatchFailedError, MalformedEventError, TidemarkError } from '../../lib/errors.ts';
-import { balances } from '../../lib/examples/balances.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';

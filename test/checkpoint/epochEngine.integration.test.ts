@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
+import { balances } from '../../examples/balances.ts';
 import type { CommitStore, SnapshotStore } from '../../lib/checkpoint/stores.ts';
 import {
   BatchFailedError,
@@ -14,7 +15,6 @@ import {
   SnapshotIdentityError,
   TimeBudgetExceededError,
 } from '../../lib/errors.ts';
-import { balances } from '../../lib/examples/balances.ts';
 import { createKafkaHandler, type KafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { createDynamoDBClient, createS3Client } from '../../lib/store/clients.ts';

@@ -3,6 +3,7 @@
  * DynamoDB Local and the S3 server in epochEngine.integration.test.ts.
  */
 import { describe, expect, it } from 'vitest';
+import { balances } from '../../examples/balances.ts';
 import { type BatchSummary, EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import type { EngineObserver } from '../../lib/checkpoint/observer.ts';
 import { defineProcessor } from '../../lib/checkpoint/processor.ts';
@@ -16,7 +17,6 @@ import {
   TidemarkError,
   TimeBudgetExceededError,
 } from '../../lib/errors.ts';
-import { balances } from '../../lib/examples/balances.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { listState, taskValueState } from '../../lib/state/descriptors.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';

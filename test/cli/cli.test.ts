@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { balances } from '../../lib/examples/balances.ts';
+import { balances } from '../../examples/balances.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { tidemark } from '../helpers/cli.ts';
 import { deposit, lambdaContext, mskEvent } from '../helpers/events.ts';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { balances } from '../../examples/balances.ts';
 import { ConfigurationError } from '../../lib/errors.ts';
-import { balances } from '../../lib/examples/balances.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { createAwsStores } from '../../lib/store/stores.ts';

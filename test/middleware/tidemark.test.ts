@@ -1,8 +1,8 @@
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
+import { balances } from '../../examples/balances.ts';
 import { BatchFailedError, MalformedEventError } from '../../lib/errors.ts';
-import { balances } from '../../lib/examples/balances.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { tidemark } from '../../lib/middleware/tidemark.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';

@@ -4,7 +4,7 @@
  * CDK construct's alarms use, and the log lines for the keys operators search by.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { balances } from '../../lib/examples/balances.ts';
+import { balances } from '../../examples/balances.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import {
   METRIC,

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { balances } from '../../examples/balances.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { loadConfig } from '../../lib/config/config.ts';
 import { OperationError } from '../../lib/errors.ts';
-import { balances } from '../../lib/examples/balances.ts';
 import { listCheckpoints, rollbackTask } from '../../lib/ops/checkpoints.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';

@@ -3,12 +3,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
+import { balances } from '../../examples/balances.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { loadCheckpoint } from '../../lib/checkpoint/restore.ts';
 import { retainedKeys } from '../../lib/checkpoint/retention.ts';
 import type { CommitRecord } from '../../lib/checkpoint/stores.ts';
 import { loadConfig } from '../../lib/config/config.ts';
-import { balances } from '../../lib/examples/balances.ts';
 import { collectGarbage } from '../../lib/ops/gc.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { createDynamoDBClient, createS3Client } from '../../lib/store/clients.ts';

@@ -4,9 +4,9 @@
  * handler succeeded. `drain` runs until the group's committed offsets reach the end of the topic.
  */
 import { type Admin, Kafka, logLevel } from 'kafkajs';
+import { EsmEmulator } from '../../harness/esm/esmEmulator.ts';
+import type { LambdaContext } from '../../harness/esm/lambdaContext.ts';
 import type { KafkaEvent, RawKafkaRecord } from '../../lib/event/types.ts';
-import { EsmEmulator } from '../../lib/local/esm/esmEmulator.ts';
-import type { LambdaContext } from '../../lib/local/esm/lambdaContext.ts';
 
 export function testKafka(brokers: readonly string[]): Kafka {
   return new Kafka({ clientId: 'tidemark-test', brokers: [...brokers], logLevel: logLevel.NOTHING });
@@ -86,7 +86,7 @@ export async function drain(
 }
 
 /**
- * The same with the ESM emulator of lib/local/esm (batching window, one batch in flight per
+ * The same with the ESM emulator of harness/esm (batching window, one batch in flight per
  * partition, offsets committed after success), one container: the handler stays warm throughout.
  */
 export async function drainWithEsm(

@@ -6,10 +6,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { balances } from '../../examples/balances.ts';
+import { type KafkaMock, startKafkaMock } from '../../harness/kafka/kafkaMock.ts';
 import { savepointPrefix } from '../../lib/checkpoint/layout.ts';
-import { balances } from '../../lib/examples/balances.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
-import { type KafkaMock, startKafkaMock } from '../../lib/local/kafka/kafkaMock.ts';
 import { collectGarbage } from '../../lib/ops/gc.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { createKafkaOps, type KafkaOps, kafkaClientConfig } from '../../lib/ops/kafka.ts';

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { balances } from '../../examples/balances.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { savepointPrefix } from '../../lib/checkpoint/layout.ts';
 import type { CommitRecord } from '../../lib/checkpoint/stores.ts';
 import { loadConfig } from '../../lib/config/config.ts';
 import { OperationError } from '../../lib/errors.ts';
-import { balances } from '../../lib/examples/balances.ts';
 import { collectGarbage } from '../../lib/ops/gc.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import {

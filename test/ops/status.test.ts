@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { balances } from '../../examples/balances.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { loadConfig } from '../../lib/config/config.ts';
-import { balances } from '../../lib/examples/balances.ts';
 import { pipelineStatus } from '../../lib/ops/status.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
 import { deposit, mskEvent } from '../helpers/events.ts';

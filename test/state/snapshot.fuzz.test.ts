@@ -7,10 +7,10 @@
 import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { balances } from '../../examples/balances.ts';
 import { loadCheckpoint } from '../../lib/checkpoint/restore.ts';
 import type { CheckpointSummary, SnapshotRef, TaskId } from '../../lib/checkpoint/stores.ts';
 import { BatchFailedError, SnapshotCorruptError, SnapshotError } from '../../lib/errors.ts';
-import { balances } from '../../lib/examples/balances.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import {
   decodeSnapshot,

@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ListTablesCommand } from '@aws-sdk/client-dynamodb';
-import { createDynamoDBClient } from '../store/clients.ts';
+import { createDynamoDBClient } from '../lib/store/clients.ts';
 import { freePort } from './ports.ts';
 import { killWithParent } from './processGuard.ts';
 

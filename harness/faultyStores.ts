@@ -9,9 +9,15 @@
  *   retriable `StoreError`; `commit-lost-ack` applies the commit and then reports the error, as
  *   when the response to a successful write is lost.
  */
-import { epochOfSnapshotKey } from '../checkpoint/layout.ts';
-import type { CommitRecord, CommitStore, SnapshotStore, StoredObject, TaskId } from '../checkpoint/stores.ts';
-import { StoreError } from '../errors.ts';
+import { epochOfSnapshotKey } from '../lib/checkpoint/layout.ts';
+import type {
+  CommitRecord,
+  CommitStore,
+  SnapshotStore,
+  StoredObject,
+  TaskId,
+} from '../lib/checkpoint/stores.ts';
+import { StoreError } from '../lib/errors.ts';
 
 export const CRASH_POINTS = [
   'before-snapshot-put',

@@ -20,7 +20,7 @@
  * re-batched retries (see faults.ts). docs/local-run.md lists where this differs from the real ESM.
  */
 import { type Consumer, Kafka, type KafkaMessage, type logCreator, logLevel } from 'kafkajs';
-import type { KafkaEvent, KafkaEventSource, RawKafkaRecord } from '../../event/types.ts';
+import type { KafkaEvent, KafkaEventSource, RawKafkaRecord } from '../../lib/event/types.ts';
 import { ANYTIME, type EsmFaultKind, type EsmFaults, type InvocationFault, NO_FAULTS } from './faults.ts';
 import { createLambdaContext, type LambdaContext } from './lambdaContext.ts';
 import {

@@ -6,8 +6,8 @@
  * the other, so no fault's firing depends on timing). TIDEMARK_CAMPAIGN_FAULTS / _RECORDS scale it up.
  */
 import { expect, it } from 'vitest';
-import { runCampaign } from '../../lib/local/campaign/campaign.ts';
-import { formatReport } from '../../lib/local/campaign/report.ts';
+import { runCampaign } from '../../harness/campaign/campaign.ts';
+import { formatReport } from '../../harness/campaign/report.ts';
 
 const fromEnv = (name: string, fallback: number) => {
   const v = process.env[name];
@@ -20,7 +20,7 @@ const records = fromEnv('TIDEMARK_CAMPAIGN_RECORDS', 15_000);
 
 it(`keeps exactly-once through ${faults} injected faults (seed ${seed})`, { timeout: 900_000 }, async () => {
   console.log(
-    `[campaign] seed ${seed}; replay: TIDEMARK_CAMPAIGN_SEED=${seed} npx vitest run test/local/campaign.test.ts`,
+    `[campaign] seed ${seed}; replay: TIDEMARK_CAMPAIGN_SEED=${seed} npx vitest run test/harness/campaign.test.ts`,
   );
   const report = await runCampaign({
     seed,

@@ -5,7 +5,7 @@
  * tasks start just below 2^53 and cross it. A few records are poison (null key, value not JSON,
  * amount not a safe integer, value not valid base64) and a few are tombstones.
  */
-import type { RawKafkaRecord } from '../../event/types.ts';
+import type { RawKafkaRecord } from '../../lib/event/types.ts';
 import type { SeededRandom } from './random.ts';
 
 export type RecordKind =

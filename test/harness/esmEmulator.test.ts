@@ -1,16 +1,16 @@
 import { Kafka, logLevel, type Message } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { parseEvent } from '../../lib/event/parseEvent.ts';
-import type { KafkaEvent, RawKafkaRecord } from '../../lib/event/types.ts';
 import {
   EsmEmulator,
   type EsmEmulatorOptions,
   type InvocationReport,
   type LambdaContainer,
-} from '../../lib/local/esm/esmEmulator.ts';
-import type { EsmFaults, InvocationFault } from '../../lib/local/esm/faults.ts';
-import type { LambdaContext } from '../../lib/local/esm/lambdaContext.ts';
-import { type KafkaMock, startKafkaMock } from '../../lib/local/kafka/kafkaMock.ts';
+} from '../../harness/esm/esmEmulator.ts';
+import type { EsmFaults, InvocationFault } from '../../harness/esm/faults.ts';
+import type { LambdaContext } from '../../harness/esm/lambdaContext.ts';
+import { type KafkaMock, startKafkaMock } from '../../harness/kafka/kafkaMock.ts';
+import { parseEvent } from '../../lib/event/parseEvent.ts';
+import type { KafkaEvent, RawKafkaRecord } from '../../lib/event/types.ts';
 
 let mock: KafkaMock;
 let kafka: Kafka;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { CampaignRecord, RecordKind } from '../../../lib/local/campaign/input.ts';
-import { generateTaskRecords } from '../../../lib/local/campaign/input.ts';
-import { compareBalances, compareLedger, effectOf, expectTask } from '../../../lib/local/campaign/oracle.ts';
-import { SeededRandom } from '../../../lib/local/campaign/random.ts';
+import type { CampaignRecord, RecordKind } from '../../../harness/campaign/input.ts';
+import { generateTaskRecords } from '../../../harness/campaign/input.ts';
+import { compareBalances, compareLedger, effectOf, expectTask } from '../../../harness/campaign/oracle.ts';
+import { SeededRandom } from '../../../harness/campaign/random.ts';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { killWithParent } from '../processGuard.ts';
 import { KafkaMockBuildError, KafkaMockError, KafkaMockToolchainError } from './errors.ts';
 
-const REPO_ROOT = path.resolve(import.meta.dirname, '../../..');
+const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
 export const KAFKA_MOCK_BUILD_SCRIPT = path.join(REPO_ROOT, 'scripts', 'kafka-mock', 'build.sh');
 /** Exit status of the build script when build tools are missing. */
 const MISSING_TOOLS_STATUS = 3;

@@ -2,8 +2,8 @@
  * What the main job measures from the engine: an `EngineObserver` shared by every container.
  * Only committed epochs count as epochs (an attempt that lost its commit never reports one).
  */
-import type { EngineObserver, EpochCommittedInfo, TaskRestoredInfo } from '../checkpoint/observer.ts';
-import type { TaskId } from '../checkpoint/stores.ts';
+import type { EngineObserver, EpochCommittedInfo, TaskRestoredInfo } from '../lib/checkpoint/observer.ts';
+import type { TaskId } from '../lib/checkpoint/stores.ts';
 
 export class JobMetrics {
   epochs = 0;

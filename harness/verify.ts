@@ -2,9 +2,9 @@
  * Verification of the main job: every task's committed checkpoint, read through the public
  * inspect path (`inspectTask`, what `npx tidemark inspect` prints), against the oracle.
  */
-import { quarantinePrefix } from '../checkpoint/layout.ts';
-import type { CommitStore, SnapshotStore } from '../checkpoint/stores.ts';
-import { inspectTask } from '../ops/inspect.ts';
+import { quarantinePrefix } from '../lib/checkpoint/layout.ts';
+import type { CommitStore, SnapshotStore } from '../lib/checkpoint/stores.ts';
+import { inspectTask } from '../lib/ops/inspect.ts';
 import type { AccountBalance, ExpectedTask } from './oracle.ts';
 
 export interface TaskVerdict {

@@ -14,10 +14,10 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Kafka, type logCreator, logLevel, Partitioners, type Producer } from 'kafkajs';
-import { DEFAULTS } from '../config/config.ts';
 import { BALANCES_PIPELINE, balances } from '../examples/balances.ts';
-import { createDynamoDBClient, createS3Client } from '../store/clients.ts';
-import { createAwsStores } from '../store/stores.ts';
+import { DEFAULTS } from '../lib/config/config.ts';
+import { createDynamoDBClient, createS3Client } from '../lib/store/clients.ts';
+import { createAwsStores } from '../lib/store/stores.ts';
 import { BROKER_FAULT_KINDS, type BrokerFaultKind, BrokerFaults } from './brokerFaults.ts';
 import { type DynamoLocal, startDynamoLocal } from './dynamoLocal.ts';
 import { EsmEmulator, type EsmStats } from './esm/esmEmulator.ts';
@@ -33,7 +33,7 @@ import { TidemarkContainers } from './tidemarkContainers.ts';
 import { type TaskVerdict, verifyTask } from './verify.ts';
 
 const run = promisify(execFile);
-const REPO_ROOT = path.resolve(import.meta.dirname, '../..');
+const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 
 /** Probability of each fault per invocation (`rebatch`: per failed batch). */
 export interface FaultRates {

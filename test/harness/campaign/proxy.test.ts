@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAULT_HEADER, type FaultProxy, startFaultProxy } from '../../../lib/local/campaign/proxy.ts';
+import { FAULT_HEADER, type FaultProxy, startFaultProxy } from '../../../harness/campaign/proxy.ts';
 
 let server: Server;
 let proxy: FaultProxy;

@@ -11,10 +11,10 @@
 import { randomBytes } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
-import { quarantinePrefix } from '../../checkpoint/layout.ts';
-import { DEFAULTS, type TidemarkConfig } from '../../config/config.ts';
-import { inspectTask } from '../../ops/inspect.ts';
-import { createAwsStores } from '../../store/stores.ts';
+import { quarantinePrefix } from '../../lib/checkpoint/layout.ts';
+import { DEFAULTS, type TidemarkConfig } from '../../lib/config/config.ts';
+import { inspectTask } from '../../lib/ops/inspect.ts';
+import { createAwsStores } from '../../lib/store/stores.ts';
 import { type LocalStack, startLocalStack } from '../localStack.ts';
 import { FAULT_KINDS, type FaultKind, type RequestObserver, STORE_OPS } from './faults.ts';
 import { type CampaignTask, generateTaskRecords } from './input.ts';

@@ -4,9 +4,9 @@
  * a tombstone (null value) deletes the account. Null keys, values that are not JSON and amounts that
  * are not safe integers are poison records, quarantined.
  */
-import { defineProcessor } from '../checkpoint/processor.ts';
-import { PoisonRecordError } from '../errors.ts';
-import { valueState } from '../state/descriptors.ts';
+import { defineProcessor } from '../lib/checkpoint/processor.ts';
+import { PoisonRecordError } from '../lib/errors.ts';
+import { valueState } from '../lib/state/descriptors.ts';
 
 export interface Account {
   balance: number;

@@ -3,8 +3,8 @@
  * and table created. `env` holds the standard AWS variables (endpoints, region, credentials) and
  * Tidemark's, so a handler or a CLI run with it talks to these servers unchanged.
  */
-import { createDynamoDBClient, createS3Client } from '../store/clients.ts';
-import { ensureBucket, ensureTable } from '../store/provision.ts';
+import { createDynamoDBClient, createS3Client } from '../lib/store/clients.ts';
+import { ensureBucket, ensureTable } from '../lib/store/provision.ts';
 import { type DynamoLocal, startDynamoLocal } from './dynamoLocal.ts';
 import { type S3Local, S3RVER_CREDENTIALS, startS3Local } from './s3Local.ts';
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { quietKafkajsWarnings } from '../ops/kafka.ts';
+import { quietKafkajsWarnings } from '../lib/ops/kafka.ts';
 import { BROKER_FAULT_KINDS } from './brokerFaults.ts';
 import {
   FAULT_NAMES,

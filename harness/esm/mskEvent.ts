@@ -3,7 +3,7 @@
  * for a null key or a tombstone), headers as one-key objects of signed (Java) bytes, records
  * grouped by `"<topic>-<partition>"` in one payload that may mix partitions.
  */
-import type { KafkaEvent, KafkaEventSource, RawKafkaRecord } from '../../event/types.ts';
+import type { KafkaEvent, KafkaEventSource, RawKafkaRecord } from '../../lib/event/types.ts';
 
 /** What kafkajs hands over for one record (the fields the ESM uses). */
 export interface FetchedMessage {

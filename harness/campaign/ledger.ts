@@ -5,10 +5,11 @@
  * but keep the history. Poison records (null key, value not JSON, amount not a safe integer) are
  * quarantined, as in the balances example.
  */
-import { defineProcessor } from '../../checkpoint/processor.ts';
-import { PoisonRecordError } from '../../errors.ts';
+
 import { addToBalance, depositAmount } from '../../examples/balances.ts';
-import { valueState } from '../../state/descriptors.ts';
+import { defineProcessor } from '../../lib/checkpoint/processor.ts';
+import { PoisonRecordError } from '../../lib/errors.ts';
+import { valueState } from '../../lib/state/descriptors.ts';
 
 export interface LedgerEntry {
   balance: number;

@@ -4,13 +4,13 @@
  * stores, wrapped so the emulator can crash it at a point of the commit protocol or freeze it, and
  * so transient store errors can be injected (see faultyStores.ts). A new container is a cold start.
  */
-import type { EngineObserver } from '../checkpoint/observer.ts';
-import type { Processor } from '../checkpoint/processor.ts';
-import type { TidemarkConfig } from '../config/config.ts';
-import { createKafkaHandler } from '../handler/createKafkaHandler.ts';
-import type { StateDescriptors } from '../state/descriptors.ts';
-import { createDynamoDBClient, createS3Client } from '../store/clients.ts';
-import { createAwsStores } from '../store/stores.ts';
+import type { EngineObserver } from '../lib/checkpoint/observer.ts';
+import type { Processor } from '../lib/checkpoint/processor.ts';
+import type { TidemarkConfig } from '../lib/config/config.ts';
+import { createKafkaHandler } from '../lib/handler/createKafkaHandler.ts';
+import type { StateDescriptors } from '../lib/state/descriptors.ts';
+import { createDynamoDBClient, createS3Client } from '../lib/store/clients.ts';
+import { createAwsStores } from '../lib/store/stores.ts';
 import type { LambdaContainer } from './esm/esmEmulator.ts';
 import {
   ContainerStores,

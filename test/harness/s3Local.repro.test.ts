@@ -1,6 +1,6 @@
 /**
  * Repro (found by the fault campaign): the local S3 server's conditional-write shim
- * (lib/local/s3Local.ts) takes a per-key lock around a conditional PUT and releases it when the
+ * (harness/s3Local.ts) takes a per-key lock around a conditional PUT and releases it when the
  * request is handled. A client that gives up halfway through the body (a socket closed mid-upload:
  * a killed process, a client timeout) leaves s3rver's handler waiting forever, so the lock is never
  * released and every later conditional PUT of that key hangs. Snapshot keys are unique per attempt,
@@ -13,7 +13,7 @@
 import http from 'node:http';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { type S3Local, S3RVER_CREDENTIALS, startS3Local } from '../../lib/local/s3Local.ts';
+import { type S3Local, S3RVER_CREDENTIALS, startS3Local } from '../../harness/s3Local.ts';
 
 let s3: S3Local;
 let client: S3Client;

@@ -10,14 +10,14 @@
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
-import type { BatchSummary } from '../../checkpoint/epochEngine.ts';
-import type { Processor } from '../../checkpoint/processor.ts';
-import type { TidemarkConfig } from '../../config/config.ts';
-import { BatchFailedError, TidemarkError } from '../../errors.ts';
-import type { KafkaEvent, RawKafkaRecord } from '../../event/types.ts';
 import { balances } from '../../examples/balances.ts';
-import { createKafkaHandler, type KafkaHandler } from '../../handler/createKafkaHandler.ts';
-import type { StateDescriptors } from '../../state/descriptors.ts';
+import type { BatchSummary } from '../../lib/checkpoint/epochEngine.ts';
+import type { Processor } from '../../lib/checkpoint/processor.ts';
+import type { TidemarkConfig } from '../../lib/config/config.ts';
+import { BatchFailedError, TidemarkError } from '../../lib/errors.ts';
+import type { KafkaEvent, RawKafkaRecord } from '../../lib/event/types.ts';
+import { createKafkaHandler, type KafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
+import type { StateDescriptors } from '../../lib/state/descriptors.ts';
 import {
   ContainerFaults,
   FAULT_KINDS,

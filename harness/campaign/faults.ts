@@ -9,7 +9,7 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { itemToCommit } from '../../store/dynamodb/DynamoCommitStore.ts';
+import { itemToCommit } from '../../lib/store/dynamodb/DynamoCommitStore.ts';
 import { FAULT_HEADER, type NetFault } from './proxy.ts';
 
 export const FAULT_KINDS = [

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureKafkaMock } from '../../lib/local/kafka/build.ts';
-import { KafkaMockError, KafkaMockToolchainError } from '../../lib/local/kafka/errors.ts';
-import { type KafkaMock, startKafkaMock } from '../../lib/local/kafka/kafkaMock.ts';
+import { ensureKafkaMock } from '../../harness/kafka/build.ts';
+import { KafkaMockError, KafkaMockToolchainError } from '../../harness/kafka/errors.ts';
+import { type KafkaMock, startKafkaMock } from '../../harness/kafka/kafkaMock.ts';
 
 function whichDir(tool: string): string {
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
