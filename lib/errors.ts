@@ -142,16 +142,14 @@ export class CommitConflictError extends TidemarkError {
   }
 }
 
-/** A store (S3, DynamoDB) request failed after the SDK's own retries. */
+/** The backends a store error can come from. */
+export type StoreName = 's3' | 'dynamodb' | 'memory' | 'postgres' | 'mysql' | 'redis';
+
+/** A store request (S3, DynamoDB, a database) failed after the client's own retries. */
 export class StoreError extends TidemarkError {
-  readonly store: 's3' | 'dynamodb' | 'memory';
+  readonly store: StoreName;
   readonly operation: string;
-  constructor(
-    store: 's3' | 'dynamodb' | 'memory',
-    operation: string,
-    message: string,
-    options: TidemarkErrorOptions = {},
-  ) {
+  constructor(store: StoreName, operation: string, message: string, options: TidemarkErrorOptions = {}) {
     super(`${store} ${operation}: ${message}`, { retriable: true, ...options });
     this.name = 'StoreError';
     this.store = store;
@@ -162,18 +160,24 @@ export class StoreError extends TidemarkError {
 /** The bucket or table does not exist (or is not accessible). Not retriable until someone fixes it. */
 export class StoreMissingError extends StoreError {
   readonly resource: string;
-  constructor(
-    store: 's3' | 'dynamodb' | 'memory',
-    operation: string,
-    resource: string,
-    options: TidemarkErrorOptions = {},
-  ) {
+  constructor(store: StoreName, operation: string, resource: string, options: TidemarkErrorOptions = {}) {
     super(store, operation, `${resource} does not exist or is not accessible`, {
       ...options,
       retriable: false,
     });
     this.name = 'StoreMissingError';
     this.resource = resource;
+  }
+}
+
+/**
+ * The store's server is set up in a way that breaks exactly-once (a Redis that evicts keys under
+ * memory pressure, …). Not retriable until someone changes the server's configuration.
+ */
+export class StoreUnsafeError extends StoreError {
+  constructor(store: StoreName, operation: string, message: string, options: TidemarkErrorOptions = {}) {
+    super(store, operation, message, { ...options, retriable: false });
+    this.name = 'StoreUnsafeError';
   }
 }
 
