@@ -16,12 +16,12 @@ import { DEFAULTS, type TidemarkConfig } from '../../lib/config/config.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { createAwsStores } from '../../lib/store/stores.ts';
 import { type LocalStack, startLocalStack } from '../localStack.ts';
+import { SeededRandom } from '../seededRandom.ts';
 import { FAULT_KINDS, type FaultKind, type RequestObserver, STORE_OPS } from './faults.ts';
 import { type CampaignTask, generateTaskRecords } from './input.ts';
 import { emptyLaneStats, Lane, type LaneStats, type ProcessorName, type Sabotage } from './lane.ts';
 import { compareBalances, compareLedger, expectTask } from './oracle.ts';
 import { type FaultProxy, NET_FAULTS, startFaultProxy } from './proxy.ts';
-import { SeededRandom } from './random.ts';
 
 /** Relative frequency of each fault kind. */
 export const DEFAULT_WEIGHTS: Readonly<Record<FaultKind, number>> = {
@@ -250,7 +250,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
 
     // Not derived from the seed: keeps runs on long-lived servers apart without changing the schedule.
     const runId = `${options.seed >>> 0}-${randomBytes(3).toString('hex')}`;
-    const inputRnd = root.fork('input');
+    const inputRnd = root.derive('input');
     // Tasks of uneven sizes (0.7-1.3 x the mean) that add up to exactly `records`.
     const shares = Array.from({ length: partitions }, () => 700 + inputRnd.int(0, 600));
     const shareSum = shares.reduce((a, b) => a + b, 0);
@@ -276,8 +276,8 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     const observer: RequestObserver = { committedKeys: new Set(), snapshotReads: new Map() };
     const laneInfo: CampaignReport['lanes'] = [];
     for (let i = 0; i < lanesCount; i++) {
-      const rnd = root.fork(`lane-${i}`);
-      const config = laneConfig(rnd.fork('config'));
+      const rnd = root.derive(`lane-${i}`);
+      const config = laneConfig(rnd.derive('config'));
       if (options.deterministic) config.taskConcurrency = 1;
       laneInfo.push({
         index: i,

@@ -6,7 +6,7 @@
  * amount not a safe integer, value not valid base64) and a few are tombstones.
  */
 import type { RawKafkaRecord } from '../../lib/event/types.ts';
-import type { SeededRandom } from './random.ts';
+import type { SeededRandom } from '../seededRandom.ts';
 
 export type RecordKind =
   | 'deposit'

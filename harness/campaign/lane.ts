@@ -18,6 +18,7 @@ import { BatchFailedError, TidemarkError } from '../../lib/errors.ts';
 import type { KafkaEvent, RawKafkaRecord } from '../../lib/event/types.ts';
 import { createKafkaHandler, type KafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import type { StateDescriptors } from '../../lib/state/descriptors.ts';
+import type { SeededRandom } from '../seededRandom.ts';
 import {
   ContainerFaults,
   FAULT_KINDS,
@@ -32,7 +33,6 @@ import {
 } from './faults.ts';
 import type { CampaignTask } from './input.ts';
 import { ledger } from './ledger.ts';
-import type { SeededRandom } from './random.ts';
 
 export type ProcessorName = 'balances' | 'ledger';
 

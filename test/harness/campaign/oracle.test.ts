@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { CampaignRecord, RecordKind } from '../../../harness/campaign/input.ts';
 import { generateTaskRecords } from '../../../harness/campaign/input.ts';
 import { compareBalances, compareLedger, effectOf, expectTask } from '../../../harness/campaign/oracle.ts';
-import { SeededRandom } from '../../../harness/campaign/random.ts';
+import { SeededRandom } from '../../../harness/seededRandom.ts';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
