@@ -230,6 +230,41 @@ export class OperationError extends TidemarkError {
   }
 }
 
+/** The Iceberg sink: a table, its metadata or a catalog cannot be used as asked. */
+export class IcebergError extends TidemarkError {
+  /** `namespace.name` of the table, when known. */
+  readonly table: string | undefined;
+  constructor(message: string, options: TidemarkErrorOptions & { table?: string } = {}) {
+    super(options.table ? `iceberg table ${options.table}: ${message}` : message, options);
+    this.name = 'IcebergError';
+    this.table = options.table;
+  }
+}
+
+/** A table declaration, or a row, that does not fit the Iceberg schema. Never retriable. */
+export class IcebergSchemaError extends IcebergError {
+  constructor(message: string, options: TidemarkErrorOptions & { table?: string } = {}) {
+    super(message, { ...options, retriable: false });
+    this.name = 'IcebergSchemaError';
+  }
+}
+
+/**
+ * The catalog's atomic swap failed: another writer changed the table since it was loaded. The
+ * committer reloads and retries by itself; this surfaces only when its attempts are exhausted.
+ */
+export class IcebergCommitConflictError extends IcebergError {
+  readonly attempts: number;
+  constructor(attempts: number, options: TidemarkErrorOptions & { table?: string } = {}) {
+    super(`commit conflict: the table changed under ${attempts} attempt(s) in a row`, {
+      ...options,
+      retriable: true,
+    });
+    this.name = 'IcebergCommitConflictError';
+    this.attempts = attempts;
+  }
+}
+
 /** Whether an error (Tidemark's or anybody's) says it is worth retrying. */
 export function isRetriable(error: unknown): boolean {
   if (error instanceof TidemarkError) return error.retriable;
