@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { gate, HookedCommitStore, HookedSnapshotStore, SimulatedCrash } from '../../harness/faultyStores.ts';
 import type { CommitStore, SnapshotStore } from '../../lib/checkpoint/stores.ts';
 import {
   BatchFailedError,
@@ -22,7 +23,6 @@ import { DynamoCommitStore } from '../../lib/store/dynamodb/DynamoCommitStore.ts
 import { countRequests, type RequestCounts } from '../../lib/store/requestCounter.ts';
 import { S3SnapshotStore } from '../../lib/store/s3/S3SnapshotStore.ts';
 import { deposit, foldBalances, lambdaContext, mskEvent, type TestRecord } from '../helpers/events.ts';
-import { gate, HookedCommitStore, HookedSnapshotStore, SimulatedCrash } from '../helpers/faults.ts';
 
 const bucket = process.env.TIDEMARK_BUCKET!;
 const table = process.env.TIDEMARK_TABLE!;

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { gate, HookedCommitStore, HookedSnapshotStore, SimulatedCrash } from '../../harness/faultyStores.ts';
 import { type BatchSummary, EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import type { EngineObserver } from '../../lib/checkpoint/observer.ts';
 import { defineProcessor } from '../../lib/checkpoint/processor.ts';
@@ -21,7 +22,6 @@ import { inspectTask } from '../../lib/ops/inspect.ts';
 import { listState, taskValueState } from '../../lib/state/descriptors.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
 import { deposit, foldBalances, mskEvent, type TestRecord } from '../helpers/events.ts';
-import { gate, HookedCommitStore, HookedSnapshotStore, SimulatedCrash } from '../helpers/faults.ts';
 
 const PIPELINE = 'balances';
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { HookedCommitStore } from '../../harness/faultyStores.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { loadConfig } from '../../lib/config/config.ts';
 import { OperationError } from '../../lib/errors.ts';
@@ -7,7 +8,6 @@ import { listCheckpoints, rollbackTask } from '../../lib/ops/checkpoints.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
 import { deposit, foldBalances, mskEvent } from '../helpers/events.ts';
-import { HookedCommitStore } from '../helpers/faults.ts';
 
 const TASK = { pipeline: 'balances', topic: 'orders', partition: 0 };
 

@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { HookedCommitStore, HookedSnapshotStore, SimulatedCrash } from '../../harness/faultyStores.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { loadCheckpoint } from '../../lib/checkpoint/restore.ts';
 import { retainedKeys } from '../../lib/checkpoint/retention.ts';
@@ -14,7 +15,6 @@ import { inspectTask } from '../../lib/ops/inspect.ts';
 import { createDynamoDBClient, createS3Client } from '../../lib/store/clients.ts';
 import { createAwsStores } from '../../lib/store/stores.ts';
 import { deposit, foldBalances, mskEvent, type TestRecord } from '../helpers/events.ts';
-import { HookedCommitStore, HookedSnapshotStore, SimulatedCrash } from '../helpers/faults.ts';
 
 const s3 = createS3Client();
 const ddb = createDynamoDBClient();

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { HookedCommitStore } from '../../harness/faultyStores.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { savepointPrefix } from '../../lib/checkpoint/layout.ts';
 import type { CommitRecord } from '../../lib/checkpoint/stores.ts';
@@ -16,7 +17,6 @@ import {
 import { MemorySavepointStore } from '../../lib/store/memory/MemorySavepointStore.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
 import { deposit, foldBalances, mskEvent, type TestRecord } from '../helpers/events.ts';
-import { HookedCommitStore } from '../helpers/faults.ts';
 import { FakeEventSources, FakeKafka } from './fakes.ts';
 
 const PIPELINE = 'balances';
