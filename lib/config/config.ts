@@ -1,10 +1,14 @@
 import { ConfigurationError } from '../errors.ts';
-import { ENV } from './env.ts';
+import { COMMIT_STORES, type CommitStoreKind, ENV, REDIS_DURABILITY, type RedisDurability } from './env.ts';
+
+export type { CommitStoreKind, RedisDurability } from './env.ts';
 
 /** What happens to a record the processor cannot handle (see docs/configuration.md). */
 export type PoisonPolicy = 'fail' | 'quarantine';
 export type SnapshotCompression = 'zstd' | 'none';
 export type SnapshotMode = 'incremental' | 'full';
+/** `require`: TLS with the server's certificate verified; `no-verify`: TLS, unverified; `off`: plain TCP. */
+export type DatabaseTls = 'require' | 'no-verify' | 'off';
 
 /**
  * Every Tidemark setting, with its default. This is the one place where settings are defined.
@@ -14,7 +18,10 @@ export type SnapshotMode = 'incremental' | 'full';
 export interface TidemarkConfig {
   /** S3 bucket holding snapshots and quarantined records. Env `TIDEMARK_BUCKET`. Required. */
   bucket: string;
-  /** DynamoDB table holding commit items and savepoints (`pk`/`sk` strings). Env `TIDEMARK_TABLE`. Required. */
+  /**
+   * DynamoDB table holding commit items and savepoints (`pk`/`sk` strings). Env `TIDEMARK_TABLE`.
+   * Required with the DynamoDB commit store; empty with the others.
+   */
   table: string;
   /** Pipeline id: one deployed processor, one ESM and its consumer group. Env `TIDEMARK_PIPELINE`. Required. */
   pipeline: string;
@@ -64,6 +71,61 @@ export interface TidemarkConfig {
    * `TIDEMARK_SWEEP_EVERY_EPOCHS`. Default 100.
    */
   sweepEveryEpochs: number;
+  /**
+   * Where commit items and savepoints live: `dynamodb`, `postgres` (PostgreSQL, Aurora PostgreSQL),
+   * `mysql` (MySQL, MariaDB, Aurora MySQL) or `redis` (MemoryDB, ElastiCache, Redis, Valkey); see
+   * docs/stores.md. Snapshots stay in S3 whichever it is. Env `TIDEMARK_COMMIT_STORE`. Default `dynamodb`.
+   */
+  commitStore: CommitStoreKind;
+  /**
+   * Connection URL of the database commit store (`postgres://user@host:5432/db`,
+   * `mysql://user@host:3306/db`, `redis://host:6379`, `rediss://…` for TLS). A password in it is
+   * used as is (local runs); in AWS use `dbSecret` or `dbIamAuth`. Env `TIDEMARK_DB_URL`.
+   */
+  dbUrl: string | undefined;
+  /**
+   * Secrets Manager secret (name or ARN) holding the database credentials, in the RDS JSON form
+   * (`username`, `password`, and optionally `host`, `port`, `dbname`, which fill what `dbUrl` lacks).
+   * Env `TIDEMARK_DB_SECRET`.
+   */
+  dbSecret: string | undefined;
+  /**
+   * Authenticate with an RDS IAM auth token (RDS, Aurora, RDS Proxy) for the URL's user instead of a
+   * password. Env `TIDEMARK_DB_IAM_AUTH`. Default false.
+   */
+  dbIamAuth: boolean;
+  /** TLS to the database: `require`, `no-verify` or `off`. Env `TIDEMARK_DB_TLS`. Default `require`. */
+  dbTls: DatabaseTls;
+  /** PEM file of extra CAs to trust (e.g. the RDS CA bundle). Env `TIDEMARK_DB_TLS_CA_FILE`. */
+  dbTlsCaFile: string | undefined;
+  /**
+   * Prefix of the tables (SQL: `<prefix>_commits`, …) or keys (Redis) the store uses: lower-case
+   * letters, digits and `_`. Env `TIDEMARK_DB_PREFIX`. Default `tidemark`.
+   */
+  dbPrefix: string;
+  /** Connections one container opens at most. Env `TIDEMARK_DB_POOL_MAX`. Default 2. */
+  dbPoolMax: number;
+  /** Connecting gives up after this. Env `TIDEMARK_DB_CONNECT_TIMEOUT_MS`. Default 3,000 ms. */
+  dbConnectTimeoutMs: number;
+  /**
+   * A statement (or Redis command) gives up after this, on the server where it can (PostgreSQL
+   * `statement_timeout`) and in the client (a dead socket). Keep it well below the function timeout.
+   * Env `TIDEMARK_DB_STATEMENT_TIMEOUT_MS`. Default 10,000 ms.
+   */
+  dbStatementTimeoutMs: number;
+  /**
+   * A commit waits this long at most for a row lock held by a concurrent attempt (PostgreSQL
+   * `lock_timeout`, InnoDB `innodb_lock_wait_timeout`, rounded up to seconds). 0 leaves the server's
+   * setting (no session setting: nothing pins an RDS Proxy connection). Env `TIDEMARK_DB_LOCK_TIMEOUT_MS`. Default 5,000 ms.
+   */
+  dbLockTimeoutMs: number;
+  /**
+   * Required with the Redis commit store: what its durability is (`memorydb`, `elasticache-sync`,
+   * `accept-loss`; docs/stores.md). The store refuses to start without it. Env `TIDEMARK_REDIS_DURABILITY`.
+   */
+  redisDurability: RedisDurability | undefined;
+  /** Talk the Redis cluster protocol (MemoryDB, ElastiCache cluster mode). Env `TIDEMARK_REDIS_CLUSTER`. Default false. */
+  redisCluster: boolean;
 }
 
 export const DEFAULTS = {
@@ -81,9 +143,18 @@ export const DEFAULTS = {
   compactDeltaRatio: 0.5,
   orphanMinAgeSeconds: 3_600,
   sweepEveryEpochs: 100,
+  commitStore: 'dynamodb',
+  dbIamAuth: false,
+  dbTls: 'require',
+  dbPrefix: 'tidemark',
+  dbPoolMax: 2,
+  dbConnectTimeoutMs: 3_000,
+  dbStatementTimeoutMs: 10_000,
+  dbLockTimeoutMs: 5_000,
+  redisCluster: false,
 } as const satisfies Partial<TidemarkConfig>;
 
-const REQUIRED = ['bucket', 'table', 'pipeline'] as const;
+const REQUIRED = ['bucket', 'pipeline'] as const;
 
 /** Identifiers end up in S3 keys and DynamoDB keys: keep them to a safe alphabet. */
 const ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
@@ -105,6 +176,25 @@ function positiveNumber(setting: string, raw: string | number): number {
     throw new ConfigurationError(setting, `${setting} must be a positive number, got ${JSON.stringify(raw)}`);
   }
   return n;
+}
+
+function nonNegativeInt(setting: string, raw: string | number): number {
+  const n = typeof raw === 'number' ? raw : Number(raw.trim());
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new ConfigurationError(
+      setting,
+      `${setting} must be a non-negative integer, got ${JSON.stringify(raw)}`,
+    );
+  }
+  return n;
+}
+
+function bool(setting: string, raw: string | number | boolean): boolean {
+  if (typeof raw === 'boolean') return raw;
+  const v = String(raw).trim().toLowerCase();
+  if (v === 'true' || v === '1') return true;
+  if (v === 'false' || v === '0') return false;
+  throw new ConfigurationError(setting, `${setting} must be true or false, got ${JSON.stringify(raw)}`);
 }
 
 function oneOf<T extends string>(setting: string, raw: string, allowed: readonly T[]): T {
@@ -129,8 +219,16 @@ export function loadConfig(
     const fromEnv = env[ENV[key]];
     if (fromEnv !== undefined && fromEnv.trim() !== '') return fromEnv.trim();
     const fromCode = given[key];
-    if (fromCode !== undefined) return fromCode;
-    return (DEFAULTS as Partial<Record<keyof TidemarkConfig, string | number>>)[key];
+    if (fromCode !== undefined)
+      return typeof fromCode === 'boolean' ? String(fromCode) : (fromCode as string | number);
+    return (DEFAULTS as Partial<Record<keyof TidemarkConfig, string | number | boolean>>)[key] as
+      | string
+      | number
+      | undefined;
+  };
+  const optional = (key: keyof TidemarkConfig): string | undefined => {
+    const v = pick(key);
+    return v === undefined || v === '' ? undefined : String(v);
   };
   for (const key of REQUIRED) {
     if (pick(key) === undefined) {
@@ -140,9 +238,16 @@ export function loadConfig(
       );
     }
   }
+  const commitStore = oneOf(ENV.commitStore, String(pick('commitStore')), COMMIT_STORES);
+  if (commitStore === 'dynamodb' && pick('table') === undefined) {
+    throw new ConfigurationError(
+      ENV.table,
+      `missing required setting ${ENV.table} (the table Tidemark stores checkpoints in)`,
+    );
+  }
   const config: TidemarkConfig = {
     bucket: String(pick('bucket')),
-    table: String(pick('table')),
+    table: String(pick('table') ?? ''),
     pipeline: String(pick('pipeline')),
     prefix: String(pick('prefix')),
     epochMaxRecords: positiveInt(ENV.epochMaxRecords, pick('epochMaxRecords')!),
@@ -158,7 +263,21 @@ export function loadConfig(
     compactDeltaRatio: positiveNumber(ENV.compactDeltaRatio, pick('compactDeltaRatio')!),
     orphanMinAgeSeconds: positiveInt(ENV.orphanMinAgeSeconds, pick('orphanMinAgeSeconds')!),
     sweepEveryEpochs: positiveInt(ENV.sweepEveryEpochs, pick('sweepEveryEpochs')!),
+    commitStore,
+    dbUrl: optional('dbUrl'),
+    dbSecret: optional('dbSecret'),
+    dbIamAuth: bool(ENV.dbIamAuth, pick('dbIamAuth')!),
+    dbTls: oneOf(ENV.dbTls, String(pick('dbTls')), ['require', 'no-verify', 'off'] as const),
+    dbTlsCaFile: optional('dbTlsCaFile'),
+    dbPrefix: String(pick('dbPrefix')),
+    dbPoolMax: positiveInt(ENV.dbPoolMax, pick('dbPoolMax')!),
+    dbConnectTimeoutMs: positiveInt(ENV.dbConnectTimeoutMs, pick('dbConnectTimeoutMs')!),
+    dbStatementTimeoutMs: positiveInt(ENV.dbStatementTimeoutMs, pick('dbStatementTimeoutMs')!),
+    dbLockTimeoutMs: nonNegativeInt(ENV.dbLockTimeoutMs, pick('dbLockTimeoutMs')!),
+    redisDurability: optional('redisDurability') as RedisDurability | undefined,
+    redisCluster: bool(ENV.redisCluster, pick('redisCluster')!),
   };
+  validateCommitStore(config);
   if (!ID_PATTERN.test(config.pipeline)) {
     throw new ConfigurationError(
       ENV.pipeline,
@@ -176,4 +295,45 @@ export function loadConfig(
     );
   }
   return config;
+}
+
+/**
+ * The checks of the database commit stores' settings (also used by the CLI, which resolves only the
+ * store settings): a connection to go to, a safe table or key prefix, and for Redis the operator's
+ * acknowledgement of what its durability is.
+ */
+export function validateCommitStore(
+  config: Pick<
+    TidemarkConfig,
+    'commitStore' | 'dbUrl' | 'dbSecret' | 'dbPrefix' | 'redisDurability' | 'dbIamAuth'
+  >,
+): void {
+  if (config.commitStore === 'dynamodb') return;
+  if (!/^[a-z][a-z0-9_]{0,39}$/.test(config.dbPrefix)) {
+    throw new ConfigurationError(
+      ENV.dbPrefix,
+      `${ENV.dbPrefix} must be lower-case letters, digits and _ (at most 40, starting with a letter), got ${JSON.stringify(config.dbPrefix)}`,
+    );
+  }
+  if (!config.dbUrl && !config.dbSecret) {
+    throw new ConfigurationError(
+      ENV.dbUrl,
+      `the ${config.commitStore} commit store needs ${ENV.dbUrl} (or ${ENV.dbSecret}, a secret naming host and port)`,
+    );
+  }
+  if (config.commitStore === 'redis') {
+    if (config.dbIamAuth) {
+      throw new ConfigurationError(
+        ENV.dbIamAuth,
+        `${ENV.dbIamAuth} is for PostgreSQL and MySQL (RDS, Aurora)`,
+      );
+    }
+    if (config.redisDurability === undefined) {
+      throw new ConfigurationError(
+        ENV.redisDurability,
+        `the Redis commit store needs ${ENV.redisDurability}: memorydb or elasticache-sync (acknowledged writes survive a failover: exactly once), or accept-loss (asynchronous replication can lose acknowledged commits: at least once); see docs/stores.md`,
+      );
+    }
+    oneOf(ENV.redisDurability, config.redisDurability, REDIS_DURABILITY);
+  }
 }

@@ -20,6 +20,32 @@ export const ENV = {
   compactDeltaRatio: 'TIDEMARK_COMPACT_DELTA_RATIO',
   orphanMinAgeSeconds: 'TIDEMARK_ORPHAN_MIN_AGE_SECONDS',
   sweepEveryEpochs: 'TIDEMARK_SWEEP_EVERY_EPOCHS',
+  commitStore: 'TIDEMARK_COMMIT_STORE',
+  dbUrl: 'TIDEMARK_DB_URL',
+  dbSecret: 'TIDEMARK_DB_SECRET',
+  dbIamAuth: 'TIDEMARK_DB_IAM_AUTH',
+  dbTls: 'TIDEMARK_DB_TLS',
+  dbTlsCaFile: 'TIDEMARK_DB_TLS_CA_FILE',
+  dbPrefix: 'TIDEMARK_DB_PREFIX',
+  dbPoolMax: 'TIDEMARK_DB_POOL_MAX',
+  dbConnectTimeoutMs: 'TIDEMARK_DB_CONNECT_TIMEOUT_MS',
+  dbStatementTimeoutMs: 'TIDEMARK_DB_STATEMENT_TIMEOUT_MS',
+  dbLockTimeoutMs: 'TIDEMARK_DB_LOCK_TIMEOUT_MS',
+  redisDurability: 'TIDEMARK_REDIS_DURABILITY',
+  redisCluster: 'TIDEMARK_REDIS_CLUSTER',
 } as const;
+
+/** The commit stores Tidemark has (`TIDEMARK_COMMIT_STORE`); shared with the CDK construct. */
+export const COMMIT_STORES = ['dynamodb', 'postgres', 'mysql', 'redis'] as const;
+export type CommitStoreKind = (typeof COMMIT_STORES)[number];
+
+/**
+ * What a Redis commit store's operator acknowledges about its durability (`TIDEMARK_REDIS_DURABILITY`,
+ * docs/stores.md): `memorydb` and `elasticache-sync` keep every acknowledged write through a failover
+ * (exactly once); `accept-loss` (ElastiCache without synchronous durability, self-hosted Redis) can
+ * lose acknowledged commits, which makes processing at-least-once.
+ */
+export const REDIS_DURABILITY = ['memorydb', 'elasticache-sync', 'accept-loss'] as const;
+export type RedisDurability = (typeof REDIS_DURABILITY)[number];
 
 export type EnvName = (typeof ENV)[keyof typeof ENV];
