@@ -8,6 +8,8 @@
  * `instanceof` checks stay readable after bundling.
  */
 
+import type { CommitRecord } from './checkpoint/stores.ts';
+
 export interface TidemarkErrorOptions {
   cause?: unknown;
   retriable?: boolean;
@@ -130,8 +132,9 @@ export class SnapshotMissingError extends SnapshotError {
  */
 export class CommitConflictError extends TidemarkError {
   readonly expectedEpoch: number;
-  readonly current: unknown;
-  constructor(expectedEpoch: number, current: unknown, options: TidemarkErrorOptions = {}) {
+  /** The commit item that won (as stored when the condition failed), if the store returned it. */
+  readonly current: CommitRecord | undefined;
+  constructor(expectedEpoch: number, current: CommitRecord | undefined, options: TidemarkErrorOptions = {}) {
     super(`commit conflict: expected stored epoch ${expectedEpoch}, another attempt committed first`, {
       ...options,
       retriable: true,
@@ -144,6 +147,28 @@ export class CommitConflictError extends TidemarkError {
 
 /** The backends a store error can come from. */
 export type StoreName = 's3' | 'dynamodb' | 'memory' | 'postgres' | 'mysql' | 'redis';
+
+/** A stored outbox (an epoch's outputs awaiting delivery) is not the one its commit item references. */
+export class OutboxCorruptError extends TidemarkError {
+  constructor(message: string, options: TidemarkErrorOptions = {}) {
+    super(message, { ...options, retriable: false });
+    this.name = 'OutboxCorruptError';
+  }
+}
+
+/**
+ * Delivering a committed epoch's outputs to a sink failed. The epoch stays committed; its outputs are
+ * delivered (idempotently) by the retry, before the task's next epoch commits.
+ */
+export class OutputDeliveryError extends TidemarkError {
+  /** The sink (`kafka`, `dynamodb`, …, or the custom sink's id). */
+  readonly sink: string;
+  constructor(sink: string, message: string, options: TidemarkErrorOptions = {}) {
+    super(`output delivery to ${sink} failed: ${message}`, { retriable: true, ...options });
+    this.name = 'OutputDeliveryError';
+    this.sink = sink;
+  }
+}
 
 /** A store request (S3, DynamoDB, a database) failed after the client's own retries. */
 export class StoreError extends TidemarkError {
