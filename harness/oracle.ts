@@ -10,6 +10,8 @@
  * quarantined.
  */
 
+import type { TestRecord } from './esm/mskEvent.ts';
+
 export interface AccountBalance {
   balance: number;
   count: number;
@@ -115,4 +117,23 @@ export class BalancesOracle {
     }
     return { records, applied, poison };
   }
+}
+
+/** Expected balances: a plain fold of records in offset order (tombstones delete, poison skipped). */
+export function foldBalances(records: TestRecord[]): Map<string, { balance: number; count: number }> {
+  const m = new Map<string, { balance: number; count: number }>();
+  const sorted = [...records].sort((a, b) => (BigInt(a.offset) < BigInt(b.offset) ? -1 : 1));
+  for (const r of sorted) {
+    if (r.key === null || r.key === undefined) continue;
+    const key = typeof r.key === 'string' ? r.key : Buffer.from(r.key).toString('utf8');
+    if (r.value === null || r.value === undefined) {
+      m.delete(key);
+      continue;
+    }
+    const amount = typeof r.value === 'object' ? (r.value as { amount?: unknown }).amount : undefined;
+    if (typeof amount !== 'number' || !Number.isSafeInteger(amount)) continue;
+    const cur = m.get(key);
+    m.set(key, { balance: (cur?.balance ?? 0) + amount, count: (cur?.count ?? 0) + 1 });
+  }
+  return m;
 }

@@ -45,3 +45,8 @@ export function createLambdaContext(options: LambdaContextOptions): LambdaContex
     succeed: unsupported,
   };
 }
+
+/** A context for tests: `createLambdaContext` for a function named `test`, with `ms` left. */
+export function lambdaContext(ms = 60_000, requestId = 'req-1'): LambdaContext {
+  return createLambdaContext({ functionName: 'test', timeoutMs: ms, requestId });
+}

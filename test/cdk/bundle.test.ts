@@ -4,10 +4,11 @@ import { builtinModules } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lambdaContext } from '../../harness/esm/lambdaContext.ts';
+import { deposit, mskEvent } from '../../harness/esm/mskEvent.ts';
 import { ENV } from '../../lib/config/env.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { createAwsStores } from '../../lib/store/stores.ts';
-import { deposit, lambdaContext, mskEvent } from '../helpers/events.ts';
 import { onlyResource, pipelineStack, removeOutdirs, testApp } from './synth.ts';
 
 afterAll(removeOutdirs);

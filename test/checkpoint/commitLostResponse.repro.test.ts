@@ -12,11 +12,12 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { lambdaContext } from '../../harness/esm/lambdaContext.ts';
+import { deposit, mskEvent } from '../../harness/esm/mskEvent.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { createDynamoDBClient, createS3Client } from '../../lib/store/clients.ts';
 import { createAwsStores } from '../../lib/store/stores.ts';
-import { deposit, lambdaContext, mskEvent } from '../helpers/events.ts';
 
 const s3 = createS3Client();
 const ddb = createDynamoDBClient();

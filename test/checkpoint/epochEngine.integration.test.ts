@@ -6,7 +6,10 @@ import { randomUUID } from 'node:crypto';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { lambdaContext } from '../../harness/esm/lambdaContext.ts';
+import { deposit, mskEvent, type TestRecord } from '../../harness/esm/mskEvent.ts';
 import { gate, HookedCommitStore, HookedSnapshotStore, SimulatedCrash } from '../../harness/faultyStores.ts';
+import { foldBalances } from '../../harness/oracle.ts';
 import type { CommitStore, SnapshotStore } from '../../lib/checkpoint/stores.ts';
 import {
   BatchFailedError,
@@ -22,7 +25,6 @@ import { createDynamoDBClient, createS3Client } from '../../lib/store/clients.ts
 import { DynamoCommitStore } from '../../lib/store/dynamodb/DynamoCommitStore.ts';
 import { countRequests, type RequestCounts } from '../../lib/store/requestCounter.ts';
 import { S3SnapshotStore } from '../../lib/store/s3/S3SnapshotStore.ts';
-import { deposit, foldBalances, lambdaContext, mskEvent, type TestRecord } from '../helpers/events.ts';
 
 const bucket = process.env.TIDEMARK_BUCKET!;
 const table = process.env.TIDEMARK_TABLE!;

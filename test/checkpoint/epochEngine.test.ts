@@ -4,7 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { deposit, mskEvent, type TestRecord } from '../../harness/esm/mskEvent.ts';
 import { gate, HookedCommitStore, HookedSnapshotStore, SimulatedCrash } from '../../harness/faultyStores.ts';
+import { foldBalances } from '../../harness/oracle.ts';
 import { type BatchSummary, EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import type { EngineObserver } from '../../lib/checkpoint/observer.ts';
 import { defineProcessor } from '../../lib/checkpoint/processor.ts';
@@ -21,7 +23,6 @@ import {
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { listState, taskValueState } from '../../lib/state/descriptors.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
-import { deposit, foldBalances, mskEvent, type TestRecord } from '../helpers/events.ts';
 
 const PIPELINE = 'balances';
 

@@ -4,6 +4,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { mskEvent, type TestRecord } from '../../harness/esm/mskEvent.ts';
 import { HookedCommitStore, HookedSnapshotStore } from '../../harness/faultyStores.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { defineProcessor } from '../../lib/checkpoint/processor.ts';
@@ -19,7 +20,6 @@ import {
 import { tablesToJson } from '../../lib/ops/stateJson.ts';
 import { listState, mapState, taskValueState, valueState } from '../../lib/state/descriptors.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
-import { mskEvent, type TestRecord } from '../helpers/events.ts';
 
 /** A processor exercising every state kind: value "op:key:arg" records. */
 const kitchen = defineProcessor({

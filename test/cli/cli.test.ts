@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { lambdaContext } from '../../harness/esm/lambdaContext.ts';
+import { deposit, mskEvent } from '../../harness/esm/mskEvent.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { tidemark } from '../helpers/cli.ts';
-import { deposit, lambdaContext, mskEvent } from '../helpers/events.ts';
 
 describe('npx tidemark', () => {
   it('init creates the bucket and the table, and succeeds again when they exist', async () => {

@@ -5,10 +5,10 @@ import path from 'node:path';
 import type { Kafka } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { lambdaContext } from '../../harness/esm/lambdaContext.ts';
 import { type KafkaMock, startKafkaMock } from '../../harness/kafka/kafkaMock.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { tidemark } from '../helpers/cli.ts';
-import { lambdaContext } from '../helpers/events.ts';
 import { drain, testKafka } from '../ops/kafkaDriver.ts';
 
 let mock: KafkaMock;

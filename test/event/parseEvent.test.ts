@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { mskEvent, rawRecord } from '../../harness/esm/mskEvent.ts';
 import { MalformedEventError } from '../../lib/errors.ts';
 import { parseEvent, parseEventJson, parseOffset } from '../../lib/event/parseEvent.ts';
 import { isRecordDefect, type KafkaRecord } from '../../lib/event/types.ts';
-import { mskEvent, rawRecord } from '../helpers/events.ts';
 
 function only(event: unknown): Array<ReturnType<typeof parseEvent>['tasks'][number]['records'][number]> {
   const parsed = parseEvent(event);

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { lambdaContext } from '../../harness/esm/lambdaContext.ts';
+import { deposit, mskEvent } from '../../harness/esm/mskEvent.ts';
 import { ConfigurationError } from '../../lib/errors.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { createAwsStores } from '../../lib/store/stores.ts';
-import { deposit, lambdaContext, mskEvent } from '../helpers/events.ts';
 
 describe('createKafkaHandler', () => {
   it('fails at cold start naming a missing setting', () => {

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { lambdaContext } from '../../harness/esm/lambdaContext.ts';
+import { mskEvent, type TestRecord } from '../../harness/esm/mskEvent.ts';
 import { ensureKafkaMock } from '../../harness/kafka/build.ts';
 import { buildCommand } from '../../harness/main.ts';
 import { parseFaults, runMainJob } from '../../harness/mainJob.ts';
@@ -10,7 +12,6 @@ import { verifyTask } from '../../harness/verify.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { createDynamoDBClient, createS3Client } from '../../lib/store/clients.ts';
 import { createAwsStores } from '../../lib/store/stores.ts';
-import { lambdaContext, mskEvent, type TestRecord } from '../helpers/events.ts';
 
 const localEnv = inject('localEnv');
 const aws = { env: localEnv, bucket: localEnv.TIDEMARK_BUCKET!, table: localEnv.TIDEMARK_TABLE! };

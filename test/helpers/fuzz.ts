@@ -4,7 +4,9 @@
  * `TIDEMARK_FUZZ_SEED` (with `TIDEMARK_FUZZ_PATH`) replays a failure fast-check reported.
  */
 import fc from 'fast-check';
+import { buildEvent, rawRecord } from '../../harness/esm/mskEvent.ts';
 import { TidemarkError } from '../../lib/errors.ts';
+import type { KafkaEvent, KafkaEventSource } from '../../lib/event/types.ts';
 
 export const FUZZ_RUNS = Number(process.env.TIDEMARK_FUZZ_RUNS || 2_000);
 
@@ -89,7 +91,7 @@ export interface FuzzGroupSpec {
   records: FuzzRecordSpec[];
 }
 
-const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+const FUZZ_CLUSTER_ARN = 'arn:aws:kafka:us-east-1:123456789012:cluster/fuzz/0000';
 
 export const topicName = fc.constantFrom('orders', 'pay-ments.eu', 't', 'a-b-c', 'x_1');
 
@@ -142,26 +144,29 @@ export const groupSpecs = (
     );
 
 /** The ESM payload for these groups (base64 keys and values, signed header bytes). */
-export function esmEvent(groups: FuzzGroupSpec[], eventSource = 'aws:kafka'): Record<string, unknown> {
-  const records: Record<string, unknown[]> = {};
-  for (const g of groups) {
-    records[`${g.topic}-${g.partition}`] = g.records.map((r) => ({
+export function esmEvent(
+  groups: FuzzGroupSpec[],
+  eventSource: KafkaEventSource = 'aws:kafka',
+): Record<string, unknown> {
+  const event: KafkaEvent = buildEvent(
+    { eventSource, eventSourceArn: FUZZ_CLUSTER_ARN, bootstrapServers: 'b-1.fuzz:9092' },
+    groups.map((g) => ({
       topic: g.topic,
       partition: g.partition,
-      offset: r.offset,
-      timestamp: 1_700_000_000_000 + r.offset,
-      timestampType: 'CREATE_TIME',
-      key: r.key === null ? null : b64(r.key),
-      value: r.amount === null ? null : b64(JSON.stringify({ amount: r.amount })),
-      headers: r.headers,
-    }));
-  }
-  return {
-    eventSource,
-    eventSourceArn: 'arn:aws:kafka:us-east-1:123456789012:cluster/fuzz/0000',
-    bootstrapServers: 'b-1.fuzz:9092',
-    records,
-  };
+      records: g.records.map((r) =>
+        rawRecord({
+          topic: g.topic,
+          partition: g.partition,
+          offset: r.offset,
+          timestamp: 1_700_000_000_000 + r.offset,
+          key: r.key,
+          value: r.amount === null ? null : { amount: r.amount },
+          headers: r.headers,
+        }),
+      ),
+    })),
+  );
+  return { ...event };
 }
 
 /** Where a mutation lands: a property of an object or an element of an array. */

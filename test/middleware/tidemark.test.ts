@@ -2,11 +2,12 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { lambdaContext } from '../../harness/esm/lambdaContext.ts';
+import { deposit, mskEvent } from '../../harness/esm/mskEvent.ts';
 import { BatchFailedError, MalformedEventError } from '../../lib/errors.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { tidemark } from '../../lib/middleware/tidemark.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
-import { deposit, lambdaContext, mskEvent } from '../helpers/events.ts';
 
 const options = () => ({
   stores: { snapshots: new MemorySnapshotStore(), commits: new MemoryCommitStore() },

@@ -5,6 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { lambdaContext } from '../../harness/esm/lambdaContext.ts';
+import { mskEvent, type TestRecord } from '../../harness/esm/mskEvent.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import {
   METRIC,
@@ -16,7 +18,6 @@ import {
 } from '../../lib/observability/metricNames.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
 import { pipelineStack, removeOutdirs } from '../cdk/synth.ts';
-import { lambdaContext, mskEvent, type TestRecord } from '../helpers/events.ts';
 
 const PIPELINE = 'emf-check';
 

@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { deposit, mskEvent } from '../../harness/esm/mskEvent.ts';
 import { HookedCommitStore } from '../../harness/faultyStores.ts';
+import { foldBalances } from '../../harness/oracle.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { loadConfig } from '../../lib/config/config.ts';
 import { OperationError } from '../../lib/errors.ts';
 import { listCheckpoints, rollbackTask } from '../../lib/ops/checkpoints.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
-import { deposit, foldBalances, mskEvent } from '../helpers/events.ts';
 
 const TASK = { pipeline: 'balances', topic: 'orders', partition: 0 };
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
+import { mskEvent, type TestRecord } from '../../harness/esm/mskEvent.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { defineProcessor } from '../../lib/checkpoint/processor.ts';
 import { loadConfig } from '../../lib/config/config.ts';
@@ -16,7 +17,6 @@ import { createDynamoDBClient, createS3Client } from '../../lib/store/clients.ts
 import { MemorySavepointStore } from '../../lib/store/memory/MemorySavepointStore.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
 import { createAwsStores, createSavepointStore } from '../../lib/store/stores.ts';
-import { mskEvent, type TestRecord } from '../helpers/events.ts';
 
 describe('tagged JSON', () => {
   it('round-trips every kind of value the snapshot codec keeps', () => {

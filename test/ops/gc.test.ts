@@ -4,7 +4,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { deposit, mskEvent, type TestRecord } from '../../harness/esm/mskEvent.ts';
 import { HookedCommitStore, HookedSnapshotStore, SimulatedCrash } from '../../harness/faultyStores.ts';
+import { foldBalances } from '../../harness/oracle.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { loadCheckpoint } from '../../lib/checkpoint/restore.ts';
 import { retainedKeys } from '../../lib/checkpoint/retention.ts';
@@ -14,7 +16,6 @@ import { collectGarbage } from '../../lib/ops/gc.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { createDynamoDBClient, createS3Client } from '../../lib/store/clients.ts';
 import { createAwsStores } from '../../lib/store/stores.ts';
-import { deposit, foldBalances, mskEvent, type TestRecord } from '../helpers/events.ts';
 
 const s3 = createS3Client();
 const ddb = createDynamoDBClient();

@@ -6,7 +6,8 @@
 import { type Admin, Kafka, logLevel } from 'kafkajs';
 import { EsmEmulator } from '../../harness/esm/esmEmulator.ts';
 import type { LambdaContext } from '../../harness/esm/lambdaContext.ts';
-import type { KafkaEvent, RawKafkaRecord } from '../../lib/event/types.ts';
+import { buildEvent, type FetchedMessage, toEventRecord } from '../../harness/esm/mskEvent.ts';
+import type { KafkaEvent } from '../../lib/event/types.ts';
 
 export function testKafka(brokers: readonly string[]): Kafka {
   return new Kafka({ clientId: 'tidemark-test', brokers: [...brokers], logLevel: logLevel.NOTHING });
@@ -45,22 +46,15 @@ export async function drain(
       autoCommit: false,
       eachBatch: async ({ batch, resolveOffset, heartbeat }) => {
         if (batch.messages.length === 0) return;
-        const records: RawKafkaRecord[] = batch.messages.map((m) => ({
-          topic: batch.topic,
-          partition: batch.partition,
-          offset: m.offset,
-          timestamp: Number(m.timestamp),
-          timestampType: 'CREATE_TIME',
-          key: m.key ? m.key.toString('base64') : null,
-          value: m.value ? m.value.toString('base64') : null,
-          headers: [],
-        }));
+        const records = batch.messages.map((m) =>
+          toEventRecord(batch.topic, batch.partition, m as FetchedMessage),
+        );
         try {
-          await handler({
-            eventSource: 'SelfManagedKafka',
-            bootstrapServers: 'local',
-            records: { [`${batch.topic}-${batch.partition}`]: records },
-          });
+          await handler(
+            buildEvent({ eventSource: 'SelfManagedKafka', bootstrapServers: 'local' }, [
+              { topic: batch.topic, partition: batch.partition, records },
+            ]),
+          );
         } catch (err) {
           failure = err;
           throw err;

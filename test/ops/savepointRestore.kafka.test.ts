@@ -7,7 +7,9 @@ import { randomUUID } from 'node:crypto';
 import type { Kafka } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import type { TestRecord } from '../../harness/esm/mskEvent.ts';
 import { type KafkaMock, startKafkaMock } from '../../harness/kafka/kafkaMock.ts';
+import { foldBalances } from '../../harness/oracle.ts';
 import { savepointPrefix } from '../../lib/checkpoint/layout.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { collectGarbage } from '../../lib/ops/gc.ts';
@@ -17,7 +19,6 @@ import { createSavepoint, restoreSavepoint } from '../../lib/ops/savepoints.ts';
 import { pipelineStatus } from '../../lib/ops/status.ts';
 import { createDynamoDBClient, createS3Client } from '../../lib/store/clients.ts';
 import { createAwsStores, createSavepointStore } from '../../lib/store/stores.ts';
-import { foldBalances, type TestRecord } from '../helpers/events.ts';
 import { drainWithEsm, testKafka } from './kafkaDriver.ts';
 
 const TOPIC = 'orders';
@@ -68,7 +69,11 @@ async function produce(sent: TestRecord[], count: number, seed: number): Promise
   }
   await producer.send({
     topic: TOPIC,
-    messages: batch.map((r) => ({ partition: r.partition!, key: r.key!, value: JSON.stringify(r.value) })),
+    messages: batch.map((r) => ({
+      partition: r.partition!,
+      key: String(r.key),
+      value: JSON.stringify(r.value),
+    })),
   });
   await producer.disconnect();
   sent.push(...batch);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { deposit, mskEvent, type TestRecord } from '../../harness/esm/mskEvent.ts';
 import { HookedCommitStore } from '../../harness/faultyStores.ts';
+import { foldBalances } from '../../harness/oracle.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { savepointPrefix } from '../../lib/checkpoint/layout.ts';
 import type { CommitRecord } from '../../lib/checkpoint/stores.ts';
@@ -16,7 +18,6 @@ import {
 } from '../../lib/ops/savepoints.ts';
 import { MemorySavepointStore } from '../../lib/store/memory/MemorySavepointStore.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
-import { deposit, foldBalances, mskEvent, type TestRecord } from '../helpers/events.ts';
 import { FakeEventSources, FakeKafka } from './fakes.ts';
 
 const PIPELINE = 'balances';

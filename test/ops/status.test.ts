@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { deposit, mskEvent } from '../../harness/esm/mskEvent.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { loadConfig } from '../../lib/config/config.ts';
 import { pipelineStatus } from '../../lib/ops/status.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
-import { deposit, mskEvent } from '../helpers/events.ts';
 import { FakeKafka } from './fakes.ts';
 
 async function setup() {

@@ -8,6 +8,7 @@ import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { deposit, mskEvent } from '../../harness/esm/mskEvent.ts';
 import { loadCheckpoint } from '../../lib/checkpoint/restore.ts';
 import type { CheckpointSummary, SnapshotRef, TaskId } from '../../lib/checkpoint/stores.ts';
 import { BatchFailedError, SnapshotCorruptError, SnapshotError } from '../../lib/errors.ts';
@@ -19,7 +20,6 @@ import {
   snapshotChecksum,
 } from '../../lib/state/snapshotCodec.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
-import { deposit, mskEvent } from '../helpers/events.ts';
 import { describeError, FUZZ_RUNS, fuzzParameters } from '../helpers/fuzz.ts';
 
 const task: TaskId = { pipeline: 'fz', topic: 'orders', partition: 3 };
