@@ -2,7 +2,12 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SavepointStore } from '../checkpoint/savepoints.ts';
 import type { CommitStore, SnapshotStore } from '../checkpoint/stores.ts';
+import type { TidemarkConfig } from '../config/config.ts';
+import { ENV } from '../config/env.ts';
+import { ConfigurationError } from '../errors.ts';
 import { createDynamoDBClient, createS3Client } from './clients.ts';
+import type { DatabaseStores } from './database/DatabaseStores.ts';
+import { databaseOptions, type RedisStoreOptions } from './database/options.ts';
 import { DynamoCommitStore } from './dynamodb/DynamoCommitStore.ts';
 import { DynamoSavepointStore } from './dynamodb/DynamoSavepointStore.ts';
 import { S3SnapshotStore } from './s3/S3SnapshotStore.ts';
@@ -37,4 +42,149 @@ export function createSavepointStore(options: { table: string; dynamodb?: Dynamo
     client: options.dynamodb ?? createDynamoDBClient(),
     table: options.table,
   });
+}
+
+/**
+ * Loads the module of a database commit store and builds its stores. Each driver loads only when its
+ * store is chosen. A bundler that defines `process.env.TIDEMARK_BUNDLED_COMMIT_STORE` (the CDK
+ * construct does, to the store the function uses) leaves the other stores' branches as dead code, so
+ * their drivers stay out of the bundle; unbundled, every store is available.
+ */
+async function loadDatabaseStores(
+  kind: Exclude<TidemarkConfig['commitStore'], 'dynamodb'>,
+  options: RedisStoreOptions,
+): Promise<DatabaseStores> {
+  if (kind === 'postgres' && (process.env.TIDEMARK_BUNDLED_COMMIT_STORE ?? 'postgres') === 'postgres') {
+    return (await import('./postgres/PostgresStores.ts')).createPostgresStores(options);
+  }
+  if (kind === 'mysql' && (process.env.TIDEMARK_BUNDLED_COMMIT_STORE ?? 'mysql') === 'mysql') {
+    return (await import('./mysql/MysqlStores.ts')).createMysqlStores(options);
+  }
+  if (kind === 'redis' && (process.env.TIDEMARK_BUNDLED_COMMIT_STORE ?? 'redis') === 'redis') {
+    return (await import('./redis/RedisStores.ts')).createRedisStores(options);
+  }
+  throw new ConfigurationError(
+    ENV.commitStore,
+    `${ENV.commitStore} is ${kind}, but this bundle was built for the ${process.env.TIDEMARK_BUNDLED_COMMIT_STORE} commit store (set the commit store on the CDK construct, which bundles its driver)`,
+  );
+}
+
+/** A database store whose module loads on first use (the handler is built synchronously at cold start). */
+class DeferredCommitStore implements CommitStore {
+  readonly kind: string;
+  private readonly load: () => Promise<DatabaseStores>;
+
+  constructor(kind: string, load: () => Promise<DatabaseStores>) {
+    this.kind = kind;
+    this.load = load;
+  }
+
+  async read(...args: Parameters<CommitStore['read']>) {
+    return (await this.load()).commits.read(...args);
+  }
+
+  async commit(...args: Parameters<CommitStore['commit']>) {
+    return (await this.load()).commits.commit(...args);
+  }
+
+  async *list(pipeline: string) {
+    yield* (await this.load()).commits.list(pipeline);
+  }
+
+  async probe() {
+    return (await this.load()).commits.probe();
+  }
+}
+
+class DeferredSavepointStore implements SavepointStore {
+  private readonly load: () => Promise<DatabaseStores>;
+
+  constructor(load: () => Promise<DatabaseStores>) {
+    this.load = load;
+  }
+
+  async create(...args: Parameters<SavepointStore['create']>) {
+    return (await this.load()).savepoints.create(...args);
+  }
+
+  async putTask(...args: Parameters<SavepointStore['putTask']>) {
+    return (await this.load()).savepoints.putTask(...args);
+  }
+
+  async updateMeta(...args: Parameters<SavepointStore['updateMeta']>) {
+    return (await this.load()).savepoints.updateMeta(...args);
+  }
+
+  async read(...args: Parameters<SavepointStore['read']>) {
+    return (await this.load()).savepoints.read(...args);
+  }
+
+  async *list(pipeline: string) {
+    yield* (await this.load()).savepoints.list(pipeline);
+  }
+
+  async delete(...args: Parameters<SavepointStore['delete']>) {
+    return (await this.load()).savepoints.delete(...args);
+  }
+}
+
+/** The stores a configuration asks for, with the savepoint store and what operators need. */
+export interface ConfiguredStores extends Stores {
+  savepoints: SavepointStore;
+  /**
+   * Creates the commit store's tables when missing (`npx tidemark init`); DynamoDB: the table.
+   * Returns what it did, named for the operator.
+   */
+  ensureCommitStore(): Promise<{ resource: string; result: 'created' | 'exists' }>;
+  /** Closes database connections (CLI, tests). */
+  close(): Promise<void>;
+}
+
+export type StoreSettings = Pick<TidemarkConfig, 'bucket' | 'table' | 'commitStore'> &
+  Parameters<typeof databaseOptions>[0];
+
+/**
+ * Snapshots on S3, and commit items and savepoints in the configured commit store
+ * (`TIDEMARK_COMMIT_STORE`, docs/stores.md). A database store connects on first use.
+ */
+export function createStores(
+  config: StoreSettings,
+  clients: { s3?: S3Client; dynamodb?: DynamoDBClient } = {},
+): ConfiguredStores {
+  const snapshots = new S3SnapshotStore({ client: clients.s3 ?? createS3Client(), bucket: config.bucket });
+  const kind = config.commitStore;
+  if (kind === 'dynamodb') {
+    const dynamodb = clients.dynamodb ?? createDynamoDBClient();
+    return {
+      snapshots,
+      commits: new DynamoCommitStore({ client: dynamodb, table: config.table }),
+      savepoints: new DynamoSavepointStore({ client: dynamodb, table: config.table }),
+      async ensureCommitStore() {
+        const { ensureTable } = await import('./provision.ts');
+        return { resource: `table ${config.table}`, result: await ensureTable(dynamodb, config.table) };
+      },
+      async close() {
+        if (!clients.dynamodb) dynamodb.destroy();
+      },
+    };
+  }
+  const options = databaseOptions(config);
+  let loaded: Promise<DatabaseStores> | undefined;
+  const load = () => {
+    loaded ??= loadDatabaseStores(kind, options);
+    return loaded;
+  };
+  return {
+    snapshots,
+    commits: new DeferredCommitStore(kind, load),
+    savepoints: new DeferredSavepointStore(load),
+    async ensureCommitStore() {
+      const what =
+        kind === 'redis' ? `redis keys ${config.dbPrefix}:*` : `${kind} tables ${config.dbPrefix}_*`;
+      return { resource: what, result: await (await load()).ensureSchema() };
+    },
+    async close() {
+      if (loaded) await (await loaded).close();
+    },
+  };
 }
