@@ -10,18 +10,13 @@ import { TidemarkError } from '../errors.ts';
 import { listCheckpoints, rollbackTask } from '../ops/checkpoints.ts';
 import { collectGarbage } from '../ops/gc.ts';
 import { inspectTask } from '../ops/inspect.ts';
-import {
-  createDynamoDBClient,
-  createS3Client,
-  dynamoEndpointOverride,
-  s3EndpointOverride,
-} from '../store/clients.ts';
-import { ensureBucket, ensureTable } from '../store/provision.ts';
-import { createAwsStores } from '../store/stores.ts';
+import { createS3Client, dynamoEndpointOverride, s3EndpointOverride } from '../store/clients.ts';
+import { ensureBucket } from '../store/provision.ts';
 import { addOperationCommands } from './operations.ts';
 import {
+  cliStores,
+  closeCliStores,
   partitionArg,
-  required,
   requireSetting,
   type StoreFlags,
   storeOptions,
@@ -52,19 +47,17 @@ export function buildCli(): Command {
     program
       .command('init')
       .description(
-        'create the bucket and the table if they are missing (idempotent; for local use and users without CDK)',
+        'create the bucket and the commit store (DynamoDB table, or database tables: TIDEMARK_COMMIT_STORE) if they are missing (idempotent; for local use and users without CDK)',
       ),
   ).action(async (opts: StoreFlags) => {
     const bucket = requireSetting(opts.bucket, ENV.bucket, '--bucket');
-    const table = requireSetting(opts.table, ENV.table, '--table');
+    const stores = cliStores(opts);
     const s3 = createS3Client();
-    const ddb = createDynamoDBClient();
     try {
-      const [b, t] = await Promise.all([ensureBucket(s3, bucket), ensureTable(ddb, table)]);
-      process.stdout.write(`bucket ${bucket}: ${b}\ntable ${table}: ${t}\n`);
+      const [b, c] = await Promise.all([ensureBucket(s3, bucket), stores.ensureCommitStore()]);
+      process.stdout.write(`bucket ${bucket}: ${b}\n${c.resource}: ${c.result}\n`);
     } finally {
       s3.destroy();
-      ddb.destroy();
     }
   });
 
@@ -81,9 +74,7 @@ export function buildCli(): Command {
       ),
   ).action(
     async (opts: StoreFlags & { pipeline: string; topic: string; partition: number; json?: boolean }) => {
-      const bucket = requireSetting(opts.bucket, ENV.bucket, '--bucket');
-      const table = requireSetting(opts.table, ENV.table, '--table');
-      const stores = createAwsStores({ bucket, table });
+      const stores = cliStores(opts);
       const r = await inspectTask(stores, {
         pipeline: opts.pipeline,
         topic: opts.topic,
@@ -122,7 +113,7 @@ export function buildCli(): Command {
       .option('--json', 'print JSON'),
   ).action(
     async (opts: StoreFlags & { pipeline: string; topic: string; partition: number; json?: boolean }) => {
-      const stores = createAwsStores(required(opts));
+      const stores = cliStores(opts);
       await stores.commits.probe();
       const list = await listCheckpoints(stores.commits, {
         pipeline: opts.pipeline,
@@ -158,7 +149,7 @@ export function buildCli(): Command {
       ),
   ).action(
     async (opts: StoreFlags & { pipeline: string; topic: string; partition: number; toEpoch: number }) => {
-      const stores = createAwsStores(required(opts));
+      const stores = cliStores(opts);
       const r = await rollbackTask(
         stores,
         { pipeline: opts.pipeline, topic: opts.topic, partition: opts.partition },
@@ -188,7 +179,7 @@ export function buildCli(): Command {
     async (
       opts: StoreFlags & { pipeline: string; prefix: string; minAgeSeconds: number; dryRun?: boolean },
     ) => {
-      const stores = createAwsStores(required(opts));
+      const stores = cliStores(opts);
       await Promise.all([stores.commits.probe(), stores.snapshots.probe()]);
       const r = await collectGarbage(stores, {
         prefix: opts.prefix,
@@ -214,5 +205,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
   } catch (err) {
     process.stderr.write(`tidemark: ${describeError(err)}\n`);
     return err instanceof UsageError ? 2 : 1;
+  } finally {
+    await closeCliStores();
   }
 }

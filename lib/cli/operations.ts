@@ -13,13 +13,12 @@ import { exportState } from '../ops/exportState.ts';
 import { createKafkaOps, type KafkaOps, kafkaClientConfig, quietKafkajsWarnings } from '../ops/kafka.ts';
 import { createSavepoint, deleteSavepoint, listSavepoints, restoreSavepoint } from '../ops/savepoints.ts';
 import { pipelineStatus } from '../ops/status.ts';
-import { createAwsStores, createSavepointStore } from '../store/stores.ts';
 import {
+  cliStores,
   type KafkaFlags,
   kafkaConnection,
   kafkaOptions,
   partitionArg,
-  required,
   type StoreFlags,
   storeOptions,
   UsageError,
@@ -38,9 +37,7 @@ function prefixOption(cmd: Command): Command {
 }
 
 function stores(opts: StoreFlags) {
-  const { bucket, table } = required(opts);
-  const aws = createAwsStores({ bucket, table });
-  return { ...aws, savepoints: createSavepointStore({ table }) };
+  return cliStores(opts);
 }
 
 /** Runs `fn` with a Kafka connection when brokers were given (closed afterwards). */

@@ -1,5 +1,6 @@
 /** Options and argument parsers shared by the CLI's commands. */
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { loadConfig } from '../config/config.ts';
 import { ENV } from '../config/env.ts';
 import {
   KAFKA_ENV,
@@ -8,6 +9,7 @@ import {
   SASL_MECHANISMS,
   type SaslMechanism,
 } from '../ops/kafka.ts';
+import { type ConfiguredStores, createStores } from '../store/stores.ts';
 
 /** A usage mistake (exit code 2), as opposed to a failed operation (exit code 1). */
 export class UsageError extends Error {}
@@ -33,11 +35,37 @@ export function storeOptions(cmd: Command): Command {
     .addOption(new Option('--table <name>', 'DynamoDB table').env(ENV.table));
 }
 
+/** Bucket and table; the table only with the DynamoDB commit store (`TIDEMARK_COMMIT_STORE`). */
 export function required(opts: StoreFlags): { bucket: string; table: string } {
+  const dynamodb = (process.env[ENV.commitStore]?.trim() || 'dynamodb') === 'dynamodb';
   return {
     bucket: requireSetting(opts.bucket, ENV.bucket, '--bucket'),
-    table: requireSetting(opts.table, ENV.table, '--table'),
+    table: dynamodb ? requireSetting(opts.table, ENV.table, '--table') : (opts.table ?? ''),
   };
+}
+
+const opened: ConfiguredStores[] = [];
+
+/**
+ * The stores of a command: snapshots in the bucket, commit items and savepoints in the commit store
+ * the function uses (`TIDEMARK_COMMIT_STORE` and its `TIDEMARK_DB_*` settings, docs/stores.md).
+ * Closed by `closeCliStores` when the command ends.
+ */
+export function cliStores(opts: StoreFlags): ConfiguredStores {
+  const { bucket, table } = required(opts);
+  const config = loadConfig({
+    ...process.env,
+    [ENV.bucket]: bucket,
+    [ENV.table]: table,
+    [ENV.pipeline]: 'cli',
+  });
+  const stores = createStores(config);
+  opened.push(stores);
+  return stores;
+}
+
+export async function closeCliStores(): Promise<void> {
+  await Promise.allSettled(opened.splice(0).map((s) => s.close()));
 }
 
 export interface KafkaFlags {
