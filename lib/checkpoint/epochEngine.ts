@@ -1,35 +1,50 @@
 /**
- * The epoch engine: applies each task's records exactly once and checkpoints them.
+ * The epoch engine: applies each task's records exactly once, checkpoints them, and delivers the
+ * outputs of each committed epoch exactly once.
  *
- * Commit protocol, per task (topic-partition), and what a failure at each step leaves behind:
+ * Commit protocol, per task (topic-partition), in the order of this file, and what a failure at each
+ * step leaves behind:
  *
  *   step                                   | crash / timeout / error here leaves…          | the retry…
  *   ---------------------------------------+-----------------------------------------------+------------------------------------
- *   1 know the last commit (E, O, chain):  | nothing written                               | reads the commit item again
- *     warm cache, else a consistent read   |                                               |
- *     and a verified snapshot load         |                                               |
- *   2 skip records with offset < O         | nothing written                               | skips them again
- *   3 apply records in offset order; a     | nothing written (state is only in memory)     | re-applies from O on the committed
- *     failing record is rolled back, then  |                                               | state: no record counted twice
- *     quarantined or fails the batch       |                                               |
- *   4 PUT snapshot E+1 under a key unique  | an orphan object no commit references         | writes its own object under another
- *     to this attempt (If-None-Match: *),  | (deleted later by GC)                         | attempt id; the orphan is never read
- *     and quarantined records              | quarantine objects keyed by offset            | rewrites the same quarantine keys
- *   5 commit: PutItem epoch E+1, offset,   | either the old item (write not applied) or    | finds E or E+1 in the item and
- *     chain, on condition epoch = E        | the new one (applied): nothing in between     | resumes from that checkpoint
- *   6 condition failed: another attempt    | the winner's commit, untouched                | —  (this attempt drops its state,
- *     (zombie, duplicate) committed first  |                                               |     loads the winner's, goes on)
- *   7 remember (E+1, state) in the warm    | a committed epoch; the invocation fails and   | skips everything below the new O
- *     cache; delete snapshots that left    | the ESM re-delivers the batch                 | (duplicates), returns success
- *     the retention window (best effort)   |                                               |
- *   8 all tasks committed through their    | —                                             | —
- *     last record → success                |                                               |
+ *   1 know the last commit (E, O, chain,   | nothing written                               | reads the commit item again
+ *     outbox): warm cache, else a consis-  |                                               |
+ *     tent read and a verified load        |                                               |
+ *   2 deliver E's outbox if not known to   | part of it delivered                          | delivers it again: each sink skips
+ *     be delivered (restored, or failed)   |                                               | what it already has (idempotent)
+ *   3 skip records with offset < O         | nothing written                               | skips them again
+ *   4 apply records in offset order; a     | nothing written (state and outputs are only   | re-applies from O on the committed
+ *     failing record is rolled back (state | in memory)                                     | state: no record counted twice,
+ *     and outputs), then quarantined or    |                                               | no output emitted twice
+ *     fails the batch                      |                                               |
+ *   5 PUT snapshot E+1 and outbox E+1 under| orphan objects no commit references (deleted  | writes its own objects under another
+ *     keys unique to this attempt          | later by GC); quarantine objects keyed by     | attempt id; the orphans are never
+ *     (If-None-Match: *), and quarantined  | offset                                        | read; rewrites no quarantine key
+ *     records; wait for E's delivery       |                                               |
+ *   6 commit: epoch E+1, offset, chain,    | either the old item (write not applied) or    | finds E or E+1 in the item and
+ *     outbox, on condition epoch = E, with | the new one (applied), with its attached      | resumes from that checkpoint
+ *     attached output writes (one txn)     | outputs: nothing in between                   |
+ *   7 condition failed: another attempt    | the winner's commit, untouched                | —  (this attempt drops its state and
+ *     (zombie, duplicate) committed first  |                                               |     outputs, loads the winner's, goes on)
+ *   8 remember (E+1, state) in the warm    | a committed epoch; the invocation fails and   | skips everything below the new O
+ *     cache; deliver E+1's outbox (while   | the ESM re-delivers the batch                 | (duplicates), delivers E+1's outbox
+ *     the next epoch runs); collect        |                                               | (step 2), returns success
+ *     subsumed snapshots (best effort)     |                                               |
+ *   9 all tasks committed through their    | —                                             | —
+ *     last record and delivered → success; |                                               |
+ *     outboxes of expiring sinks settled   |                                               |
  *
- * A zombie (an attempt paused after step 4 while a retry commits) loses at step 5 and its snapshot
- * stays an orphan. Time: before an epoch starts, and before each record of an epoch, the remaining
- * invocation time is compared with the reserve needed to checkpoint; when it runs short the epoch is
- * cut there, committed, and the invocation fails with `TimeBudgetExceededError` (retriable). So a
- * timeout loses at most one epoch of work and never an acknowledged record.
+ * A zombie (an attempt paused after step 5 while a retry commits) loses at step 6: its objects stay
+ * orphans and its outputs are never delivered. A container paused after step 6 that resumes after
+ * others moved on delivers an outbox that was delivered already, which every sink ignores. Time:
+ * before an epoch starts, and every few records of an epoch, the remaining invocation time is
+ * compared with the reserve needed to checkpoint (`EpochBudget`); when it runs short the epoch is cut
+ * there, committed, and the invocation fails with `TimeBudgetExceededError` (retriable). So a timeout
+ * loses at most one epoch of work and never an acknowledged record.
+ *
+ * Policies live next to this file: `epochBudget.ts` (epoch cutting, time reserve), `snapshotPlan.ts`
+ * (full, delta, compaction), `commitItem.ts` (the commit item and its retained history),
+ * `warmCache.ts`, `cleanup.ts` (GC scheduling), `quarantine.ts`; outputs in `lib/output`.
  */
 import { randomBytes } from 'node:crypto';
 import type { TidemarkConfig } from '../config/config.ts';
@@ -54,28 +69,24 @@ import {
   type RecordDefect,
   type TaskBatch,
 } from '../event/types.ts';
+import { decodeOutbox, encodeOutbox } from '../output/outbox.ts';
+import { OutputBuffer } from '../output/outputBuffer.ts';
+import { OutputRouter, type SinkProvider } from '../output/router.ts';
+import type { AttachedWrites, Delivery, OutputDescriptors, OutputPart } from '../output/types.ts';
 import type { StateDescriptors } from '../state/descriptors.ts';
-import {
-  deltaSections,
-  encodeSnapshot,
-  fullSections,
-  type SnapshotMeta,
-  snapshotChecksum,
-} from '../state/snapshotCodec.ts';
+import { snapshotChecksum } from '../state/snapshotCodec.ts';
 import { StateStore } from '../state/stateStore.ts';
-import { quarantineKey, snapshotKey, taskLabel, taskSnapshotPrefix } from './layout.ts';
+import { InvocationCleanup } from './cleanup.ts';
+import { nextCommit } from './commitItem.ts';
+import { EpochBudget } from './epochBudget.ts';
+import { outboxKey, snapshotKey, taskLabel } from './layout.ts';
 import type { EngineObserver } from './observer.ts';
-import { type ProcessContext, type Processor, utf8Key } from './processor.ts';
+import { type NoOutputs, type ProcessContext, type Processor, utf8Key } from './processor.ts';
+import { quarantineRecord } from './quarantine.ts';
 import { loadCheckpoint } from './restore.ts';
-import { subsumedKeys, sweepTaskOrphans } from './retention.ts';
-import type {
-  CheckpointSummary,
-  CommitRecord,
-  CommitStore,
-  SnapshotRef,
-  SnapshotStore,
-  TaskId,
-} from './stores.ts';
+import { planSnapshot } from './snapshotPlan.ts';
+import type { CommitRecord, CommitStore, OutboxRef, SnapshotRef, SnapshotStore, TaskId } from './stores.ts';
+import { WarmCache } from './warmCache.ts';
 
 /** The part of the Lambda context the engine uses. */
 export interface InvocationContext {
@@ -94,6 +105,8 @@ export interface TaskSummary {
   quarantined: number;
   epochsCommitted: number;
   commitConflicts: number;
+  /** Outputs this invocation committed (attached to commits or put in outboxes). */
+  outputs: number;
   warm: boolean;
 }
 
@@ -105,15 +118,20 @@ export interface BatchSummary {
   quarantined: number;
   epochsCommitted: number;
   commitConflicts: number;
+  outputs: number;
   tasks: TaskSummary[];
 }
 
-export interface EpochEngineOptions<S extends StateDescriptors> {
-  processor: Processor<S>;
+export interface EpochEngineOptions<S extends StateDescriptors, O extends OutputDescriptors = NoOutputs> {
+  processor: Processor<S, O>;
   config: TidemarkConfig;
   snapshots: SnapshotStore;
   commits: CommitStore;
   observer?: EngineObserver;
+  /** Builds the sinks of the processor's outputs (default: each descriptor's own `createSink`). */
+  sinks?: SinkProvider;
+  /** Environment the sinks read their settings from. Default: `process.env`. */
+  env?: Readonly<Record<string, string | undefined>>;
   /** Attempt ids (unique per epoch attempt); injectable for tests. */
   newAttemptId?: () => string;
   /** Wall clock for timestamps (ms since epoch). */
@@ -123,21 +141,75 @@ export interface EpochEngineOptions<S extends StateDescriptors> {
 /** Lost commit races tolerated per task and invocation before giving up (retriable). */
 const MAX_CONFLICTS_PER_TASK = 8;
 
-/** A task's last commit and its state, as a warm container keeps them. */
+/** A task's last commit, its state and its outputs, as a warm container keeps them. */
 interface TaskRuntime {
   readonly task: TaskId;
   /** Undefined until the first commit (epoch 0). */
   commit: CommitRecord | undefined;
   store: StateStore;
-  ctx: MutableContext;
+  outputs: OutputBuffer;
+  ctx: RecordContext;
   /** False while the state holds applied records that are not committed yet. */
   clean: boolean;
   /** The next checkpoint must be a full snapshot (e.g. after a schema migration). */
   forceFull: boolean;
+  /** Whether `commit.outbox` is known to be delivered (true when there is none). */
+  delivered: boolean;
+  /** The outbox's parts as this container encoded them (saves decoding it to deliver it). */
+  outboxParts: OutputPart[] | undefined;
+  /** The delivery of `commit.outbox` under way, if any (it never rejects unobserved). */
+  delivery: Promise<void> | undefined;
+  /** The delivered outbox must be marked settled (a sink's own delivery record can expire). */
+  settle: boolean;
 }
 
-interface MutableContext extends ProcessContext<StateDescriptors> {
-  key: string | null;
+/** The context handed to `process`: one object per task, updated per record. */
+class RecordContext implements ProcessContext<StateDescriptors, OutputDescriptors> {
+  record: KafkaRecord | undefined;
+  private computed = false;
+  private value: string | null = null;
+
+  readonly state: ProcessContext<StateDescriptors>['state'];
+  readonly outputs: ProcessContext<StateDescriptors, OutputDescriptors>['outputs'];
+  readonly pipeline: string;
+  readonly topic: string;
+  readonly partition: number;
+  private readonly keyOf: (record: KafkaRecord) => string | null;
+
+  constructor(
+    state: ProcessContext<StateDescriptors>['state'],
+    outputs: ProcessContext<StateDescriptors, OutputDescriptors>['outputs'],
+    task: TaskId,
+    keyOf: (record: KafkaRecord) => string | null,
+  ) {
+    this.state = state;
+    this.outputs = outputs;
+    this.pipeline = task.pipeline;
+    this.topic = task.topic;
+    this.partition = task.partition;
+    this.keyOf = keyOf;
+  }
+
+  /** Sets the record, with its key when already computed. */
+  begin(record: KafkaRecord, key: string | null | undefined): void {
+    this.record = record;
+    this.computed = key !== undefined;
+    this.value = key ?? null;
+  }
+
+  get key(): string | null {
+    if (!this.computed) {
+      const r = this.record;
+      if (!r) return null;
+      try {
+        this.value = this.keyOf(r);
+      } catch (error) {
+        throw new PoisonRecordError('state key cannot be computed', { record: refOf(r), cause: error });
+      }
+      this.computed = true;
+    }
+    return this.value;
+  }
 }
 
 interface Epoch {
@@ -153,9 +225,7 @@ interface Epoch {
 interface Invocation {
   remaining: () => number;
   requestId: string | undefined;
-  cleanup: Array<Promise<void>>;
-  /** Objects nothing references any more, deleted together (one request) after all commits. */
-  garbage: Array<{ task: TaskId; keys: string[] }>;
+  cleanup: InvocationCleanup;
 }
 
 function emptySummary(t: TaskBatch, warm: boolean): TaskSummary {
@@ -169,21 +239,13 @@ function emptySummary(t: TaskBatch, warm: boolean): TaskSummary {
     quarantined: 0,
     epochsCommitted: 0,
     commitConflicts: 0,
+    outputs: 0,
     warm,
   };
 }
 
 function refOf(r: KafkaRecord | RecordDefect): RecordRef {
   return { topic: r.topic, partition: r.partition, offset: r.offset };
-}
-
-function errorJson(error: unknown): Record<string, unknown> {
-  if (error instanceof Error) {
-    const cause =
-      error.cause instanceof Error ? { name: error.cause.name, message: error.cause.message } : undefined;
-    return { name: error.name, message: error.message, cause, stack: error.stack };
-  }
-  return { message: String(error) };
 }
 
 /** Runs `fn` over `items` with at most `limit` in flight. */
@@ -199,22 +261,32 @@ async function eachLimited<T>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
-export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
+/** Waits for a promise, ignoring its failure. */
+async function settled(p: Promise<unknown> | undefined): Promise<void> {
+  if (p) await p.catch(() => undefined);
+}
+
+export class EpochEngine<
+  S extends StateDescriptors = StateDescriptors,
+  O extends OutputDescriptors = NoOutputs,
+> {
   readonly config: TidemarkConfig;
-  private readonly processor: Processor<S>;
+  private readonly processor: Processor<S, O>;
   private readonly snapshots: SnapshotStore;
   private readonly commits: CommitStore;
   private readonly observer: EngineObserver;
   private readonly newAttemptId: () => string;
   private readonly now: () => number;
   private readonly keyOf: (record: KafkaRecord) => string | null;
+  /** Whether the state key of every record is needed up front (key-scoped state or an own `keyOf`). */
+  private readonly eagerKey: boolean;
   private readonly policy: 'fail' | 'quarantine';
-  /** Warm cache, least recently used first. */
-  private readonly cache = new Map<string, TaskRuntime>();
-  /** Slowest recent checkpoint (decaying), to size the time reserve. */
-  private slowCheckpointMs = 0;
+  private readonly outputDescriptors: OutputDescriptors;
+  private readonly router: OutputRouter;
+  private readonly cache: WarmCache<TaskRuntime>;
+  private readonly budget: EpochBudget;
 
-  constructor(options: EpochEngineOptions<S>) {
+  constructor(options: EpochEngineOptions<S, O>) {
     this.processor = options.processor;
     this.config = options.config;
     this.snapshots = options.snapshots;
@@ -223,7 +295,21 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
     this.newAttemptId = options.newAttemptId ?? (() => randomBytes(6).toString('hex'));
     this.now = options.now ?? Date.now;
     this.keyOf = options.processor.keyOf ?? utf8Key;
+    this.eagerKey =
+      options.processor.keyOf !== undefined ||
+      Object.values(options.processor.state as StateDescriptors).some((d) => d.scope === 'key');
     this.policy = options.config.poisonPolicy;
+    this.outputDescriptors = options.processor.outputs ?? {};
+    this.router = new OutputRouter(
+      {
+        pipeline: options.config.pipeline,
+        env: options.env ?? process.env,
+        commitStore: options.commits.kind,
+      },
+      options.sinks,
+    );
+    this.cache = new WarmCache(options.config.warmCacheMaxTasks);
+    this.budget = new EpochBudget(options.config);
   }
 
   /** Validates a raw ESM event and processes it. */
@@ -232,15 +318,15 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
   }
 
   /**
-   * Processes a parsed event. Resolves only when every task is committed through its last record;
-   * otherwise rejects with `BatchFailedError` (after committing whatever could be committed).
+   * Processes a parsed event. Resolves only when every task is committed through its last record
+   * and its outputs delivered; otherwise rejects with `BatchFailedError` (after committing whatever
+   * could be committed).
    */
   async processBatch(batch: ParsedEvent, context: InvocationContext = {}): Promise<BatchSummary> {
     const inv: Invocation = {
       remaining: () => context.getRemainingTimeInMillis?.() ?? Number.POSITIVE_INFINITY,
       requestId: context.awsRequestId,
-      cleanup: [],
-      garbage: [],
+      cleanup: new InvocationCleanup(this.snapshots, this.config, this.observer, this.now),
     };
     this.observer.batchStarted?.({
       records: batch.recordCount,
@@ -259,8 +345,7 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       }
     });
     // Deletions of snapshots that left the retention window: after the commits, never before.
-    inv.cleanup.push(this.collect(inv.garbage));
-    await Promise.allSettled(inv.cleanup);
+    await inv.cleanup.finish();
     if (failures.length > 0) throw new BatchFailedError(failures);
     summaries.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
     const sum = (f: (s: TaskSummary) => number) => summaries.reduce((n, s) => n + f(s), 0);
@@ -271,23 +356,24 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       quarantined: sum((s) => s.quarantined),
       epochsCommitted: sum((s) => s.epochsCommitted),
       commitConflicts: sum((s) => s.commitConflicts),
+      outputs: sum((s) => s.outputs),
       tasks: summaries,
     };
   }
 
-  private cacheKey(task: TaskId): string {
-    return `${task.topic}\u0000${task.partition}`;
+  /** Closes the sinks' connections (tests and shutdown; a Lambda container just freezes). */
+  async close(): Promise<void> {
+    await this.router.close();
   }
 
   private async runTask(task: TaskId, batch: TaskBatch, inv: Invocation): Promise<TaskSummary> {
-    const id = this.cacheKey(task);
-    let rt = this.cache.get(id);
+    // Whatever happens next, this container's copy is re-validated or rebuilt: take it out now
+    // and put it back only after the task completed.
+    let rt = this.cache.take(task);
     const summary = emptySummary(batch, rt !== undefined);
     // Records the event itself held twice (same offset) were dropped by the parser.
     if (batch.duplicatesInEvent > 0) this.observer.duplicatesSkipped?.(task, batch.duplicatesInEvent);
-    // Whatever happens next, this container's copy is re-validated or rebuilt: take it out now
-    // and put it back only after the task completed.
-    this.cache.delete(id);
+    // Step 1: know the last commit.
     if (rt) {
       this.observer.warmHit?.(task);
       // Skipping records is only safe against the *current* commit: committed offsets can move
@@ -308,26 +394,27 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
         await this.drain(rt, batch, inv, summary);
         break;
       } catch (error) {
+        await settled(rt.delivery);
         if (!(error instanceof CommitConflictError)) {
-          // Failing at an epoch boundary (time budget, a record that must fail the batch) leaves the
-          // state equal to the last commit: keep it warm. Anything else is rebuilt from the stores.
-          if (rt.clean) this.cache.set(id, rt);
+          // Failing at an epoch boundary (time budget, a record that must fail the batch, a failed
+          // delivery) leaves the state equal to the last commit: keep it warm. Anything else is
+          // rebuilt from the stores.
+          if (rt.clean) this.cache.put(task, rt);
           throw error;
         }
+        // Step 7: never overwrite the winner: drop local state, continue from the winner's checkpoint.
         summary.commitConflicts++;
-        const winner = error.current as CommitRecord | undefined;
+        const winner = error.current;
         this.observer.commitConflict?.(task, error.expectedEpoch, winner?.epoch);
         if (summary.commitConflicts > MAX_CONFLICTS_PER_TASK) throw error;
-        // Never overwrite the winner: drop local state, continue from the winner's checkpoint.
         rt = await this.restore(task, winner, 'conflict');
       }
     }
+    // Step 9.
+    if (rt.settle) await this.settle(rt);
     summary.epoch = rt.commit?.epoch ?? 0;
     summary.committedOffset = rt.commit ? rt.commit.committedOffset.toString() : null;
-    this.cache.set(id, rt);
-    while (this.cache.size > this.config.warmCacheMaxTasks) {
-      this.cache.delete(this.cache.keys().next().value as string);
-    }
+    this.cache.put(task, rt);
     return summary;
   }
 
@@ -365,31 +452,35 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       });
     }
     const store = loaded.store;
-    // A migrated state differs from its chain's values: the next checkpoint must be a full one.
-    return { task, commit, store, ctx: this.contextFor(task, store), clean: true, forceFull: store.migrated };
-  }
-
-  private contextFor(task: TaskId, store: StateStore): MutableContext {
+    const outputs = new OutputBuffer(this.outputDescriptors, task);
     return {
-      state: store.handles(this.processor.state as StateDescriptors),
-      key: null,
-      pipeline: task.pipeline,
-      topic: task.topic,
-      partition: task.partition,
+      task,
+      commit,
+      store,
+      outputs,
+      ctx: new RecordContext(store.handles(descriptors), outputs.handles, task, this.keyOf),
+      clean: true,
+      // A migrated state differs from its chain's values: the next checkpoint must be a full one.
+      forceFull: store.migrated,
+      // An outbox not settled may not have been delivered: deliver it (again) before going on.
+      delivered: !commit?.outbox || commit.outbox.settled === true,
+      outboxParts: undefined,
+      delivery: undefined,
+      settle: false,
     };
   }
 
-  private reserveMs(): number {
-    return Math.max(this.config.timeReserveMs, 3 * this.slowCheckpointMs);
-  }
-
-  /** Applies and checkpoints every record of `batch` not yet committed. */
+  /** Applies, checkpoints and delivers every record of `batch` not yet committed. */
   private async drain(
     rt: TaskRuntime,
     batch: TaskBatch,
     inv: Invocation,
     summary: TaskSummary,
   ): Promise<void> {
+    // Step 2: an outbox this container does not know delivered (restored, or its delivery failed)
+    // is delivered again, while the first epoch is being built.
+    if (!rt.delivered && !rt.delivery) this.startDelivery(rt);
+    // Step 3.
     const records = batch.records;
     const from = rt.commit?.committedOffset ?? -1n;
     let i = 0;
@@ -400,13 +491,15 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
     }
     while (i < records.length) {
       const remaining = inv.remaining();
-      const reserve = this.reserveMs();
+      const reserve = this.budget.reserveMs();
       if (remaining < reserve) {
+        await this.finishDelivery(rt);
         throw new TimeBudgetExceededError(
           remaining,
           `${taskLabel(rt.task)}: ${remaining} ms left, ${reserve} ms needed to checkpoint; committed through offset ${rt.commit?.committedOffset ?? 'none'}, ${records.length - i} record(s) left for the retry`,
         );
       }
+      // Step 4.
       const epoch: Epoch = {
         records: 0,
         applied: 0,
@@ -419,12 +512,8 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       let failure: unknown;
       while (
         i < records.length &&
-        epoch.records < this.config.epochMaxRecords &&
-        epoch.bytes < this.config.epochMaxBytes
+        this.budget.mayExtend(epoch.records, epoch.bytes, inv.remaining, reserve)
       ) {
-        // Cut the epoch short (and commit it) when time runs out; checked every few records, as
-        // records take microseconds and the reserve is seconds.
-        if (epoch.records > 0 && (epoch.records & 15) === 0 && inv.remaining() < reserve) break;
         const r = records[i]!;
         const outcome = this.apply(rt, r);
         if (outcome !== undefined) {
@@ -449,36 +538,46 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
         i++;
       }
       if (epoch.records > 0) {
-        await this.checkpoint(rt, epoch, inv);
+        summary.outputs += await this.checkpoint(rt, epoch, inv);
         summary.applied += epoch.applied;
         summary.quarantined += epoch.quarantine.length;
         summary.epochsCommitted++;
       }
-      if (failure !== undefined) throw failure;
+      if (failure !== undefined) {
+        await this.finishDelivery(rt);
+        throw failure;
+      }
     }
+    // Step 9: the task succeeds once its last outbox is delivered.
+    await this.finishDelivery(rt);
   }
 
   /**
    * Applies one record. Returns undefined when applied, or the error that made it fail (its state
-   * changes rolled back): a `PoisonRecordError` for records that will never succeed, a retriable
-   * `ProcessingError` otherwise. Throws for processor bugs that make the state untrustworthy.
+   * changes and outputs rolled back): a `PoisonRecordError` for records that will never succeed, a
+   * retriable `ProcessingError` otherwise. Throws for processor bugs that make the state untrustworthy.
    */
   private apply(rt: TaskRuntime, r: KafkaRecord | RecordDefect): TidemarkError | undefined {
     if (isRecordDefect(r)) return new PoisonRecordError(r.reason, { record: refOf(r) });
-    let key: string | null;
-    try {
-      key = this.keyOf(r);
-    } catch (error) {
-      return new PoisonRecordError('state key cannot be computed', { record: refOf(r), cause: error });
+    let key: string | null | undefined;
+    if (this.eagerKey) {
+      try {
+        key = this.keyOf(r);
+      } catch (error) {
+        return new PoisonRecordError('state key cannot be computed', { record: refOf(r), cause: error });
+      }
     }
-    const store = rt.store;
-    store.beginRecord(key);
-    rt.ctx.key = key;
+    const { store, outputs, ctx } = rt;
+    store.beginRecord(key ?? null);
+    ctx.begin(r, key);
+    outputs.beginRecord(r.offset, key ?? null);
     let result: unknown;
     try {
-      result = this.processor.process(r, rt.ctx as unknown as ProcessContext<S>);
+      result = this.processor.process(r, ctx as unknown as ProcessContext<S, O>);
     } catch (error) {
       store.rollbackRecord();
+      outputs.rollbackRecord();
+      if (error instanceof PoisonRecordError) return error;
       if (isRetriable(error)) return new ProcessingError(refOf(r), { cause: error, retriable: true });
       return new PoisonRecordError(error instanceof Error ? error.message : String(error), {
         record: refOf(r),
@@ -487,6 +586,7 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
     }
     if (typeof (result as { then?: unknown } | undefined)?.then === 'function') {
       store.rollbackRecord();
+      outputs.rollbackRecord();
       rt.clean = false; // its continuation may still touch the state: never keep it warm
       throw new ConfigurationError(
         'processor.process',
@@ -494,55 +594,16 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       );
     }
     store.commitRecord();
+    outputs.commitRecord();
     return undefined;
   }
 
   /**
-   * Encodes this epoch's snapshot: a delta of the keys it changed, chained to the task's current
-   * chain, or a full snapshot when the policy says so (no chain yet, full mode, a forced full one,
-   * the chain has `compactAfterDeltas` deltas, or its deltas outweigh `compactDeltaRatio` × the base).
+   * Steps 5 to 8 for one epoch: snapshot, outbox and quarantined records, then the conditional
+   * commit (with attached outputs), then the delivery of the outbox starts. Returns the number of
+   * outputs the epoch committed.
    */
-  private encodeEpochSnapshot(
-    rt: TaskRuntime,
-    meta: Omit<SnapshotMeta, 'kind' | 'baseEpoch' | 'parentEpoch'>,
-  ): { body: Buffer; kind: 'full' | 'delta'; chain: readonly SnapshotRef[]; entries: number } {
-    const changes = rt.store.takeChanges();
-    const chain = rt.commit?.chain ?? [];
-    const base = chain[0];
-    const last = chain[chain.length - 1];
-    const c = this.config;
-    if (
-      c.snapshotMode === 'incremental' &&
-      !rt.forceFull &&
-      base &&
-      last &&
-      chain.length <= c.compactAfterDeltas
-    ) {
-      const sections = deltaSections(rt.store, changes);
-      const body = encodeSnapshot(
-        { ...meta, kind: 'delta', baseEpoch: base.epoch, parentEpoch: last.epoch },
-        sections,
-        c.compression,
-      );
-      const deltaBytes = chain.slice(1).reduce((n, r) => n + r.bytes, 0) + body.length;
-      if (deltaBytes <= c.compactDeltaRatio * base.bytes) {
-        const entries = sections.reduce(
-          (n, x) => n + (x.entries as { keys: readonly string[] }).keys.length + (x.deletes?.length ?? 0),
-          0,
-        );
-        return { body, kind: 'delta', chain, entries };
-      }
-    }
-    const body = encodeSnapshot(
-      { ...meta, kind: 'full', baseEpoch: null, parentEpoch: null },
-      fullSections(rt.store.allTables()),
-      c.compression,
-    );
-    return { body, kind: 'full', chain: [], entries: rt.store.keyCount };
-  }
-
-  /** Snapshot, quarantine objects, then the conditional commit. */
-  private async checkpoint(rt: TaskRuntime, epoch: Epoch, inv: Invocation): Promise<void> {
+  private async checkpoint(rt: TaskRuntime, epoch: Epoch, inv: Invocation): Promise<number> {
     const started = performance.now();
     const task = rt.task;
     const prev = rt.commit;
@@ -551,15 +612,20 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
     const attempt = this.newAttemptId();
     const createdAt = new Date(this.now()).toISOString();
     const changedKeys = rt.store.changedKeyCount;
-    const snap = this.encodeEpochSnapshot(rt, {
-      pipeline: task.pipeline,
-      topic: task.topic,
-      partition: task.partition,
-      epoch: nextEpoch,
-      committedOffset,
-      attempt,
-      createdAt,
-    });
+    const snap = planSnapshot(
+      rt.store,
+      prev?.chain ?? [],
+      { forceFull: rt.forceFull, config: this.config },
+      {
+        pipeline: task.pipeline,
+        topic: task.topic,
+        partition: task.partition,
+        epoch: nextEpoch,
+        committedOffset,
+        attempt,
+        createdAt,
+      },
+    );
     const ref: SnapshotRef = {
       key: snapshotKey(this.config.prefix, task, nextEpoch, attempt, snap.kind),
       bytes: snap.body.length,
@@ -568,61 +634,80 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       epoch: nextEpoch,
       entries: snap.entries,
     };
-    // All writes of the epoch settle before anything else happens (none is left running behind
-    // a failure), then the first failure, if any, fails the epoch.
+    // Outputs: what commits with the epoch (attached) and what goes to the outbox.
+    const parts = rt.outputs.take();
+    const outputCount = parts.reduce((n, p) => n + p.entries.length, 0);
+    let attached: AttachedWrites | undefined;
+    let rest: OutputPart[] = [];
+    let outbox: OutboxRef | undefined;
+    let outboxBody: Buffer | undefined;
+    if (parts.length > 0) {
+      ({ attached, rest } = await this.router.attach({ task, epoch: nextEpoch, committedOffset, parts }));
+      if (rest.length > 0) {
+        const enc = encodeOutbox(task, nextEpoch, committedOffset, rest);
+        const base = { epoch: nextEpoch, count: enc.count, bytes: enc.body.length, checksum: enc.checksum };
+        if (enc.body.length <= this.config.outboxInlineMaxBytes) outbox = { ...base, inline: enc.body };
+        else {
+          outbox = { ...base, key: outboxKey(this.config.prefix, task, nextEpoch, attempt) };
+          outboxBody = enc.body;
+        }
+      }
+    }
+    const ownKeys = [ref.key, ...(outbox?.key ? [outbox.key] : [])];
+    // Step 5: every write of the epoch, and the previous epoch's delivery, settle before anything
+    // else happens (none is left running behind a failure); then the first failure fails the epoch.
     const writes = await Promise.allSettled([
-      this.snapshots
-        .put(ref.key, snap.body, { ifAbsent: true, contentType: 'application/octet-stream' })
-        .catch((err: unknown) => {
-          // The key is unique to this attempt: if it exists, it is this very PUT, applied, whose
-          // response was lost and which the SDK retried. (Its size and checksum are in the commit
-          // item, so a load would still refuse anything else.)
-          if (!(err instanceof ObjectExistsError && err.key === ref.key)) throw err;
-        }),
-      ...epoch.quarantine.map((q) => this.quarantine(task, nextEpoch, q.record, q.error)),
+      this.putOwn(ref.key, snap.body),
+      ...(outbox?.key && outboxBody ? [this.putOwn(outbox.key, outboxBody)] : []),
+      ...epoch.quarantine.map((q) =>
+        quarantineRecord(this.snapshots, this.config.prefix, task, nextEpoch, q.record, q.error, createdAt),
+      ),
+      ...(rt.delivery ? [rt.delivery] : []),
     ]);
     const failed = writes.find((w): w is PromiseRejectedResult => w.status === 'rejected');
-    if (failed) throw failed.reason;
-    const history: CheckpointSummary[] = prev
-      ? [
-          {
-            epoch: prev.epoch,
-            committedOffset: prev.committedOffset,
-            chain: prev.chain,
-            updatedAt: prev.updatedAt,
-          },
-          ...prev.history,
-        ].slice(0, this.config.retainedCheckpoints - 1)
-      : [];
-    const next: CommitRecord = {
-      ...task,
-      epoch: nextEpoch,
-      committedOffset,
-      chain: [...snap.chain, ref],
-      updatedAt: createdAt,
-      quarantined: (prev?.quarantined ?? 0) + epoch.quarantine.length,
-      applied: (prev?.applied ?? 0) + epoch.applied,
-      attempt,
-      history,
-    };
+    if (failed) {
+      inv.cleanup.lost(task, ownKeys);
+      throw failed.reason;
+    }
+    // Step 6.
+    const next = nextCommit(
+      task,
+      prev,
+      {
+        committedOffset,
+        chain: [...snap.chain, ref],
+        updatedAt: createdAt,
+        attempt,
+        applied: epoch.applied,
+        quarantined: epoch.quarantine.length,
+        outbox,
+      },
+      this.config.retainedCheckpoints,
+    );
     try {
-      await this.commits.commit(next, prev?.epoch ?? 0);
+      await this.commits.commit(next, prev?.epoch ?? 0, attached);
     } catch (error) {
       if (!(error instanceof CommitConflictError)) throw error;
-      const stored = error.current as CommitRecord | undefined;
+      const stored = error.current;
       // The stored item is this very write: it was applied, its response was lost, and the SDK's
       // retry met it. That is a success.
       if (stored?.attempt !== attempt || stored.epoch !== nextEpoch) {
-        // A lost race is a definite "no": nobody will ever reference this attempt's object.
-        inv.garbage.push({ task, keys: [ref.key] });
+        // A lost race is a definite "no": nobody will ever reference this attempt's objects.
+        inv.cleanup.lost(task, ownKeys);
         throw error;
       }
     }
+    // Step 8.
     rt.commit = next;
     rt.clean = true;
     rt.forceFull = false;
+    rt.delivered = outbox === undefined;
+    rt.outboxParts = outbox ? rest : undefined;
+    rt.delivery = undefined;
+    rt.settle = false;
+    if (outbox) this.startDelivery(rt);
     const checkpointMs = performance.now() - started;
-    this.slowCheckpointMs = Math.max(checkpointMs, this.slowCheckpointMs * 0.9);
+    this.budget.checkpointTook(checkpointMs);
     this.observer.epochCommitted?.({
       task,
       epoch: nextEpoch,
@@ -636,77 +721,100 @@ export class EpochEngine<S extends StateDescriptors = StateDescriptors> {
       stateKeys: rt.store.keyCount,
       changedKeys,
       newestRecordTimestamp: epoch.newestTimestamp,
+      outputs: outputCount,
+      outboxBytes: outbox?.bytes ?? 0,
     });
-    const taskPrefix = taskSnapshotPrefix(this.config.prefix, task);
-    if (prev) inv.garbage.push({ task, keys: subsumedKeys(prev, next, taskPrefix) });
-    if (nextEpoch % this.config.sweepEveryEpochs === 0) inv.cleanup.push(this.sweep(task, taskPrefix, next));
+    inv.cleanup.committed(task, prev, next);
+    return outputCount;
   }
 
-  /** Deletes objects nothing references any more, of every task at once (best effort: reported, not thrown). */
-  private async collect(garbage: ReadonlyArray<{ task: TaskId; keys: string[] }>): Promise<void> {
-    const keys = garbage.flatMap((g) => g.keys);
-    if (keys.length === 0) return;
+  /** PUTs an object under a key unique to this attempt. */
+  private async putOwn(key: string, body: Buffer): Promise<void> {
     try {
-      await this.snapshots.delete(keys);
-    } catch (error) {
-      for (const g of garbage) if (g.keys.length > 0) this.observer.cleanupFailed?.(g.task, g.keys, error);
-    }
-  }
-
-  /** Deletes orphans of attempts that never committed (older than the safety age) under the task. */
-  private async sweep(task: TaskId, taskPrefix: string, commit: CommitRecord): Promise<void> {
-    try {
-      await sweepTaskOrphans(
-        this.snapshots,
-        taskPrefix,
-        commit,
-        this.config.orphanMinAgeSeconds * 1000,
-        this.now(),
-      );
-    } catch (error) {
-      this.observer.cleanupFailed?.(task, [taskPrefix], error);
-    }
-  }
-
-  private async quarantine(
-    task: TaskId,
-    epoch: number,
-    record: KafkaRecord | RecordDefect,
-    error: unknown,
-  ): Promise<void> {
-    const doc = isRecordDefect(record)
-      ? { delivered: record.raw }
-      : {
-          timestamp: record.timestamp,
-          timestampType: record.timestampType,
-          key: record.key?.toString('base64') ?? null,
-          value: record.value?.toString('base64') ?? null,
-          headers: record.headers.map(([name, bytes]) => ({ [name]: [...bytes] })),
-        };
-    const body = Buffer.from(
-      JSON.stringify(
-        {
-          pipeline: task.pipeline,
-          topic: task.topic,
-          partition: task.partition,
-          offset: record.offset.toString(),
-          epoch,
-          quarantinedAt: new Date(this.now()).toISOString(),
-          error: errorJson(error),
-          ...doc,
-        },
-        (_k, v) => (typeof v === 'bigint' ? v.toString() : v),
-        2,
-      ),
-    );
-    try {
-      await this.snapshots.put(quarantineKey(this.config.prefix, task, record.offset), body, {
-        ifAbsent: true,
-        contentType: 'application/json',
-      });
+      await this.snapshots.put(key, body, { ifAbsent: true, contentType: 'application/octet-stream' });
     } catch (err) {
-      // A previous attempt already set this very record aside.
-      if (!(err instanceof ObjectExistsError)) throw err;
+      // The key is unique to this attempt: if it exists, it is this very PUT, applied, whose
+      // response was lost and which the SDK retried. (Its size and checksum are in the commit
+      // item, so a load would still refuse anything else.)
+      if (!(err instanceof ObjectExistsError && err.key === key)) throw err;
+    }
+  }
+
+  /** Starts delivering the current commit's outbox (steps 2 and 8). */
+  private startDelivery(rt: TaskRuntime): void {
+    const commit = rt.commit!;
+    const delivery = this.deliver(rt, commit).then((needsSettle) => {
+      // Only if nothing replaced the commit meanwhile.
+      if (rt.commit === commit) {
+        rt.delivered = true;
+        rt.outboxParts = undefined;
+        rt.settle = needsSettle;
+      }
+    });
+    delivery.catch(() => undefined); // observed by finishDelivery / the next checkpoint
+    rt.delivery = delivery;
+  }
+
+  private async deliver(rt: TaskRuntime, commit: CommitRecord): Promise<boolean> {
+    const outbox = commit.outbox!;
+    const parts = rt.outboxParts ?? (await this.loadOutbox(rt.task, outbox));
+    const delivery: Delivery = {
+      task: rt.task,
+      epoch: outbox.epoch,
+      committedOffset: commit.committedOffset,
+      parts,
+    };
+    const started = performance.now();
+    const { needsSettle } = await this.router.deliver(delivery);
+    this.observer.outputsDelivered?.({
+      task: rt.task,
+      epoch: outbox.epoch,
+      outputs: outbox.count,
+      durationMs: performance.now() - started,
+    });
+    return needsSettle && outbox.settled !== true;
+  }
+
+  private async loadOutbox(task: TaskId, outbox: OutboxRef): Promise<OutputPart[]> {
+    let bytes = outbox.inline;
+    if (!bytes) {
+      bytes = await this.snapshots.get(outbox.key!);
+      if (!bytes) throw new SnapshotMissingError(outbox.key!);
+    }
+    return decodeOutbox(
+      bytes,
+      { task, epoch: outbox.epoch, checksum: outbox.checksum },
+      this.outputDescriptors,
+    ).parts;
+  }
+
+  /** Waits for the delivery under way; a failure fails the task (the outbox stays to deliver). */
+  private async finishDelivery(rt: TaskRuntime): Promise<void> {
+    const delivery = rt.delivery;
+    if (!delivery) return;
+    try {
+      await delivery;
+    } finally {
+      if (rt.delivery === delivery) rt.delivery = undefined;
+    }
+  }
+
+  /**
+   * Marks the delivered outbox settled: the same commit item, rewritten on condition that it is still
+   * current. Best effort: a task that moved on (its next commit supersedes the outbox) or a failed
+   * write leaves the outbox to be checked again, which is still exact while the sink's own record of
+   * the delivery lasts.
+   */
+  private async settle(rt: TaskRuntime): Promise<void> {
+    const commit = rt.commit;
+    if (!commit?.outbox || !rt.delivered) return;
+    const next: CommitRecord = { ...commit, outbox: { ...commit.outbox, settled: true } };
+    try {
+      await this.commits.commit(next, commit.epoch);
+      rt.commit = next;
+      rt.settle = false;
+    } catch (error) {
+      this.observer.cleanupFailed?.(rt.task, [], error);
     }
   }
 }

@@ -5,6 +5,7 @@
  *                                                              sk = #meta (one per savepoint)
  * S3 (one bucket, everything of a pipeline under <prefix>/<pipeline>/):
  *   snapshots     tasks/<topic>/<partition>/<epoch, 12 digits>-<attempt>.snap (full) | .delta
+ *   outboxes      tasks/<topic>/<partition>/<epoch, 12 digits>-<attempt>.outbox (outputs awaiting delivery)
  *   quarantine    quarantine/<topic>/<partition>/<offset, 20 digits>.json
  *   savepoints    savepoints/<name>/<topic>/<partition>/<the source object's file name>
  * Kafka topic names use [A-Za-z0-9._-] only, so `#` and `/` are safe separators. Zero-padded
@@ -44,9 +45,14 @@ export function snapshotKey(
   return `${taskSnapshotPrefix(prefix, task)}${String(epoch).padStart(12, '0')}-${attempt}.${kind === 'full' ? 'snap' : 'delta'}`;
 }
 
+/** Where an epoch's outbox is kept when it is too large to travel inline in the commit item. */
+export function outboxKey(prefix: string, task: TaskId, epoch: number, attempt: string): string {
+  return `${taskSnapshotPrefix(prefix, task)}${String(epoch).padStart(12, '0')}-${attempt}.outbox`;
+}
+
 /** Epoch encoded in a snapshot key, or undefined for keys that are not snapshots. */
 export function epochOfSnapshotKey(key: string): number | undefined {
-  const m = /\/(\d{12})-[0-9a-z]+\.(snap|delta)$/.exec(key);
+  const m = /\/(\d{12})-[0-9a-z]+\.(snap|delta|outbox)$/.exec(key);
   return m ? Number(m[1]) : undefined;
 }
 

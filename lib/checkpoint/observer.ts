@@ -22,6 +22,18 @@ export interface EpochCommittedInfo {
   changedKeys: number;
   /** Timestamp (ms since epoch) of the newest record applied in this epoch, if any. */
   newestRecordTimestamp: number | undefined;
+  /** Outputs the epoch committed (attached to the commit or in its outbox). */
+  outputs: number;
+  /** Encoded size of the epoch's outbox (0 when none). */
+  outboxBytes: number;
+}
+
+export interface OutputsDeliveredInfo {
+  task: TaskId;
+  epoch: number;
+  /** Outputs in the delivered outbox (some may have been delivered before, by an earlier attempt). */
+  outputs: number;
+  durationMs: number;
 }
 
 export interface TaskRestoredInfo {
@@ -41,6 +53,7 @@ export interface EngineObserver {
   duplicatesSkipped?(task: TaskId, count: number): void;
   recordQuarantined?(task: TaskId, record: RecordRef, error: unknown): void;
   epochCommitted?(info: EpochCommittedInfo): void;
+  outputsDelivered?(info: OutputsDeliveredInfo): void;
   commitConflict?(task: TaskId, expectedEpoch: number, winnerEpoch: number | undefined): void;
   taskFailed?(task: TaskId, error: unknown): void;
   cleanupFailed?(task: TaskId, keys: readonly string[], error: unknown): void;

@@ -19,12 +19,15 @@
  */
 import type { CheckpointSummary, CommitRecord, SnapshotStore } from './stores.ts';
 
-/** Keys referenced by a commit item: its chain and the chains of its retained history. */
-export function retainedKeys(commit: Pick<CommitRecord, 'chain' | 'history'> | undefined): Set<string> {
+/** Keys referenced by a commit item: its chain, the chains of its retained history, its outbox. */
+export function retainedKeys(
+  commit: Pick<CommitRecord, 'chain' | 'history' | 'outbox'> | undefined,
+): Set<string> {
   const keys = new Set<string>();
   if (!commit) return keys;
   const chains: ReadonlyArray<Pick<CheckpointSummary, 'chain'>> = [commit, ...commit.history];
   for (const c of chains) for (const r of c.chain) keys.add(r.key);
+  if (commit.outbox?.key) keys.add(commit.outbox.key);
   return keys;
 }
 
@@ -46,7 +49,7 @@ export interface SweepResult {
 export async function sweepTaskOrphans(
   snapshots: SnapshotStore,
   taskPrefix: string,
-  commit: Pick<CommitRecord, 'chain' | 'history'> | undefined,
+  commit: Pick<CommitRecord, 'chain' | 'history' | 'outbox'> | undefined,
   minAgeMs: number,
   now: number = Date.now(),
 ): Promise<SweepResult> {

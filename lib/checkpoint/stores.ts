@@ -2,6 +2,7 @@
  * The two small storage interfaces the engine depends on, and the commit item they exchange.
  * Implementations: `lib/store/s3` and `lib/store/dynamodb` (production), `lib/store/memory` (tests).
  */
+import type { AttachedWrites } from '../output/types.ts';
 import type { SnapshotKind } from '../state/snapshotCodec.ts';
 
 /** A task: one topic-partition of one pipeline. */
@@ -32,6 +33,31 @@ export interface CheckpointSummary {
 }
 
 /**
+ * The outputs of the epoch a commit item commits, pending delivery (see `lib/output/types.ts`): an
+ * encoded outbox, inline when small, else an object written like a snapshot (attempt-unique key).
+ * Only the current commit item's outbox can be undelivered: the next epoch commits after delivering it.
+ */
+export interface OutboxRef {
+  /** The epoch whose outputs these are (the commit item's own epoch). */
+  readonly epoch: number;
+  /** Outputs in the outbox. */
+  readonly count: number;
+  /** Encoded size. */
+  readonly bytes: number;
+  /** CRC-32 of the encoded outbox (its trailer), 8 hex digits. */
+  readonly checksum: string;
+  /** The object holding the outbox, when it is not inline. */
+  readonly key?: string;
+  /** The encoded outbox itself, when small enough to travel in the commit item. */
+  readonly inline?: Uint8Array;
+  /**
+   * Set by a later write of the same epoch once every sink delivered the outbox (only for sinks whose
+   * own record of delivery can expire; see `Sink.needsSettle`). A settled outbox is never re-delivered.
+   */
+  readonly settled?: boolean;
+}
+
+/**
  * The commit item: the single source of truth of a task's progress. Epoch E (1, 2, 3, …) says
  * that every record with offset < `committedOffset` has been applied exactly once to the state held
  * by `chain`. Written only by a conditional write that expects epoch E-1.
@@ -45,16 +71,24 @@ export interface CommitRecord extends TaskId, CheckpointSummary {
   readonly attempt: string;
   /** Older retained checkpoints, newest first (the current one excluded). */
   readonly history: readonly CheckpointSummary[];
+  /** This epoch's outputs awaiting delivery, if it emitted any that did not commit with it. */
+  readonly outbox?: OutboxRef;
 }
 
 export interface CommitStore {
+  /** Which store this is (`dynamodb`, `memory`, `postgres`, …): sinks offer attached writes by kind. */
+  readonly kind: string;
   /** The task's commit item (strongly consistent), or undefined when the task never committed. */
   read(task: TaskId): Promise<CommitRecord | undefined>;
   /**
    * Writes `next` if and only if the stored epoch is `expectedEpoch` (or no item exists and
    * `expectedEpoch` is 0). Otherwise throws `CommitConflictError` carrying the stored item.
+   * `next.epoch` is normally `expectedEpoch + 1`; it equals `expectedEpoch` when a commit item is
+   * rewritten in place (an outbox marked settled). `attached` are writes that must commit in the
+   * same transaction (outputs bound to this store, see `Sink.attach`); a store that does not
+   * understand them (`attached.store` is not its kind) throws `ConfigurationError`.
    */
-  commit(next: CommitRecord, expectedEpoch: number): Promise<void>;
+  commit(next: CommitRecord, expectedEpoch: number, attached?: AttachedWrites): Promise<void>;
   /** Every commit item of a pipeline (operations; not on the processing path). */
   list(pipeline: string): AsyncIterable<CommitRecord>;
   /** Throws `StoreMissingError` when the table does not exist, `StoreError` when unreachable. */

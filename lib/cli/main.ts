@@ -18,6 +18,7 @@ import {
   closeCliStores,
   partitionArg,
   requireSetting,
+  retainedCheckpointsOption,
   type StoreFlags,
   storeOptions,
   UsageError,
@@ -146,14 +147,24 @@ export function buildCli(): Command {
         '--to-epoch <n>',
         'epoch of a retained checkpoint (see `tidemark checkpoints`)',
         partitionArg,
-      ),
+      )
+      .addOption(retainedCheckpointsOption()),
   ).action(
-    async (opts: StoreFlags & { pipeline: string; topic: string; partition: number; toEpoch: number }) => {
+    async (
+      opts: StoreFlags & {
+        pipeline: string;
+        topic: string;
+        partition: number;
+        toEpoch: number;
+        retainedCheckpoints?: number;
+      },
+    ) => {
       const stores = cliStores(opts);
       const r = await rollbackTask(
         stores,
         { pipeline: opts.pipeline, topic: opts.topic, partition: opts.partition },
         opts.toEpoch,
+        { retainedCheckpoints: opts.retainedCheckpoints },
       );
       process.stdout.write(
         `rolled back ${opts.topic}-${opts.partition}: epoch ${r.from.epoch} (offset ${r.from.committedOffset}) -> epoch ${r.to.epoch} = state of epoch ${r.to.restoredEpoch} (offset ${r.to.committedOffset})\n` +

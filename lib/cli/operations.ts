@@ -19,6 +19,7 @@ import {
   kafkaConnection,
   kafkaOptions,
   partitionArg,
+  retainedCheckpointsOption,
   type StoreFlags,
   storeOptions,
   UsageError,
@@ -237,7 +238,8 @@ export function addOperationCommands(program: Command): void {
           )
           .option('--wait-seconds <n>', 'how long to wait for the mapping and the group', partitionArg, 300)
           .option('--dry-run', 'check everything and print the plan; change nothing')
-          .option('--json', 'print JSON'),
+          .option('--json', 'print JSON')
+          .addOption(retainedCheckpointsOption()),
       ),
     ),
     'Kafka bootstrap brokers, host:port,… (required)',
@@ -253,6 +255,7 @@ export function addOperationCommands(program: Command): void {
           waitSeconds: number;
           dryRun?: boolean;
           json?: boolean;
+          retainedCheckpoints?: number;
         },
     ) => {
       if (!opts.brokers)
@@ -273,6 +276,7 @@ export function addOperationCommands(program: Command): void {
             ...(opts.function ? { functionName: opts.function, eventSources } : {}),
             dryRun: opts.dryRun ?? false,
             waitMs: opts.waitSeconds * 1000,
+            retainedCheckpoints: opts.retainedCheckpoints,
             log: opts.json ? undefined : (line) => out(`${line}\n`),
           }),
         );
@@ -354,25 +358,32 @@ export function addOperationCommands(program: Command): void {
         .option(
           '--offsets <list>',
           'committed offsets, topic:partition=offset,… (override the file; tasks only listed here start empty)',
-        ),
+        )
+        .addOption(retainedCheckpointsOption()),
     ),
-  ).action(async (opts: StoreFlags & PrefixFlag & { input: string; pipeline?: string; offsets?: string }) => {
-    const s = stores(opts);
-    await Promise.all([s.commits.probe(), s.snapshots.probe()]);
-    const open = () =>
-      createInterface({ input: createReadStream(opts.input), crlfDelay: Number.POSITIVE_INFINITY });
-    const r = await bootstrapState(s, open, {
-      prefix: opts.prefix,
-      ...(opts.pipeline ? { pipeline: opts.pipeline } : {}),
-      ...(opts.offsets ? { offsets: parseOffsets(opts.offsets) } : {}),
-    });
-    for (const t of r.tasks) {
-      out(
-        `created ${t.topic}-${t.partition}: epoch 1, offset ${t.committedOffset}, ${t.entries} entries (${t.bytes} bytes)\n`,
-      );
-    }
-    out(`bootstrapped ${r.tasks.length} task(s) of pipeline ${r.pipeline}\n`);
-  });
+  ).action(
+    async (
+      opts: StoreFlags &
+        PrefixFlag & { input: string; pipeline?: string; offsets?: string; retainedCheckpoints?: number },
+    ) => {
+      const s = stores(opts);
+      await Promise.all([s.commits.probe(), s.snapshots.probe()]);
+      const open = () =>
+        createInterface({ input: createReadStream(opts.input), crlfDelay: Number.POSITIVE_INFINITY });
+      const r = await bootstrapState(s, open, {
+        prefix: opts.prefix,
+        ...(opts.pipeline ? { pipeline: opts.pipeline } : {}),
+        ...(opts.offsets ? { offsets: parseOffsets(opts.offsets) } : {}),
+        retainedCheckpoints: opts.retainedCheckpoints,
+      });
+      for (const t of r.tasks) {
+        out(
+          `created ${t.topic}-${t.partition}: epoch 1, offset ${t.committedOffset}, ${t.entries} entries (${t.bytes} bytes)\n`,
+        );
+      }
+      out(`bootstrapped ${r.tasks.length} task(s) of pipeline ${r.pipeline}\n`);
+    },
+  );
 }
 
 /** Left-aligned columns. */

@@ -24,6 +24,20 @@ export function partitionArg(v: string): number {
   return Number(v);
 }
 
+/** `--retained-checkpoints`: the pipeline's setting, for commands that install a checkpoint. */
+export function retainedCheckpointsOption(): Option {
+  return new Option(
+    '--retained-checkpoints <n>',
+    "checkpoints kept per task, the current one included (the pipeline's setting)",
+  )
+    .env(ENV.retainedCheckpoints)
+    .argParser((v: string) => {
+      const n = Number(v);
+      if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive integer');
+      return n;
+    });
+}
+
 export interface StoreFlags {
   bucket?: string;
   table?: string;

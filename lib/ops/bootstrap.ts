@@ -38,6 +38,8 @@ export function parseOffsets(list: string): Map<string, bigint> {
 
 export interface BootstrapOptions {
   prefix: string;
+  /** Checkpoints kept per task, the current one included (the pipeline's `TIDEMARK_RETAINED_CHECKPOINTS`). */
+  retainedCheckpoints?: number;
   /** The pipeline to create checkpoints for (default: the file's). */
   pipeline?: string;
   /** Committed offsets by `topic:partition`: override the file's; a task only listed here starts empty. */
@@ -331,6 +333,7 @@ export async function bootstrapState(
         {
           attempt: 'bootstrap',
           counters: { applied: t.applied, quarantined: t.quarantined },
+          retainedCheckpoints: options.retainedCheckpoints,
           now,
         },
       );

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { nextCommit } from '../checkpoint/commitItem.ts';
 import { loadCheckpoint } from '../checkpoint/restore.ts';
 import type {
   CheckpointSummary,
@@ -7,6 +8,7 @@ import type {
   SnapshotStore,
   TaskId,
 } from '../checkpoint/stores.ts';
+import { DEFAULTS } from '../config/config.ts';
 import { CommitConflictError, OperationError } from '../errors.ts';
 
 export interface CheckpointListing {
@@ -47,8 +49,9 @@ export async function rollbackTask(
   stores: { snapshots: SnapshotStore; commits: CommitStore },
   task: TaskId,
   toEpoch: number,
-  now: () => number = Date.now,
+  options: { now?: () => number; retainedCheckpoints?: number } | (() => number) = {},
 ): Promise<RollbackResult> {
+  const { now = Date.now, retainedCheckpoints } = typeof options === 'function' ? { now: options } : options;
   const current = await stores.commits.read(task);
   if (!current)
     throw new OperationError(`task ${task.topic}-${task.partition} of ${task.pipeline} has no checkpoint`);
@@ -63,6 +66,7 @@ export async function rollbackTask(
   const next = await installCheckpoint(stores.commits, task, current, target, {
     attempt: 'rollback',
     dropFromHistory: toEpoch,
+    retainedCheckpoints,
     now,
   });
   return {
@@ -71,18 +75,15 @@ export async function rollbackTask(
   };
 }
 
-/** A checkpoint's summary without the extra fields of a commit item. */
-export function summaryOf(c: CheckpointSummary): CheckpointSummary {
-  return { epoch: c.epoch, committedOffset: c.committedOffset, chain: c.chain, updatedAt: c.updatedAt };
-}
-
 /**
  * Makes `target` (a committed offset and a verified chain) the task's current checkpoint with a
  * fenced commit: epoch = current + 1 on condition that the stored epoch is still the current one (or,
- * for a task with no commit item, epoch 1 on condition that none exists). The replaced checkpoint
- * goes first in the history, so it stays retained and can be rolled back to. A commit that loses
- * the race changes nothing and becomes an `OperationError` (run again). Shared by rollback, savepoint
- * restore and bootstrap.
+ * for a task with no commit item, epoch 1 on condition that none exists). The retained history
+ * follows the engine's one rule (`historyAfter`): the replaced checkpoint goes first, so it stays
+ * retained and can be rolled back to. A commit that loses the race changes nothing and becomes an
+ * `OperationError` (run again). Shared by rollback, savepoint restore and bootstrap. The replaced
+ * commit's outbox, if any, is not carried over: records from the installed offset are processed
+ * again, and emit their outputs again.
  */
 export async function installCheckpoint(
   commits: CommitStore,
@@ -96,32 +97,31 @@ export async function installCheckpoint(
     dropFromHistory?: number;
     /** Counters of a task that has no commit item yet. */
     counters?: { applied: number; quarantined: number };
+    /** Checkpoints kept, the current one included (the pipeline's `TIDEMARK_RETAINED_CHECKPOINTS`). */
+    retainedCheckpoints?: number;
     now?: () => number;
   },
 ): Promise<CommitRecord> {
   const now = options.now ?? Date.now;
-  const history = current
-    ? [summaryOf(current), ...current.history.filter((h) => h.epoch !== options.dropFromHistory)].slice(
-        0,
-        Math.max(current.history.length, 1),
-      )
-    : [];
-  const next: CommitRecord = {
-    ...task,
-    epoch: (current?.epoch ?? 0) + 1,
-    committedOffset: target.committedOffset,
-    chain: target.chain,
-    updatedAt: new Date(now()).toISOString(),
-    quarantined: current?.quarantined ?? options.counters?.quarantined ?? 0,
-    applied: current?.applied ?? options.counters?.applied ?? 0,
-    attempt: `${options.attempt}-${randomBytes(4).toString('hex')}`,
-    history,
-  };
+  const next = nextCommit(
+    task,
+    current,
+    {
+      committedOffset: target.committedOffset,
+      chain: target.chain,
+      updatedAt: new Date(now()).toISOString(),
+      attempt: `${options.attempt}-${randomBytes(4).toString('hex')}`,
+      applied: current ? 0 : (options.counters?.applied ?? 0),
+      quarantined: current ? 0 : (options.counters?.quarantined ?? 0),
+    },
+    options.retainedCheckpoints ?? DEFAULTS.retainedCheckpoints,
+    options.dropFromHistory,
+  );
   try {
     await commits.commit(next, current?.epoch ?? 0);
   } catch (err) {
     if (err instanceof CommitConflictError) {
-      const stored = err.current as CommitRecord | undefined;
+      const stored = err.current;
       throw new OperationError(
         current
           ? `task ${task.topic}-${task.partition} committed epoch ${stored?.epoch ?? current.epoch + 1} meanwhile; nothing changed, run again`

@@ -243,6 +243,8 @@ export async function deleteSavepoint(
 
 export interface RestoreOptions {
   prefix: string;
+  /** Checkpoints kept per task, the current one included (the pipeline's `TIDEMARK_RETAINED_CHECKPOINTS`). */
+  retainedCheckpoints?: number;
   pipeline: string;
   name: string;
   /** The ESM's consumer group (the CDK construct's default: the pipeline id). */
@@ -486,6 +488,7 @@ export async function restoreSavepoint(
       {
         attempt: 'restore',
         counters: { applied: p.entry?.applied ?? 0, quarantined: p.entry?.quarantined ?? 0 },
+        retainedCheckpoints: options.retainedCheckpoints,
         ...(options.now ? { now: options.now } : {}),
       },
     );

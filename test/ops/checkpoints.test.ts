@@ -48,7 +48,7 @@ describe('retained checkpoints and rollback', () => {
     const s = setup();
     const warm = s.engine();
     for (let i = 0; i < 5; i++) await warm.processEvent(mskEvent(batch(i)));
-    const r = await rollbackTask(s, TASK, 3);
+    const r = await rollbackTask(s, TASK, 3, { retainedCheckpoints: 4 });
     expect(r).toEqual({
       from: { epoch: 5, committedOffset: '15' },
       to: { epoch: 6, committedOffset: '9', restoredEpoch: 3 },
@@ -63,12 +63,12 @@ describe('retained checkpoints and rollback', () => {
     const final = await inspectTask(s, TASK);
     expect(final.state.account).toEqual(Object.fromEntries(foldBalances([0, 1, 2, 3, 4].flatMap(batch))));
     // Roll forward to the pre-rollback checkpoint is possible too: it was retained.
-    await rollbackTask(s, TASK, 5);
+    await rollbackTask(s, TASK, 5, { retainedCheckpoints: 4 });
     expect((await inspectTask(s, TASK)).committedOffset).toBe('15');
     // A stale container whose batch starts at its own offset loses the commit race instead.
     const stale = s.engine();
     await stale.processEvent(mskEvent(batch(5)));
-    await rollbackTask(s, TASK, 8);
+    await rollbackTask(s, TASK, 8, { retainedCheckpoints: 4 });
     expect(await stale.processEvent(mskEvent(batch(6)))).toMatchObject({ commitConflicts: 1, applied: 3 });
     expect((await inspectTask(s, TASK)).committedOffset).toBe('21');
   });

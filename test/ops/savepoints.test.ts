@@ -168,6 +168,7 @@ describe('savepoint create, list, delete', () => {
     expect(staleKeys.some((k) => s.snapshots.objects.has(k))).toBe(false);
     const commits = {
       ...s.commits,
+      kind: s.commits.kind,
       read: s.commits.read.bind(s.commits),
       commit: s.commits.commit.bind(s.commits),
       probe: s.commits.probe.bind(s.commits),
