@@ -72,6 +72,13 @@ export interface TidemarkConfig {
    */
   sweepEveryEpochs: number;
   /**
+   * An epoch's outbox (its outputs awaiting delivery) travels inside the commit item when its encoded
+   * size is at most this, else it is written as an object next to the snapshot (one more PUT). Keep it
+   * well under the commit store's item limit (DynamoDB: 400 KB). Env `TIDEMARK_OUTBOX_INLINE_MAX_BYTES`.
+   * Default 16,384.
+   */
+  outboxInlineMaxBytes: number;
+  /**
    * Where commit items and savepoints live: `dynamodb`, `postgres` (PostgreSQL, Aurora PostgreSQL),
    * `mysql` (MySQL, MariaDB, Aurora MySQL) or `redis` (MemoryDB, ElastiCache, Redis, Valkey); see
    * docs/stores.md. Snapshots stay in S3 whichever it is. Env `TIDEMARK_COMMIT_STORE`. Default `dynamodb`.
@@ -143,6 +150,7 @@ export const DEFAULTS = {
   compactDeltaRatio: 0.5,
   orphanMinAgeSeconds: 3_600,
   sweepEveryEpochs: 100,
+  outboxInlineMaxBytes: 16_384,
   commitStore: 'dynamodb',
   dbIamAuth: false,
   dbTls: 'require',
@@ -263,6 +271,7 @@ export function loadConfig(
     compactDeltaRatio: positiveNumber(ENV.compactDeltaRatio, pick('compactDeltaRatio')!),
     orphanMinAgeSeconds: positiveInt(ENV.orphanMinAgeSeconds, pick('orphanMinAgeSeconds')!),
     sweepEveryEpochs: positiveInt(ENV.sweepEveryEpochs, pick('sweepEveryEpochs')!),
+    outboxInlineMaxBytes: positiveInt(ENV.outboxInlineMaxBytes, pick('outboxInlineMaxBytes')!),
     commitStore,
     dbUrl: optional('dbUrl'),
     dbSecret: optional('dbSecret'),

@@ -20,6 +20,7 @@ export const ENV = {
   compactDeltaRatio: 'TIDEMARK_COMPACT_DELTA_RATIO',
   orphanMinAgeSeconds: 'TIDEMARK_ORPHAN_MIN_AGE_SECONDS',
   sweepEveryEpochs: 'TIDEMARK_SWEEP_EVERY_EPOCHS',
+  outboxInlineMaxBytes: 'TIDEMARK_OUTBOX_INLINE_MAX_BYTES',
   commitStore: 'TIDEMARK_COMMIT_STORE',
   dbUrl: 'TIDEMARK_DB_URL',
   dbSecret: 'TIDEMARK_DB_SECRET',

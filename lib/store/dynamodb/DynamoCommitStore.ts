@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   type AttributeValue,
   ConditionalCheckFailedException,
@@ -6,16 +7,20 @@ import {
   GetItemCommand,
   PutItemCommand,
   paginateScan,
+  type TransactWriteItem,
+  TransactWriteItemsCommand,
 } from '@aws-sdk/client-dynamodb';
 import { COMMIT_SK, taskPk, taskPkPrefix } from '../../checkpoint/layout.ts';
 import type {
   CheckpointSummary,
   CommitRecord,
   CommitStore,
+  OutboxRef,
   SnapshotRef,
   TaskId,
 } from '../../checkpoint/stores.ts';
-import { CommitConflictError, StoreError, StoreMissingError } from '../../errors.ts';
+import { CommitConflictError, ConfigurationError, StoreError, StoreMissingError } from '../../errors.ts';
+import type { AttachedWrites } from '../../output/types.ts';
 import { big, type Item, int, list, MalformedItemError, N, S, snapshotKind, str } from './attributes.ts';
 
 interface SdkError {
@@ -101,6 +106,39 @@ export function commitToItem(c: CommitRecord): Item {
     refs: { L: refs },
     chain,
     history,
+    ...(c.outbox ? { outbox: outboxToAttr(c.outbox) } : {}),
+  };
+}
+
+function outboxToAttr(o: OutboxRef): AttributeValue {
+  return {
+    M: {
+      e: N(o.epoch),
+      n: N(o.count),
+      b: N(o.bytes),
+      c: S(o.checksum),
+      ...(o.key !== undefined ? { k: S(o.key) } : {}),
+      ...(o.inline !== undefined ? { i: { B: o.inline } } : {}),
+      ...(o.settled ? { s: { BOOL: true } } : {}),
+    },
+  };
+}
+
+function attrToOutbox(a: AttributeValue): OutboxRef {
+  const m = a.M;
+  if (!m) throw new MalformedItemError('outbox is not a map');
+  const inline = m.i?.B;
+  const key = m.k?.S;
+  if (inline === undefined && key === undefined)
+    throw new MalformedItemError('outbox has neither key nor bytes');
+  return {
+    epoch: int(m, 'e'),
+    count: int(m, 'n'),
+    bytes: int(m, 'b'),
+    checksum: str(m, 'c'),
+    ...(key !== undefined ? { key } : {}),
+    ...(inline !== undefined ? { inline } : {}),
+    ...(m.s?.BOOL ? { settled: true } : {}),
   };
 }
 
@@ -151,6 +189,7 @@ export function itemToCommit(item: Item): CommitRecord {
           chain: chainOf(m.c, `history[${i}]`),
         };
       }),
+      ...(item.outbox ? { outbox: attrToOutbox(item.outbox) } : {}),
     };
   } catch (err) {
     if (!(err instanceof MalformedItemError)) throw err;
@@ -176,6 +215,7 @@ export interface DynamoCommitStoreOptions {
  * `ReturnValuesOnConditionCheckFailure: ALL_OLD` so a lost race returns the winner without a read.
  */
 export class DynamoCommitStore implements CommitStore {
+  readonly kind = 'dynamodb';
   readonly table: string;
   private readonly client: DynamoDBClient;
 
@@ -200,22 +240,25 @@ export class DynamoCommitStore implements CommitStore {
     return out.Item ? itemToCommit(out.Item) : undefined;
   }
 
-  async commit(next: CommitRecord, expectedEpoch: number): Promise<void> {
+  async commit(next: CommitRecord, expectedEpoch: number, attached?: AttachedWrites): Promise<void> {
+    const condition =
+      expectedEpoch === 0
+        ? { ConditionExpression: 'attribute_not_exists(pk)' }
+        : {
+            ConditionExpression: '#epoch = :expected',
+            ExpressionAttributeNames: { '#epoch': 'epoch' },
+            ExpressionAttributeValues: { ':expected': N(expectedEpoch) },
+          };
+    const put = {
+      TableName: this.table,
+      Item: commitToItem(next),
+      ...condition,
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const,
+    };
+    if (attached && attached.writes.length > 0)
+      return this.commitTransaction(next, expectedEpoch, put, attached);
     try {
-      await this.client.send(
-        new PutItemCommand({
-          TableName: this.table,
-          Item: commitToItem(next),
-          ...(expectedEpoch === 0
-            ? { ConditionExpression: 'attribute_not_exists(pk)' }
-            : {
-                ConditionExpression: '#epoch = :expected',
-                ExpressionAttributeNames: { '#epoch': 'epoch' },
-                ExpressionAttributeValues: { ':expected': N(expectedEpoch) },
-              }),
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-        }),
-      );
+      await this.client.send(new PutItemCommand(put));
     } catch (err) {
       if (
         err instanceof ConditionalCheckFailedException ||
@@ -225,6 +268,59 @@ export class DynamoCommitStore implements CommitStore {
         throw new CommitConflictError(expectedEpoch, item ? itemToCommit(item) : undefined, { cause: err });
       }
       throw dynamoError('commit', this.table, err);
+    }
+  }
+
+  /**
+   * The commit and the outputs attached to it in one `TransactWriteItems` (up to 100 actions, 4 MB):
+   * all or nothing. Its client request token is derived from the commit (task, epoch, attempt), so an
+   * SDK retry of a transaction whose response was lost succeeds instead of meeting its own commit.
+   */
+  private async commitTransaction(
+    next: CommitRecord,
+    expectedEpoch: number,
+    put: TransactWriteItem['Put'],
+    attached: AttachedWrites,
+  ): Promise<void> {
+    if (attached.store !== this.kind) {
+      throw new ConfigurationError(
+        'TIDEMARK_COMMIT_STORE',
+        `outputs attached writes for ${attached.store} to a commit in ${this.kind}`,
+      );
+    }
+    const token = createHash('sha256')
+      .update(`${taskPk(next)}\u0000${next.epoch}\u0000${next.attempt}`)
+      .digest('hex')
+      .slice(0, 36);
+    try {
+      await this.client.send(
+        new TransactWriteItemsCommand({
+          TransactItems: [{ Put: put }, ...(attached.writes as TransactWriteItem[])],
+          ClientRequestToken: token,
+        }),
+      );
+    } catch (err) {
+      const reasons = (err as { CancellationReasons?: Array<{ Code?: string; Item?: Item }> })
+        .CancellationReasons;
+      if (
+        (err as SdkError)?.name === 'TransactionCanceledException' &&
+        reasons?.[0]?.Code === 'ConditionalCheckFailed'
+      ) {
+        const item = reasons[0].Item;
+        throw new CommitConflictError(expectedEpoch, item ? itemToCommit(item) : undefined, { cause: err });
+      }
+      const codes = reasons
+        ?.map((r, i) => (r.Code && r.Code !== 'None' ? `#${i}: ${r.Code}` : ''))
+        .filter(Boolean);
+      const detail = codes?.length ? ` (${codes.join(', ')})` : '';
+      const mapped = dynamoError('commit', this.table, err);
+      throw new StoreError('dynamodb', 'commit', `${mapped.message}${detail}`, {
+        cause: err,
+        // A cancellation for another reason than a condition (validation, size) will not go away.
+        retriable:
+          mapped.retriable &&
+          !(codes ?? []).some((c) => /ValidationError|ItemCollectionSizeLimitExceeded/.test(c)),
+      });
     }
   }
 

@@ -10,7 +10,8 @@ import type {
   StoredObject,
   TaskId,
 } from '../../checkpoint/stores.ts';
-import { CommitConflictError, ObjectExistsError } from '../../errors.ts';
+import { CommitConflictError, ConfigurationError, ObjectExistsError } from '../../errors.ts';
+import type { AttachedWrites } from '../../output/types.ts';
 
 function taskKey(task: TaskId): string {
   return `${task.pipeline}\u0000${task.topic}\u0000${task.partition}`;
@@ -64,6 +65,7 @@ export class MemorySnapshotStore implements SnapshotStore {
 }
 
 export class MemoryCommitStore implements CommitStore {
+  readonly kind = 'memory';
   readonly items = new Map<string, CommitRecord>();
   readonly calls = { read: 0, commit: 0, list: 0 };
 
@@ -74,8 +76,18 @@ export class MemoryCommitStore implements CommitStore {
     return item ? structuredClone(item) : undefined;
   }
 
-  async commit(next: CommitRecord, expectedEpoch: number): Promise<void> {
+  /**
+   * Attached writes of the `memory` store are functions, run with the commit as one atomic step
+   * (the memory sinks of `tidemark/testing` use them to model outputs that commit with the epoch).
+   */
+  async commit(next: CommitRecord, expectedEpoch: number, attached?: AttachedWrites): Promise<void> {
     this.calls.commit++;
+    if (attached && attached.store !== this.kind) {
+      throw new ConfigurationError(
+        'TIDEMARK_COMMIT_STORE',
+        `outputs attached writes for ${attached.store} to a commit in ${this.kind}`,
+      );
+    }
     await Promise.resolve();
     const key = taskKey(next);
     const current = this.items.get(key);
@@ -83,6 +95,7 @@ export class MemoryCommitStore implements CommitStore {
       throw new CommitConflictError(expectedEpoch, current ? structuredClone(current) : undefined);
     }
     this.items.set(key, structuredClone(next));
+    for (const write of attached?.writes ?? []) (write as () => void)();
   }
 
   async probe(): Promise<void> {}
