@@ -1,21 +1,132 @@
 /**
- * The expected outcome of the balances pipeline, computed on its own from what was produced: a
- * plain fold per partition, in offset order, written from the example's contract (README/balances
- * docs) without any of Tidemark's code. The main job compares every task's committed state with it.
+ * The oracle of the harness: what the balances example (and the campaign's ledger) must hold once
+ * every record was delivered, computed by a plain fold of the produced records in offset order, each
+ * applied once, from the records alone: none of Tidemark's code, none of the processors'. The main
+ * job, the fault campaign and the tests compare what the stores hold with it.
  *
- * Contract: the key is an account id in UTF-8 (no key, or bytes that are not UTF-8: poison); a null
- * value closes the account (deletes it); otherwise the value must be a JSON object whose `amount`
- * is a safe integer (else poison), added to the balance (a balance leaving the safe integer range
- * is poison too), and the account's count goes up by one. Poison records change nothing and are
- * quarantined.
+ * Contract (examples/balances.ts, with the engine's default state key, `utf8Key`): the key is an
+ * account id in UTF-8. No key, or bytes that are not UTF-8 (the engine cannot compute the state
+ * key: a poison record), and the record changes nothing; a byte order mark is part of the id, as
+ * the engine keeps it. A null value closes the account (balances: deleted; ledger: balance and
+ * count reset, history kept). Otherwise the value must be JSON whose `amount` is a safe integer,
+ * added to the balance (a balance leaving the safe integer range is poison too), and the account's
+ * count goes up by one. In the ESM's raw form, a key or value that is not valid base64 makes the
+ * record poison as well. Poison records are quarantined.
  */
-
-import type { TestRecord } from './esm/mskEvent.ts';
+import type { RawKafkaRecord } from '../lib/event/types.ts';
+import { rawRecord, type TestRecord } from './esm/mskEvent.ts';
 
 export interface AccountBalance {
   balance: number;
   count: number;
 }
+
+export interface LedgerEntry extends AccountBalance {
+  /** Offsets (decimal strings) of every record applied to the account, in order. */
+  offsets: string[];
+}
+
+export type Effect =
+  | { kind: 'poison' }
+  | { kind: 'tombstone'; account: string }
+  | { kind: 'deposit'; account: string; amount: number };
+
+// Strict, and keeping a byte order mark, as the engine's `utf8Key` does.
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** What one record does, judged from its key and value bytes. */
+export function effectOf(key: Uint8Array | null, value: Uint8Array | null): Effect {
+  if (key === null) return { kind: 'poison' };
+  let account: string;
+  try {
+    account = UTF8.decode(key);
+  } catch {
+    return { kind: 'poison' };
+  }
+  if (value === null) return { kind: 'tombstone', account };
+  let body: unknown;
+  try {
+    body = JSON.parse(Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8'));
+  } catch {
+    return { kind: 'poison' };
+  }
+  const amount =
+    typeof body === 'object' && body !== null ? (body as { amount?: unknown }).amount : undefined;
+  if (typeof amount !== 'number' || !Number.isSafeInteger(amount)) return { kind: 'poison' };
+  return { kind: 'deposit', account, amount };
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function base64(v: string | null | undefined): Buffer | null | 'bad' {
+  if (v === null || v === undefined) return null;
+  if (v.length % 4 !== 0 || !BASE64.test(v)) return 'bad';
+  return Buffer.from(v, 'base64');
+}
+
+/** What one record does, judged from its raw ESM form. */
+export function effectOfRaw(raw: Pick<RawKafkaRecord, 'key' | 'value'>): Effect {
+  const key = base64(raw.key);
+  const value = base64(raw.value);
+  if (key === 'bad' || value === 'bad') return { kind: 'poison' };
+  return effectOf(key, value);
+}
+
+/** The fold of one task's records, fed in offset order. */
+export class TaskFold {
+  records = 0;
+  /** Records applied (deposits and tombstones; poison excluded). */
+  applied = 0;
+  /** Offsets of poison records (decimal strings), in order. */
+  readonly poisonOffsets: string[] = [];
+  /** Next offset to read after the last record (last offset + 1), or null before any. */
+  endOffset: bigint | null = null;
+  /** The balances example: tombstones delete the account. */
+  readonly balances = new Map<string, AccountBalance>();
+  /** The ledger: tombstones reset the balance; every applied offset listed once, in order. */
+  readonly ledger = new Map<string, LedgerEntry>();
+  private readonly ordered: boolean;
+
+  /** `ordered`: refuse an offset below one already observed (a task's records come in order). */
+  constructor(options: { ordered?: boolean } = {}) {
+    this.ordered = options.ordered ?? true;
+  }
+
+  /** Applies one record's effect; returns what it finally was (a sum out of range makes it poison). */
+  observe(offset: bigint, effect: Effect): Effect['kind'] {
+    if (this.ordered && this.endOffset !== null && offset < this.endOffset) {
+      throw new RangeError(`offset ${offset} observed after ${this.endOffset - 1n}`);
+    }
+    this.records++;
+    this.endOffset = offset + 1n;
+    if (effect.kind === 'poison') return this.poison(offset);
+    const current = this.balances.get(effect.account);
+    const entry = this.ledger.get(effect.account) ?? { balance: 0, count: 0, offsets: [] };
+    if (effect.kind === 'tombstone') {
+      this.balances.delete(effect.account);
+      entry.balance = 0;
+      entry.count = 0;
+    } else {
+      const balance = (current?.balance ?? 0) + effect.amount;
+      if (!Number.isSafeInteger(balance)) return this.poison(offset);
+      this.balances.set(effect.account, { balance, count: (current?.count ?? 0) + 1 });
+      entry.balance = balance;
+      entry.count += 1;
+    }
+    entry.offsets.push(offset.toString());
+    this.ledger.set(effect.account, entry);
+    this.applied++;
+    return effect.kind;
+  }
+
+  private poison(offset: bigint): 'poison' {
+    this.poisonOffsets.push(offset.toString());
+    return 'poison';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The main job: records observed as they are produced, per partition.
 
 export interface ExpectedTask {
   partition: number;
@@ -30,80 +141,33 @@ export interface ExpectedTask {
   balances: Map<string, AccountBalance>;
 }
 
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
-
-type Classified =
-  | { kind: 'poison' }
-  | { kind: 'close'; account: string }
-  | { kind: 'add'; account: string; amount: number };
-
-function classify(key: Buffer | null, value: Buffer | null): Classified {
-  if (key === null) return { kind: 'poison' };
-  let account: string;
-  try {
-    account = UTF8.decode(key);
-  } catch {
-    return { kind: 'poison' };
-  }
-  if (value === null) return { kind: 'close', account };
-  let body: unknown;
-  try {
-    body = JSON.parse(value.toString('utf8'));
-  } catch {
-    return { kind: 'poison' };
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) return { kind: 'poison' };
-  const amount = (body as Record<string, unknown>).amount;
-  if (typeof amount !== 'number' || !Number.isSafeInteger(amount)) return { kind: 'poison' };
-  return { kind: 'add', account, amount };
-}
-
 export class BalancesOracle {
-  private readonly tasks = new Map<number, ExpectedTask>();
+  private readonly tasks = new Map<number, TaskFold>();
 
   /** Feeds one produced record (records of a partition must come in offset order). */
   observe(partition: number, offset: bigint, key: Buffer | null, value: Buffer | null): void {
     let t = this.tasks.get(partition);
     if (!t) {
-      t = { partition, records: 0, applied: 0, poisonOffsets: [], endOffset: null, balances: new Map() };
+      t = new TaskFold();
       this.tasks.set(partition, t);
     }
-    if (t.endOffset !== null && offset < BigInt(t.endOffset)) {
-      throw new RangeError(`partition ${partition}: offset ${offset} observed after ${t.endOffset}`);
+    try {
+      t.observe(offset, effectOf(key, value));
+    } catch (e) {
+      throw new RangeError(`partition ${partition}: ${(e as Error).message}`);
     }
-    t.records++;
-    t.endOffset = (offset + 1n).toString();
-    const c = classify(key, value);
-    if (c.kind === 'poison') {
-      t.poisonOffsets.push(offset.toString());
-      return;
-    }
-    if (c.kind === 'close') {
-      t.balances.delete(c.account);
-      t.applied++;
-      return;
-    }
-    const current = t.balances.get(c.account);
-    const balance = (current?.balance ?? 0) + c.amount;
-    if (!Number.isSafeInteger(balance)) {
-      t.poisonOffsets.push(offset.toString());
-      return;
-    }
-    t.balances.set(c.account, { balance, count: (current?.count ?? 0) + 1 });
-    t.applied++;
   }
 
   expected(partition: number): ExpectedTask {
-    return (
-      this.tasks.get(partition) ?? {
-        partition,
-        records: 0,
-        applied: 0,
-        poisonOffsets: [],
-        endOffset: null,
-        balances: new Map(),
-      }
-    );
+    const t = this.tasks.get(partition) ?? new TaskFold();
+    return {
+      partition,
+      records: t.records,
+      applied: t.applied,
+      poisonOffsets: t.poisonOffsets,
+      endOffset: t.endOffset === null ? null : t.endOffset.toString(),
+      balances: t.balances,
+    };
   }
 
   get totals(): { records: number; applied: number; poison: number } {
@@ -119,21 +183,134 @@ export class BalancesOracle {
   }
 }
 
-/** Expected balances: a plain fold of records in offset order (tombstones delete, poison skipped). */
-export function foldBalances(records: TestRecord[]): Map<string, { balance: number; count: number }> {
-  const m = new Map<string, { balance: number; count: number }>();
-  const sorted = [...records].sort((a, b) => (BigInt(a.offset) < BigInt(b.offset) ? -1 : 1));
+// ---------------------------------------------------------------------------------------------
+// The fault campaign: a task's whole input at once, and the comparison with what the stores hold.
+
+export interface Expectation {
+  /** Next offset to read once everything is applied (last offset + 1). */
+  committedOffset: bigint;
+  poisonOffsets: Set<string>;
+  /** Records applied (deposits and tombstones). */
+  applied: number;
+  balances: Map<string, AccountBalance>;
+  ledger: Map<string, LedgerEntry>;
+  /** Records whose generated intent disagrees with the oracle's reading (a harness bug if > 0). */
+  disagreements: number;
+}
+
+/** A task's records as the campaign generates them: the raw ESM form and the generator's intent. */
+export interface IntendedRecord {
+  readonly offset: bigint;
+  readonly raw: RawKafkaRecord;
+  /** `deposit`, `tombstone` or `poison-…`. */
+  readonly kind: string;
+}
+
+export function expectTask(records: readonly IntendedRecord[]): Expectation {
+  const sorted = [...records].sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+  const fold = new TaskFold();
+  let disagreements = 0;
   for (const r of sorted) {
-    if (r.key === null || r.key === undefined) continue;
-    const key = typeof r.key === 'string' ? r.key : Buffer.from(r.key).toString('utf8');
-    if (r.value === null || r.value === undefined) {
-      m.delete(key);
-      continue;
-    }
-    const amount = typeof r.value === 'object' ? (r.value as { amount?: unknown }).amount : undefined;
-    if (typeof amount !== 'number' || !Number.isSafeInteger(amount)) continue;
-    const cur = m.get(key);
-    m.set(key, { balance: (cur?.balance ?? 0) + amount, count: (cur?.count ?? 0) + 1 });
+    const kind = fold.observe(r.offset, effectOfRaw(r.raw));
+    if (kind !== (r.kind.startsWith('poison') ? 'poison' : r.kind)) disagreements++;
   }
-  return m;
+  return {
+    committedOffset: fold.endOffset ?? 0n,
+    poisonOffsets: new Set(fold.poisonOffsets),
+    applied: fold.applied,
+    balances: fold.balances,
+    ledger: fold.ledger,
+    disagreements,
+  };
+}
+
+export interface StateComparison {
+  /** Records whose effect is missing. */
+  lost: number;
+  /** Extra applications of records (a record applied n times counts n-1). */
+  doubled: number;
+  /** Applications of records that should not be there at all (poison, another account's). */
+  unexpected: number;
+  /** Accounts whose values disagree although the applied records match (or cannot be explained). */
+  inconsistentAccounts: string[];
+}
+
+/** Ledger state (`state.entry`) against the expectation: exact, record by record. */
+export function compareLedger(
+  expected: Expectation['ledger'],
+  actual: Record<string, unknown> | undefined,
+): StateComparison {
+  const out: StateComparison = { lost: 0, doubled: 0, unexpected: 0, inconsistentAccounts: [] };
+  const accounts = new Set([...expected.keys(), ...Object.keys(actual ?? {})]);
+  for (const account of accounts) {
+    const exp = expected.get(account);
+    const act = (actual?.[account] ?? undefined) as
+      | { balance?: unknown; count?: unknown; offsets?: unknown }
+      | undefined;
+    const actOffsets = Array.isArray(act?.offsets) ? (act.offsets as unknown[]).map(String) : [];
+    const seen = new Map<string, number>();
+    for (const o of actOffsets) seen.set(o, (seen.get(o) ?? 0) + 1);
+    const expSet = new Set(exp?.offsets ?? []);
+    for (const o of expSet) {
+      const n = seen.get(o) ?? 0;
+      if (n === 0) out.lost++;
+      else out.doubled += n - 1;
+    }
+    for (const [o, n] of seen) if (!expSet.has(o)) out.unexpected += n;
+    const sameOffsets =
+      actOffsets.length === (exp?.offsets.length ?? 0) && actOffsets.every((o, i) => o === exp?.offsets[i]);
+    if (
+      !sameOffsets ||
+      act?.balance !== (exp?.balance ?? act?.balance) ||
+      act?.count !== (exp?.count ?? act?.count)
+    ) {
+      out.inconsistentAccounts.push(account);
+    }
+  }
+  return out;
+}
+
+/**
+ * Balances state (`state.account`) against the expectation. Per account, a count above the
+ * expected one is that many doubled records, below it that many lost ones; equal counts with a
+ * different balance mean at least one of each (amounts are drawn from 2^31 values, so a lost and a
+ * doubled record cannot leave the balance unchanged in practice).
+ */
+export function compareBalances(
+  expected: Expectation['balances'],
+  actual: Record<string, unknown> | undefined,
+): StateComparison {
+  const out: StateComparison = { lost: 0, doubled: 0, unexpected: 0, inconsistentAccounts: [] };
+  const accounts = new Set([...expected.keys(), ...Object.keys(actual ?? {})]);
+  for (const account of accounts) {
+    const exp = expected.get(account);
+    const act = actual?.[account] as { balance?: unknown; count?: unknown } | undefined;
+    const expCount = exp?.count ?? 0;
+    const actCount = typeof act?.count === 'number' ? act.count : 0;
+    if (actCount > expCount) out.doubled += actCount - expCount;
+    if (actCount < expCount) out.lost += expCount - actCount;
+    if (actCount === expCount && (act?.balance ?? 0) !== (exp?.balance ?? 0)) {
+      out.lost++;
+      out.doubled++;
+    }
+    if (actCount !== expCount || (act?.balance ?? 0) !== (exp?.balance ?? 0))
+      out.inconsistentAccounts.push(account);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests: records written by hand.
+
+/**
+ * Expected balances after these records, applied in offset order as one stream (whatever their
+ * partition): the fold above over the records as the ESM would deliver them.
+ */
+export function foldBalances(records: readonly TestRecord[]): Map<string, AccountBalance> {
+  const sorted = records
+    .map((r) => ({ offset: BigInt(r.offset), raw: rawRecord(r) }))
+    .sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+  const fold = new TaskFold({ ordered: false });
+  for (const r of sorted) fold.observe(r.offset, effectOfRaw(r.raw));
+  return fold.balances;
 }

@@ -16,11 +16,11 @@ import { DEFAULTS, type TidemarkConfig } from '../../lib/config/config.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import { createAwsStores } from '../../lib/store/stores.ts';
 import { type LocalStack, startLocalStack } from '../localStack.ts';
+import { compareBalances, compareLedger, expectTask } from '../oracle.ts';
 import { SeededRandom } from '../seededRandom.ts';
 import { FAULT_KINDS, type FaultKind, type RequestObserver, STORE_OPS } from './faults.ts';
 import { type CampaignTask, generateTaskRecords } from './input.ts';
 import { emptyLaneStats, Lane, type LaneStats, type ProcessorName, type Sabotage } from './lane.ts';
-import { compareBalances, compareLedger, expectTask } from './oracle.ts';
 import { type FaultProxy, NET_FAULTS, startFaultProxy } from './proxy.ts';
 
 /** Relative frequency of each fault kind. */

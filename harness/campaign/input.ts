@@ -2,8 +2,8 @@
  * The campaign's input: a keyed stream per task (topic-partition) in the shape the Kafka ESM
  * delivers (base64 keys and values, signed header bytes, offsets as JSON numbers — or decimal
  * strings beyond 2^53). Offsets skip numbers now and then (compaction, transaction markers), some
- * tasks start just below 2^53 and cross it. A few records are poison (null key, value not JSON,
- * amount not a safe integer, value not valid base64) and a few are tombstones.
+ * tasks start just below 2^53 and cross it. A few records are poison (null key, key not UTF-8,
+ * value not JSON, amount not a safe integer, value not valid base64) and a few are tombstones.
  */
 import type { RawKafkaRecord } from '../../lib/event/types.ts';
 import type { SeededRandom } from '../seededRandom.ts';
@@ -12,6 +12,7 @@ export type RecordKind =
   | 'deposit'
   | 'tombstone'
   | 'poison-null-key'
+  | 'poison-key-not-utf8'
   | 'poison-not-json'
   | 'poison-bad-amount'
   | 'poison-bad-base64';
@@ -53,6 +54,7 @@ export function generateTaskRecords(
       deposit: 900,
       tombstone: 25,
       'poison-null-key': 20,
+      'poison-key-not-utf8': 10,
       'poison-not-json': 20,
       'poison-bad-amount': 20,
       'poison-bad-base64': 15,
@@ -72,6 +74,11 @@ export function generateTaskRecords(
         break;
       case 'poison-null-key':
         key = null;
+        value = b64(JSON.stringify({ amount }));
+        break;
+      case 'poison-key-not-utf8':
+        // The account id with a byte that is never UTF-8: the engine cannot compute the state key.
+        key = Buffer.concat([Buffer.from(account, 'utf8'), Buffer.from([0xff])]).toString('base64');
         value = b64(JSON.stringify({ amount }));
         break;
       case 'poison-not-json':
