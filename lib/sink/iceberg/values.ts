@@ -79,11 +79,30 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
   );
 }
 
+/**
+ * Strings in code point order, which is UTF-8 byte order, without encoding them: at the first
+ * differing UTF-16 unit, surrogates (code points above U+FFFF) must sort after U+E000–U+FFFF.
+ */
+function compareCodePoints(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
+}
+
 /** Iceberg's order of two non-null, non-NaN values of one type (-0.0 before +0.0; strings by UTF-8 bytes). */
 export function compareValues(type: PrimitiveType, a: CanonicalValue, b: CanonicalValue): number {
   switch (type.name) {
     case 'string':
-      return compareBytes(new TextEncoder().encode(a as string), new TextEncoder().encode(b as string));
+      return compareCodePoints(a as string, b as string);
     case 'binary':
       return compareBytes(a as Uint8Array, b as Uint8Array);
     case 'boolean':

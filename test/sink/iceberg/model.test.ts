@@ -8,7 +8,7 @@ import {
   parseTransform,
   partitionPath,
 } from '../../../lib/sink/iceberg/transforms.ts';
-import { columnMetrics, fromBinary, toBinary } from '../../../lib/sink/iceberg/values.ts';
+import { columnMetrics, compareValues, fromBinary, toBinary } from '../../../lib/sink/iceberg/values.ts';
 
 const t = (name: PrimitiveType['name'], extra: Partial<PrimitiveType> = {}): PrimitiveType => ({
   name,
@@ -112,6 +112,17 @@ describe('Iceberg values and metrics', () => {
       expect(Buffer.from(toBinary(type, v)).toString('hex')).toBe(hex);
       expect(fromBinary(type, toBinary(type, v))).toEqual(v);
     }
+  });
+
+  it('orders strings by code point (UTF-8 byte order), not by UTF-16 unit', () => {
+    const cmp = (a: string, b: string) => Math.sign(compareValues(t('string'), a, b));
+    expect(cmp('\uffff', '😀')).toBe(-1); // U+FFFF < U+1F600, though '\uffff' > '\ud83d' in UTF-16
+    expect(cmp('😀', '\ue000')).toBe(1);
+    expect(cmp('ab', 'abc')).toBe(-1);
+    expect(cmp('b', 'abc')).toBe(1);
+    const words = ['z', '😀', '\uffff', 'é', 'a', '\ue000', '𝔸', 'aa'];
+    const byBytes = [...words].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    expect([...words].sort((a, b) => compareValues(t('string'), a, b))).toEqual(byBytes);
   });
 
   it('counts values, nulls and NaNs; bounds skip nulls and NaNs; long strings get truncated bounds', () => {
