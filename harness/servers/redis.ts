@@ -36,7 +36,16 @@ export async function startRedis(
       options.evictionPolicy ?? 'noeviction',
       '--protected-mode',
       'no',
-      ...(options.cluster ? ['--cluster-enabled', 'yes', '--cluster-config-file', `${dir}/nodes.conf`] : []),
+      ...(options.cluster
+        ? [
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            `${dir}/nodes.conf`,
+            '--cluster-announce-ip',
+            '127.0.0.1',
+          ]
+        : []),
     ],
     dir,
     { cwd: dir },
@@ -50,7 +59,12 @@ export async function startRedis(
         await r.connect();
         await r.ping();
         // A one-node cluster serving every slot (for the cluster-protocol client).
-        if (options.cluster) await r.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383').catch(() => {});
+        if (options.cluster) {
+          await r.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383').catch(() => {});
+          // The cluster serves commands once its state turns ok (about two seconds).
+          if (!String(await r.call('CLUSTER', 'INFO')).includes('cluster_state:ok'))
+            throw new Error('cluster not ok yet');
+        }
       } finally {
         r.disconnect();
       }
