@@ -170,6 +170,35 @@ export class OutputDeliveryError extends TidemarkError {
   }
 }
 
+/**
+ * An S3 output object or manifest already exists with other content than this delivery writes: two
+ * pipelines (or two outputs) share a prefix, or an earlier attempt of the same epoch wrote it with
+ * other options. Never retriable: nothing is overwritten, the key must be freed or the options restored.
+ */
+export class S3OutputConflictError extends OutputDeliveryError {
+  readonly bucket: string;
+  readonly key: string;
+  constructor(bucket: string, key: string, detail: string, options: TidemarkErrorOptions = {}) {
+    super('s3', `s3://${bucket}/${key} already exists with other content: ${detail}`, {
+      ...options,
+      retriable: false,
+    });
+    this.name = 'S3OutputConflictError';
+    this.bucket = bucket;
+    this.key = key;
+  }
+}
+
+/** A committed S3 output (an object a manifest lists, or the manifest) is not what the manifest says. */
+export class S3OutputCorruptError extends TidemarkError {
+  readonly key: string;
+  constructor(key: string, message: string, options: TidemarkErrorOptions = {}) {
+    super(`S3 output ${key}: ${message}`, { ...options, retriable: false });
+    this.name = 'S3OutputCorruptError';
+    this.key = key;
+  }
+}
+
 /** A store request (S3, DynamoDB, a database) failed after the client's own retries. */
 export class StoreError extends TidemarkError {
   readonly store: StoreName;
