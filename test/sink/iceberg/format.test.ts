@@ -128,6 +128,34 @@ describe('Iceberg file formats', () => {
     });
   });
 
+  it('an unpartitioned table (empty partition struct) commits and reads back', async () => {
+    const { catalog } = await freshDynamoCatalog();
+    const flat = defineIcebergTable({
+      columns: [
+        { name: 'id', type: 'long', required: true },
+        { name: 'note', type: 'string' },
+      ],
+    });
+    const table = await IcebergTable.open({
+      catalog,
+      identifier: { namespace: 'db', name: 'flat' },
+      io,
+      schema: flat,
+      pipeline: 'p',
+    });
+    const staged = await table.writeDataFiles(task, 1, [{ id: 1, note: 'a' }, { id: 2 }]);
+    expect(staged.files.map((f) => f.path)).toEqual([
+      expect.stringMatching(/\/data\/tm-p-t-0-e1-f0-[0-9a-f]{16}\.parquet$/),
+    ]);
+    await table.commit([staged]);
+    const read = await readWithIcebird(table.location, table.current.metadataLocation);
+    expect(read.map((r) => [Number(r.id), r.note ?? null])).toEqual([
+      [1, 'a'],
+      [2, null],
+    ]);
+    expect(table.current.metadata['last-partition-id']).toBe(999);
+  });
+
   it('keeps 64-bit snapshot ids exact through Avro and metadata JSON', async () => {
     const big = 8_070_350_238_374_233_001n; // as other engines write them: all 63 bits
     const record = {
