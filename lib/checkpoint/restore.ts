@@ -54,6 +54,20 @@ export async function loadCheckpoint(
       return bytes;
     }),
   );
+  return buildCheckpoint(task, checkpoint, objects, descriptors);
+}
+
+/**
+ * The state of a checkpoint from its chain's objects (`objects[i]` the bytes of `chain[i]`), every
+ * link verified as `loadCheckpoint` describes. Synchronous: for callers that hold the bytes already.
+ */
+export function buildCheckpoint(
+  task: TaskId,
+  checkpoint: CheckpointSummary,
+  objects: readonly Uint8Array[],
+  descriptors: StateDescriptors,
+): LoadedCheckpoint {
+  const chain = checkpoint.chain;
   const tables = new Map<string, StateTable>();
   let total = 0;
   for (let i = 0; i < chain.length; i++) {

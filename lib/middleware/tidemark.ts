@@ -1,19 +1,18 @@
 import type middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import type { BatchSummary } from '../checkpoint/epochEngine.ts';
-import type { Processor } from '../checkpoint/processor.ts';
+import type { NoOutputs, Processor } from '../checkpoint/processor.ts';
 import { createRuntime, type TidemarkOptions, type TidemarkRuntime } from '../handler/runtime.ts';
+import type { OutputDescriptors } from '../output/types.ts';
 import type { StateDescriptors } from '../state/descriptors.ts';
 
 const SUMMARY = 'tidemark.summary';
 
-export type TidemarkMiddleware<S extends StateDescriptors> = middy.MiddlewareObj<
-  unknown,
-  unknown,
-  Error,
-  Context
-> & {
-  readonly runtime: TidemarkRuntime<S>;
+export type TidemarkMiddleware<
+  S extends StateDescriptors,
+  O extends OutputDescriptors = NoOutputs,
+> = middy.MiddlewareObj<unknown, unknown, Error, Context> & {
+  readonly runtime: TidemarkRuntime<S, O>;
 };
 
 /**
@@ -25,10 +24,10 @@ export type TidemarkMiddleware<S extends StateDescriptors> = middy.MiddlewareObj
  * typed error) and, when the base handler returns nothing, makes the batch summary the response in
  * its `after` phase. It never short-circuits, so every other middleware's `after` still runs.
  */
-export function tidemark<S extends StateDescriptors>(
-  processor: Processor<S>,
+export function tidemark<S extends StateDescriptors, O extends OutputDescriptors = NoOutputs>(
+  processor: Processor<S, O>,
   options: TidemarkOptions = {},
-): TidemarkMiddleware<S> {
+): TidemarkMiddleware<S, O> {
   const runtime = createRuntime(processor, options);
   return {
     runtime,

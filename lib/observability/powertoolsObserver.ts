@@ -63,14 +63,28 @@ function errorKeys(error: unknown) {
     : { error: String(error) };
 }
 
-/** Builds a Logger, a Metrics buffer and the observer that feeds them, for one pipeline. */
-export function createTelemetry(pipeline: string, now: () => number = Date.now): Telemetry {
-  const logger = new Logger({ serviceName: SERVICE_NAME, persistentKeys: { pipeline } });
-  const metrics = new Metrics({
-    namespace: METRICS_NAMESPACE,
-    serviceName: SERVICE_NAME,
-    defaultDimensions: { [PIPELINE_DIMENSION]: pipeline },
-  });
+/**
+ * Builds a Logger, a Metrics buffer and the observer that feeds them, for one pipeline. A user's own
+ * `logger` and `metrics` are used instead of new ones: Tidemark appends its keys and dimension.
+ */
+export function createTelemetry(
+  pipeline: string,
+  options: { logger?: Logger; metrics?: Metrics; now?: () => number } | (() => number) = {},
+): Telemetry {
+  const {
+    logger: givenLogger,
+    metrics: givenMetrics,
+    now = Date.now,
+  } = typeof options === 'function' ? { now: options } : options;
+  const logger = givenLogger ?? new Logger({ serviceName: SERVICE_NAME });
+  logger.appendPersistentKeys({ pipeline });
+  const metrics =
+    givenMetrics ??
+    new Metrics({
+      namespace: METRICS_NAMESPACE,
+      serviceName: SERVICE_NAME,
+    });
+  metrics.setDefaultDimensions({ [PIPELINE_DIMENSION]: pipeline });
   const add = (name: MetricName, value: number) => metrics.addMetric(name, METRIC_UNIT[name], value);
 
   // The last epoch each task reached in this container (restored or committed), so that every task

@@ -65,6 +65,11 @@ export interface OutputDescriptor<T = unknown, E = unknown> {
   readonly sinkId: string;
   /** Encodes an emitted value (synchronous, deterministic). Throwing fails the record. */
   readonly encode: (value: T, ctx: EmitContext) => E;
+  /**
+   * Turns an encoded entry back into the value a reader sees (for `TestDriver.outputs` and
+   * independent readers), where the encoding allows it.
+   */
+  readonly decode?: (entry: E) => unknown;
   /** Builds the sink that delivers this output (called once per container, on first use). */
   readonly createSink: (env: SinkEnvironment) => Sink | Promise<Sink>;
   /** Sink-specific settings, read by the sink (e.g. the Kafka topic). */
