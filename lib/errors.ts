@@ -189,6 +189,57 @@ export class S3OutputConflictError extends OutputDeliveryError {
   }
 }
 
+/**
+ * Delivering a task-epoch's Kafka outputs (one Kafka transaction) failed; nothing of that transaction
+ * is visible to `read_committed` readers. Retriable unless the cluster refused the configuration
+ * (authorization, a missing topic, a transaction timeout above the broker's maximum).
+ */
+export class KafkaOutputError extends OutputDeliveryError {
+  /** The task's transactional id. */
+  readonly transactionalId: string;
+  constructor(transactionalId: string, message: string, options: TidemarkErrorOptions = {}) {
+    super('kafka', `transactional id ${transactionalId}: ${message}`, options);
+    this.name = 'KafkaOutputError';
+    this.transactionalId = transactionalId;
+  }
+}
+
+/**
+ * Another producer of the task's transactional id started after this one (another container delivers
+ * the task now, or a zombie woke up): this producer's transaction was aborted and it can commit
+ * nothing more. Retriable: the retry delivers with a new producer, or finds the epoch delivered.
+ */
+export class KafkaProducerFencedError extends KafkaOutputError {
+  constructor(transactionalId: string, options: TidemarkErrorOptions = {}) {
+    super(transactionalId, 'fenced by a newer producer of the same transactional id', {
+      ...options,
+      retriable: true,
+    });
+    this.name = 'KafkaProducerFencedError';
+  }
+}
+
+/**
+ * The Kafka sink's delivery marker (the offset it commits for the task in its marker consumer group)
+ * cannot tell whether an epoch was delivered: it expired while the epoch's outbox was not settled
+ * (`missing`), it was written by something else than this sink (`foreign`), or it belongs to another
+ * history of the pipeline (`history`: its commit items were replaced, the marker group was not).
+ * Never retriable: an operator decides (docs/outputs.md#kafka).
+ */
+export class KafkaOutputMarkerError extends KafkaOutputError {
+  readonly reason: 'missing' | 'foreign' | 'history';
+  constructor(
+    transactionalId: string,
+    reason: 'missing' | 'foreign' | 'history',
+    message: string,
+    options: TidemarkErrorOptions = {},
+  ) {
+    super(transactionalId, message, { ...options, retriable: false });
+    this.name = 'KafkaOutputMarkerError';
+    this.reason = reason;
+  }
+}
+
 /** A committed S3 output (an object a manifest lists, or the manifest) is not what the manifest says. */
 export class S3OutputCorruptError extends TidemarkError {
   readonly key: string;

@@ -23,6 +23,14 @@ export const ENV = {
   outboxInlineMaxBytes: 'TIDEMARK_OUTBOX_INLINE_MAX_BYTES',
   /** Bucket of `s3Output` outputs that name none (read by the S3 sink, not by `loadConfig`). */
   s3OutputBucket: 'TIDEMARK_S3_OUTPUT_BUCKET',
+  /** Connection of `kafkaOutput` outputs whose cluster options give no brokers (read by the Kafka sink). */
+  kafkaOutputBrokers: 'TIDEMARK_KAFKA_OUTPUT_BROKERS',
+  kafkaOutputTls: 'TIDEMARK_KAFKA_OUTPUT_TLS',
+  kafkaOutputCaFile: 'TIDEMARK_KAFKA_OUTPUT_CA_FILE',
+  kafkaOutputSaslMechanism: 'TIDEMARK_KAFKA_OUTPUT_SASL_MECHANISM',
+  kafkaOutputSecret: 'TIDEMARK_KAFKA_OUTPUT_SECRET',
+  kafkaOutputUsername: 'TIDEMARK_KAFKA_OUTPUT_USERNAME',
+  kafkaOutputPassword: 'TIDEMARK_KAFKA_OUTPUT_PASSWORD',
   commitStore: 'TIDEMARK_COMMIT_STORE',
   dbUrl: 'TIDEMARK_DB_URL',
   dbSecret: 'TIDEMARK_DB_SECRET',
