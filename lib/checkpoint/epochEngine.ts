@@ -762,6 +762,7 @@ export class EpochEngine<
       task: rt.task,
       epoch: outbox.epoch,
       committedOffset: commit.committedOffset,
+      committedAt: commit.updatedAt,
       parts,
     };
     const started = performance.now();

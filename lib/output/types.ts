@@ -116,6 +116,12 @@ export interface Delivery {
   readonly task: TaskId;
   readonly epoch: number;
   readonly committedOffset: bigint;
+  /**
+   * When the epoch committed (its commit item's `updatedAt`, ISO 8601); set for deliveries after the
+   * commit, absent in `attach`. A sink whose own record of a delivery can expire (Kafka) uses it to
+   * tell "never delivered" from "delivered, record since expired".
+   */
+  readonly committedAt?: string;
   readonly parts: readonly OutputPart[];
 }
 
