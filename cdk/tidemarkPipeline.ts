@@ -21,16 +21,32 @@ import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
 import type { ITopic } from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
+import {
+  DEFAULT_PREFIX,
+  ESM,
+  PIPELINE_ID_PATTERN,
+  pipelinePrefix,
+  prefixProblem,
+  taskPkPrefix,
+} from '../lib/config/definitions.ts';
 import { ENV } from '../lib/config/env.ts';
 import type { MetricName } from '../lib/observability/metricNames.ts';
+import {
+  acknowledgeVpcAccessPolicy,
+  BUNDLED_COMMIT_STORE_DEFINE,
+  checkCommitDatabase,
+  commitDatabaseEnvironment,
+  DATABASE_ENV,
+  grantCommitDatabase,
+  LAMBDA_RDS_CA_BUNDLE,
+  type TidemarkCommitDatabase,
+} from './commitDatabase.ts';
 import { createKafkaMapping, type KafkaSource } from './kafkaSource.ts';
 import { acknowledgeWildcardAction, acknowledgeWildcardResource } from './nagAcknowledgements.ts';
 import { type TidemarkAlarmThresholds, TidemarkMonitoring, tidemarkMetric } from './tidemarkMonitoring.ts';
 import { TidemarkStorage, type TidemarkStorageProps } from './tidemarkStorage.ts';
 
 /** Same rule as the engine's (lib/config/config.ts): ids end up in S3 and DynamoDB keys. */
-const PIPELINE_ID = /^[A-Za-z0-9._-]{1,128}$/;
-const DEFAULT_PREFIX = 'tidemark';
 
 export interface TidemarkPipelineProps {
   /**
@@ -73,6 +89,14 @@ export interface TidemarkPipelineProps {
    * @default 'tidemark'
    */
   readonly prefix?: string;
+  /**
+   * Keep commit items and savepoints in this existing database instead of the DynamoDB table
+   * (PostgreSQL, MySQL/MariaDB or Redis; docs/stores.md). The function then runs in the database's
+   * VPC, bundles that store's driver, and may read the secret or connect as the IAM user, nothing
+   * more; it gets no access to the table. Snapshots stay in the bucket.
+   * @default - commits in the DynamoDB table
+   */
+  readonly commitDatabase?: TidemarkCommitDatabase;
 
   // Function
   /**
@@ -217,13 +241,14 @@ export class TidemarkPipeline extends Construct {
 
   constructor(scope: Construct, id: string, props: TidemarkPipelineProps) {
     super(scope, id);
-    if (!PIPELINE_ID.test(props.pipelineId)) {
-      throw new Error(`pipelineId must match ${PIPELINE_ID}, got ${JSON.stringify(props.pipelineId)}`);
+    if (!PIPELINE_ID_PATTERN.test(props.pipelineId)) {
+      throw new Error(
+        `pipelineId must match ${PIPELINE_ID_PATTERN}, got ${JSON.stringify(props.pipelineId)}`,
+      );
     }
     const prefix = props.prefix ?? DEFAULT_PREFIX;
-    if (!/^[A-Za-z0-9._/-]{1,256}$/.test(prefix) || prefix.startsWith('/') || prefix.endsWith('/')) {
-      throw new Error(`prefix must be a relative key prefix without leading or trailing '/', got ${prefix}`);
-    }
+    const prefixIssue = prefixProblem(prefix);
+    if (prefixIssue) throw new Error(`prefix ${prefixIssue}, got ${prefix}`);
     this.pipelineId = props.pipelineId;
     this.prefix = prefix;
     const pipeline = props.pipelineId;
@@ -236,6 +261,9 @@ export class TidemarkPipeline extends Construct {
     this.bucket = this.storage.bucket;
     this.table = this.storage.table;
 
+    const db = props.commitDatabase;
+    if (db) checkCommitDatabase(db);
+
     const logGroup = new LogGroup(this, 'Logs', { retention: props.logRetention ?? RetentionDays.ONE_MONTH });
     const role = new Role(this, 'Role', {
       assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
@@ -243,9 +271,14 @@ export class TidemarkPipeline extends Construct {
     });
     this.role = role;
     logGroup.grantWrite(role);
-    this.grantCheckpointAccess(role);
+    this.grantCheckpointAccess(role, db === undefined);
+    if (db) {
+      grantCommitDatabase(role, db);
+      acknowledgeVpcAccessPolicy(this);
+    }
 
-    const reserved = new Set<string>([ENV.bucket, ENV.table, ENV.pipeline, ENV.prefix]);
+    const reserved = new Set<string>([ENV.bucket, ENV.table, ENV.pipeline, ENV.prefix, ENV.commitStore]);
+    if (db) for (const name of DATABASE_ENV) reserved.add(name);
     for (const name of Object.keys(props.environment ?? {})) {
       if (reserved.has(name))
         throw new Error(`${name} is set by TidemarkPipeline; do not pass it in environment`);
@@ -262,10 +295,16 @@ export class TidemarkPipeline extends Construct {
       description: `Tidemark pipeline ${pipeline} (topic ${props.topic})`,
       reservedConcurrentExecutions: props.reservedConcurrentExecutions,
       depsLockFilePath: props.depsLockFilePath,
+      ...(db ? { vpc: db.vpc, vpcSubnets: db.vpcSubnets, securityGroups: db.securityGroups } : {}),
       environment: {
         // Stack traces point into the sources, not the minified bundle.
         NODE_OPTIONS: '--enable-source-maps',
+        // RDS server certificates chain to the RDS CAs, which Lambda's Node.js keeps in this bundle.
+        ...(db && db.engine !== 'redis' && db.tls !== 'off'
+          ? { NODE_EXTRA_CA_CERTS: LAMBDA_RDS_CA_BUNDLE }
+          : {}),
         ...props.environment,
+        ...(db ? commitDatabaseEnvironment(db) : {}),
         [ENV.bucket]: this.bucket.bucketName,
         [ENV.table]: this.table.tableName,
         [ENV.pipeline]: pipeline,
@@ -285,6 +324,11 @@ export class TidemarkPipeline extends Construct {
         // Bundle the SDK versions the engine was tested with, not whatever the runtime ships.
         bundleAwsSDK: true,
         ...props.bundling,
+        // Only the chosen commit store's driver goes in the bundle (lib/store/stores.ts).
+        define: {
+          ...props.bundling?.define,
+          [BUNDLED_COMMIT_STORE_DEFINE]: JSON.stringify(db?.engine ?? 'dynamodb'),
+        },
       },
     });
 
@@ -298,7 +342,7 @@ export class TidemarkPipeline extends Construct {
       {
         topic: props.topic,
         consumerGroupId,
-        batchSize: props.batchSize ?? 1000,
+        batchSize: props.batchSize ?? ESM.defaultBatchSize,
         maxBatchingWindow: props.maxBatchingWindow,
         startingPosition: props.startingPosition ?? StartingPosition.TRIM_HORIZON,
         startingPositionTimestamp: props.startingPositionTimestamp,
@@ -331,12 +375,13 @@ export class TidemarkPipeline extends Construct {
 
   /**
    * S3: objects under `<prefix>/<pipeline>/` only (get, put, delete, abort multipart uploads) and
-   * listing under that prefix. DynamoDB: GetItem and PutItem on the pipeline's commit items only
-   * (`dynamodb:LeadingKeys` = `task#<pipeline>#*`). Nothing else: the engine needs nothing else.
+   * listing under that prefix. DynamoDB (when it holds the commits): GetItem and PutItem on the
+   * pipeline's commit items only (`dynamodb:LeadingKeys` = `task#<pipeline>#*`). Nothing else: the
+   * engine needs nothing else.
    */
-  private grantCheckpointAccess(role: Role): void {
-    const pipelinePrefix = `${this.prefix}/${this.pipelineId}/`;
-    const objects = this.bucket.arnForObjects(`${pipelinePrefix}*`);
+  private grantCheckpointAccess(role: Role, commitsInTable: boolean): void {
+    const objectPrefix = pipelinePrefix(this.prefix, this.pipelineId);
+    const objects = this.bucket.arnForObjects(`${objectPrefix}*`);
     role.addToPrincipalPolicy(
       new PolicyStatement({
         sid: 'CheckpointObjects',
@@ -349,23 +394,27 @@ export class TidemarkPipeline extends Construct {
         sid: 'CheckpointListing',
         actions: ['s3:ListBucket'],
         resources: [this.bucket.bucketArn],
-        conditions: { StringLike: { 's3:prefix': [`${pipelinePrefix}*`] } },
+        conditions: { StringLike: { 's3:prefix': [`${objectPrefix}*`] } },
       }),
     );
     acknowledgeWildcardResource(
       role,
       objects,
-      `Snapshot and quarantine object keys are created at run time (epoch, attempt id, offset); the wildcard is confined to this pipeline's prefix ${pipelinePrefix}.`,
+      `Snapshot and quarantine object keys are created at run time (epoch, attempt id, offset); the wildcard is confined to this pipeline's prefix ${objectPrefix}.`,
     );
-    role.addToPrincipalPolicy(
-      new PolicyStatement({
-        sid: 'CommitItems',
-        actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
-        resources: [this.table.tableArn],
-        conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`task#${this.pipelineId}#*`] } },
-      }),
-    );
-    const keys = [this.bucket.encryptionKey, this.table.encryptionKey].filter(
+    if (commitsInTable) {
+      role.addToPrincipalPolicy(
+        new PolicyStatement({
+          sid: 'CommitItems',
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+          resources: [this.table.tableArn],
+          conditions: {
+            'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${taskPkPrefix(this.pipelineId)}*`] },
+          },
+        }),
+      );
+    }
+    const keys = [this.bucket.encryptionKey, commitsInTable ? this.table.encryptionKey : undefined].filter(
       (k): k is IKey => k !== undefined,
     );
     for (const key of keys) key.grantEncryptDecrypt(role);

@@ -20,6 +20,7 @@
  * re-batched retries (see faults.ts). docs/local-run.md lists where this differs from the real ESM.
  */
 import { type Consumer, Kafka, type KafkaMessage, type logCreator, logLevel } from 'kafkajs';
+import { ESM } from '../../lib/config/definitions.ts';
 import type { KafkaEvent, KafkaEventSource, RawKafkaRecord } from '../../lib/event/types.ts';
 import { ANYTIME, type EsmFaultKind, type EsmFaults, type InvocationFault, NO_FAULTS } from './faults.ts';
 import { createLambdaContext, type LambdaContext } from './lambdaContext.ts';
@@ -212,7 +213,7 @@ interface Pooled {
   invocations: number;
 }
 
-const MAX_BATCH_SIZE = 10_000;
+const MAX_BATCH_SIZE = ESM.maxBatchSize;
 const silentLogs: logCreator = () => () => {};
 
 function sleep(ms: number): Promise<void> {

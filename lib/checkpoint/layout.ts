@@ -11,28 +11,23 @@
  * Kafka topic names use [A-Za-z0-9._-] only, so `#` and `/` are safe separators. Zero-padded
  * numbers make S3 listings come out in epoch and offset order.
  */
+import { pipelinePrefix, savepointPkPrefix, taskPkPrefix } from '../config/definitions.ts';
 import type { TaskId } from './stores.ts';
+
+export { pipelinePrefix, savepointPkPrefix, taskPkPrefix };
 
 export const COMMIT_SK = 'commit';
 
 export function taskPk(task: TaskId): string {
-  return `task#${task.pipeline}#${task.topic}#${task.partition}`;
-}
-
-export function taskPkPrefix(pipeline: string): string {
-  return `task#${pipeline}#`;
+  return `${taskPkPrefix(task.pipeline)}${task.topic}#${task.partition}`;
 }
 
 export function taskLabel(task: Pick<TaskId, 'topic' | 'partition'>): string {
   return `${task.topic}-${task.partition}`;
 }
 
-export function pipelinePrefix(prefix: string, pipeline: string): string {
-  return `${prefix}/${pipeline}/`;
-}
-
 export function taskSnapshotPrefix(prefix: string, task: TaskId): string {
-  return `${prefix}/${task.pipeline}/tasks/${task.topic}/${task.partition}/`;
+  return `${pipelinePrefix(prefix, task.pipeline)}tasks/${task.topic}/${task.partition}/`;
 }
 
 export function snapshotKey(
@@ -57,7 +52,7 @@ export function epochOfSnapshotKey(key: string): number | undefined {
 }
 
 export function quarantinePrefix(prefix: string, task: TaskId): string {
-  return `${prefix}/${task.pipeline}/quarantine/${task.topic}/${task.partition}/`;
+  return `${pipelinePrefix(prefix, task.pipeline)}quarantine/${task.topic}/${task.partition}/`;
 }
 
 export function quarantineKey(prefix: string, task: TaskId, offset: bigint): string {
@@ -65,17 +60,13 @@ export function quarantineKey(prefix: string, task: TaskId, offset: bigint): str
 }
 
 export function savepointPrefix(prefix: string, pipeline: string, name: string): string {
-  return `${prefix}/${pipeline}/savepoints/${name}/`;
+  return `${pipelinePrefix(prefix, pipeline)}savepoints/${name}/`;
 }
 
 export const SAVEPOINT_META_SK = '#meta';
 
 export function savepointPk(pipeline: string, name: string): string {
-  return `savepoint#${pipeline}#${name}`;
-}
-
-export function savepointPkPrefix(pipeline: string): string {
-  return `savepoint#${pipeline}#`;
+  return `${savepointPkPrefix(pipeline)}${name}`;
 }
 
 export function savepointTaskSk(task: Pick<TaskId, 'topic' | 'partition'>): string {

@@ -1,4 +1,5 @@
 import { ConfigurationError } from '../errors.ts';
+import { DEFAULT_PREFIX, PIPELINE_ID_PATTERN, prefixProblem } from './definitions.ts';
 import { COMMIT_STORES, type CommitStoreKind, ENV, REDIS_DURABILITY, type RedisDurability } from './env.ts';
 
 export type { CommitStoreKind, RedisDurability } from './env.ts';
@@ -136,7 +137,7 @@ export interface TidemarkConfig {
 }
 
 export const DEFAULTS = {
-  prefix: 'tidemark',
+  prefix: DEFAULT_PREFIX,
   epochMaxRecords: 10_000,
   epochMaxBytes: 8 * 1024 * 1024,
   timeReserveMs: 5_000,
@@ -163,9 +164,6 @@ export const DEFAULTS = {
 } as const satisfies Partial<TidemarkConfig>;
 
 const REQUIRED = ['bucket', 'pipeline'] as const;
-
-/** Identifiers end up in S3 keys and DynamoDB keys: keep them to a safe alphabet. */
-const ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
 
 function positiveInt(setting: string, raw: string | number): number {
   const n = typeof raw === 'number' ? raw : Number(raw.trim());
@@ -287,22 +285,14 @@ export function loadConfig(
     redisCluster: bool(ENV.redisCluster, pick('redisCluster')!),
   };
   validateCommitStore(config);
-  if (!ID_PATTERN.test(config.pipeline)) {
+  if (!PIPELINE_ID_PATTERN.test(config.pipeline)) {
     throw new ConfigurationError(
       ENV.pipeline,
-      `${ENV.pipeline} must match ${ID_PATTERN}, got ${JSON.stringify(config.pipeline)}`,
+      `${ENV.pipeline} must match ${PIPELINE_ID_PATTERN}, got ${JSON.stringify(config.pipeline)}`,
     );
   }
-  if (
-    !/^[A-Za-z0-9._/-]{1,256}$/.test(config.prefix) ||
-    config.prefix.startsWith('/') ||
-    config.prefix.endsWith('/')
-  ) {
-    throw new ConfigurationError(
-      ENV.prefix,
-      `${ENV.prefix} must be a relative key prefix without leading or trailing '/'`,
-    );
-  }
+  const prefixIssue = prefixProblem(config.prefix);
+  if (prefixIssue) throw new ConfigurationError(ENV.prefix, `${ENV.prefix} ${prefixIssue}`);
   return config;
 }
 

@@ -4,10 +4,11 @@
  * Java bytes; records grouped by `"<topic>-<partition>"`). The counterpart of `parseEvent`; used by
  * `TestDriver` and by the local ESM emulator.
  */
+import { ESM } from '../config/definitions.ts';
 import type { KafkaEvent, KafkaEventSource, RawKafkaRecord, TimestampType } from './types.ts';
 
 /** Lambda's invocation payload limit: 6 MB (not configurable). */
-export const MAX_PAYLOAD_BYTES = 6 * 1024 * 1024;
+export const MAX_PAYLOAD_BYTES = ESM.maxPayloadBytes;
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 

@@ -64,21 +64,22 @@ export interface OutputDescriptor<T = unknown, E = unknown> {
    */
   readonly sinkId: string;
   /** Encodes an emitted value (synchronous, deterministic). Throwing fails the record. */
-  readonly encode: (value: T, ctx: EmitContext) => E;
+  encode(value: T, ctx: EmitContext): E;
   /**
    * Turns an encoded entry back into the value a reader sees (for `TestDriver.outputs` and
    * independent readers), where the encoding allows it.
    */
-  readonly decode?: (entry: E) => unknown;
+  decode?(entry: E): unknown;
   /** Builds the sink that delivers this output (called once per container, on first use). */
-  readonly createSink: (env: SinkEnvironment) => Sink | Promise<Sink>;
+  createSink(env: SinkEnvironment): Sink | Promise<Sink>;
   /** Sink-specific settings, read by the sink (e.g. the Kafka topic). */
   readonly options: Readonly<Record<string, unknown>>;
   /** Type carrier only; never set. */
   readonly __type?: T;
 }
 
-export type OutputDescriptors = Readonly<Record<string, OutputDescriptor>>;
+// biome-ignore lint/suspicious/noExplicitAny: any output value and entry type
+export type OutputDescriptors = Readonly<Record<string, OutputDescriptor<any, any>>>;
 
 /** The handle a processor emits through. */
 export interface OutputHandle<T> {

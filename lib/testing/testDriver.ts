@@ -23,7 +23,7 @@ import { SnapshotMissingError } from '../errors.ts';
 import { buildEvent, deliveredOffset, encodeRecord, signedBytes } from '../event/encode.ts';
 import type { RawKafkaRecord, TimestampType } from '../event/types.ts';
 import { createRuntime, type TidemarkRuntime } from '../handler/runtime.ts';
-import type { OutputDescriptors, Sink } from '../output/types.ts';
+import type { OutputDescriptors, OutputValue, Sink } from '../output/types.ts';
 import type { StateDescriptors } from '../state/descriptors.ts';
 import { TASK_KEY } from '../state/stateStore.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../store/memory/memoryStores.ts';
@@ -353,13 +353,13 @@ export class TestDriver<
    * What an output's downstream system received, in the order it became visible: each output once,
    * with its stable id, however many restarts, redeliveries and lost races happened.
    */
-  outputs<K extends keyof O & string>(name: K): Array<ReceivedOutput> {
+  outputs<K extends keyof O & string>(name: K): Array<ReceivedOutput<OutputValue<O[K]>>> {
     if (!this.processor.outputs || !(name in this.processor.outputs)) {
       throw new Error(`TestDriver.outputs: the processor declares no output '${name}'`);
     }
     const out: ReceivedOutput[] = [];
     for (const sink of this.sinks.values()) out.push(...(sink.received.get(name) ?? []));
-    return out;
+    return out as Array<ReceivedOutput<OutputValue<O[K]>>>;
   }
 
   /** Deliveries the sinks ignored because their epoch was already there (redeliveries). */

@@ -241,7 +241,9 @@ describe('outputs through the engine', () => {
     await b.processEvent(mskEvent([rec(0, 'a', 1), rec(1, 'a', 1)])); // B restores, delivers 1, commits 2
     held.open();
     await pa;
-    expect(downstream.received.get('totals')?.map((o) => [o.id, o.value.balance])).toEqual([
+    expect(
+      downstream.received.get('totals')?.map((o) => [o.id, (o.value as { balance: number }).balance]),
+    ).toEqual([
       ['p/in/0/1/0', 1],
       ['p/in/0/2/0', 2],
     ]);
