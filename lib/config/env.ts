@@ -31,6 +31,12 @@ export const ENV = {
   kafkaOutputSecret: 'TIDEMARK_KAFKA_OUTPUT_SECRET',
   kafkaOutputUsername: 'TIDEMARK_KAFKA_OUTPUT_USERNAME',
   kafkaOutputPassword: 'TIDEMARK_KAFKA_OUTPUT_PASSWORD',
+  /** Catalog of `icebergOutput` tables (read by the Iceberg sink and committer, not by `loadConfig`). */
+  icebergCatalog: 'TIDEMARK_ICEBERG_CATALOG',
+  icebergWarehouse: 'TIDEMARK_ICEBERG_WAREHOUSE',
+  icebergCatalogTable: 'TIDEMARK_ICEBERG_CATALOG_TABLE',
+  icebergRestUri: 'TIDEMARK_ICEBERG_REST_URI',
+  icebergRestSigning: 'TIDEMARK_ICEBERG_REST_SIGNING',
   commitStore: 'TIDEMARK_COMMIT_STORE',
   dbUrl: 'TIDEMARK_DB_URL',
   dbSecret: 'TIDEMARK_DB_SECRET',
@@ -58,5 +64,9 @@ export type CommitStoreKind = (typeof COMMIT_STORES)[number];
  */
 export const REDIS_DURABILITY = ['memorydb', 'elasticache-sync', 'accept-loss'] as const;
 export type RedisDurability = (typeof REDIS_DURABILITY)[number];
+
+/** The Iceberg catalogs the Iceberg sink speaks (`TIDEMARK_ICEBERG_CATALOG`); shared with the CDK construct. */
+export const ICEBERG_CATALOGS = ['dynamodb', 's3', 'rest'] as const;
+export type IcebergCatalogKind = (typeof ICEBERG_CATALOGS)[number];
 
 export type EnvName = (typeof ENV)[keyof typeof ENV];
