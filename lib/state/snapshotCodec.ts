@@ -25,7 +25,7 @@
  * by `verifySnapshotIdentity` against the commit item.
  */
 import { crc32, constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
-import { Packr } from 'msgpackr';
+import { addExtension, Packr } from 'msgpackr';
 import { SnapshotCorruptError, SnapshotIdentityError, StateError } from '../errors.ts';
 import type { StateKind, StateScope } from './descriptors.ts';
 import type { StateTable } from './stateStore.ts';
@@ -108,6 +108,77 @@ const PACK_OPTIONS = {
   useBigIntExtension: true,
 } as const;
 
+/**
+ * Objects with an own `__proto__` key (what `JSON.parse('{"__proto__": 1}')` makes) must come back
+ * exactly. msgpackr renames such a key to `__proto_` whenever it decodes an object (its guard
+ * against prototype pollution), so the encoder writes these objects as an extension of their own:
+ * their entries as one flat [key, value, …] list, rebuilt on decoding with `defineProperty`, which
+ * creates an own property and never calls the `__proto__` setter. The guard stays on for every
+ * other object. Encoding only takes this path for a table whose packed values contain the bytes
+ * `__proto__` at all (one scan of the packed bytes), so ordinary states pay nothing for it.
+ */
+class ProtoKeyedObject {
+  readonly entries: unknown[];
+  constructor(entries: unknown[]) {
+    this.entries = entries;
+  }
+}
+
+/** MessagePack extension type of `ProtoKeyedObject` ('P'). Older readers refuse it as corrupt. */
+const PROTO_KEYED_EXT = 0x50;
+const PROTO_KEY = '__proto__';
+const PROTO_KEY_BYTES = Buffer.from(PROTO_KEY, 'utf8');
+
+function objectFromEntries(flat: unknown): Record<string, unknown> {
+  if (!Array.isArray(flat) || flat.length % 2 !== 0)
+    throw new Error('object entries are not a key/value list');
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < flat.length; i += 2) {
+    const key = flat[i];
+    if (typeof key !== 'string') throw new Error('object key is not a string');
+    Object.defineProperty(out, key, {
+      value: flat[i + 1],
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  // Decoded values come out frozen (see unpacker()).
+  return Object.freeze(out);
+}
+
+addExtension({
+  Class: ProtoKeyedObject,
+  type: PROTO_KEYED_EXT,
+  write: (o: ProtoKeyedObject) => o.entries,
+  read: objectFromEntries,
+});
+
+/** A copy of `value` in which every plain object with an own `__proto__` key is a ProtoKeyedObject. */
+function protectProtoKeys(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) return value.map(protectProtoKeys);
+  if (value instanceof Map) return new Map([...value].map(([k, v]) => [k, protectProtoKeys(v)]));
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return value; // Date, Buffer, …: msgpackr's own types
+  const o = value as Record<string, unknown>;
+  if (Object.hasOwn(o, PROTO_KEY)) {
+    const flat: unknown[] = [];
+    for (const k of Object.keys(o)) flat.push(k, protectProtoKeys(o[k]));
+    return new ProtoKeyedObject(flat);
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(o)) out[k] = protectProtoKeys(o[k]); // never `__proto__` here
+  return out;
+}
+
+/** Packs a table's values, keeping own `__proto__` keys (see ProtoKeyedObject). */
+function packValues(packr: Packr, values: readonly unknown[]): Buffer {
+  const blob = packr.pack(values);
+  if (!blob.includes(PROTO_KEY_BYTES)) return blob;
+  return packr.pack(values.map(protectProtoKeys));
+}
+
 function packer(): Packr {
   // A fresh Packr per snapshot: record structures are written inline, so every object decodes alone.
   return new Packr(PACK_OPTIONS);
@@ -182,7 +253,7 @@ export function encodeSnapshot(
     const keyBlob = Buffer.from(joined, 'utf8');
     let valueBlob: Buffer;
     try {
-      valueBlob = packr.pack(values);
+      valueBlob = packValues(packr, values);
     } catch (err) {
       throw new StateError(`state '${s.name}': a value cannot be encoded (${(err as Error).message})`, {
         cause: err,

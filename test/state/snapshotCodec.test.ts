@@ -1,3 +1,4 @@
+import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SnapshotCorruptError, SnapshotIdentityError, StateError } from '../../lib/errors.ts';
@@ -91,20 +92,130 @@ describe('snapshot codec', () => {
   }
 
   it('round-trips any JSON-like state (property)', () => {
+    // Objects keyed like prototype-pollution attempts, beside fast-check's own JSON values.
+    const trickyKey = fc.constantFrom('__proto__', '__proto_', 'constructor', 'prototype', 'a', '');
+    const tricky = fc.object({
+      key: trickyKey,
+      maxDepth: 3,
+      values: [fc.integer(), fc.string({ maxLength: 4 }), fc.boolean(), fc.constant(null)],
+    });
     fc.assert(
-      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), fc.boolean(), (dict, zstd) => {
-        const entries = new Map(Object.entries(dict).filter(([, v]) => v !== undefined));
-        const bytes = encodeSnapshot(
-          meta,
-          [{ name: 's', kind: 'value', scope: 'key', version: 1, entries }],
-          zstd ? 'zstd' : 'none',
-        );
-        const back = decodeSnapshot(bytes).sections[0]!.entries;
-        // MessagePack has no negative zero: -0 is stored as 0 (as JSON does).
-        expect(back).toEqual(new Map([...entries].map(([k, v]) => [k, JSON.parse(JSON.stringify(v))])));
-      }),
+      fc.property(
+        fc.dictionary(fc.string(), fc.oneof(fc.jsonValue(), tricky)),
+        fc.boolean(),
+        (dict, zstd) => {
+          const entries = new Map(Object.entries(dict).filter(([, v]) => v !== undefined));
+          const bytes = encodeSnapshot(
+            meta,
+            [{ name: 's', kind: 'value', scope: 'key', version: 1, entries }],
+            zstd ? 'zstd' : 'none',
+          );
+          const back = decodeSnapshot(bytes).sections[0]!.entries;
+          // MessagePack has no negative zero: -0 is stored as 0 (as JSON does).
+          expect(back).toEqual(new Map([...entries].map(([k, v]) => [k, JSON.parse(JSON.stringify(v))])));
+        },
+      ),
       { numRuns: 200 },
     );
+  });
+
+  it('keeps own __proto__ keys exactly, in every state kind, without touching any prototype', () => {
+    const parsed = () =>
+      JSON.parse(
+        '{"__proto__": {"polluted": true, "__proto__": [1, {"__proto__": null}]}, "__proto_": 2, "constructor": {"prototype": {"polluted": true}}}',
+      ) as Record<string, unknown>;
+    for (const compression of ['zstd', 'none'] as const) {
+      const bytes = encodeSnapshot(
+        meta,
+        [
+          { name: 'v', kind: 'value', scope: 'key', version: 1, entries: new Map([['__proto__', parsed()]]) },
+          {
+            name: 'm',
+            kind: 'map',
+            scope: 'key',
+            version: 1,
+            entries: new Map([['k', new Map([['__proto__', parsed()]])]]),
+          },
+          {
+            name: 'l',
+            kind: 'list',
+            scope: 'key',
+            version: 1,
+            entries: new Map([['k', [parsed(), parsed()]]]),
+          },
+        ],
+        compression,
+      );
+      const [v, m, l] = decodeSnapshot(bytes).sections;
+      const values = [
+        v!.entries.get('__proto__'),
+        (m!.entries.get('k') as Map<string, unknown>).get('__proto__'),
+        ...(l!.entries.get('k') as unknown[]),
+      ] as Array<Record<string, unknown>>;
+      for (const value of values) {
+        expect(value).toEqual(parsed());
+        expect(Object.keys(value)).toEqual(['__proto__', '__proto_', 'constructor']);
+        expect(Object.hasOwn(value, '__proto__')).toBe(true);
+        expect(Object.getPrototypeOf(value)).toBe(Object.prototype);
+        expect(Object.getPrototypeOf(Object.getOwnPropertyDescriptor(value, '__proto__')?.value)).toBe(
+          Object.prototype,
+        );
+        expect(Object.isFrozen(value)).toBe(true);
+        expect(value.polluted).toBeUndefined();
+      }
+    }
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect(Object.hasOwn(Object.prototype, 'polluted')).toBe(false);
+  });
+
+  it("keeps MessagePack's prototype-pollution guard for objects written without the extension", () => {
+    // A snapshot whose body holds a plain MessagePack map keyed __proto__ (as a crafted or foreign
+    // writer could produce): the decoder renames the key, and no prototype changes.
+    const bytes = encodeSnapshot(
+      meta,
+      [
+        {
+          name: 'v',
+          kind: 'value',
+          scope: 'key',
+          version: 1,
+          entries: new Map([['k', { xxproto__: { polluted: true } }]]),
+        },
+      ],
+      'none',
+    );
+    const at = bytes.indexOf('xxproto__');
+    expect(at).toBeGreaterThan(0);
+    bytes.write('__proto__', at);
+    bytes.writeUInt32LE(crc32(bytes.subarray(0, bytes.length - 4)), bytes.length - 4);
+    const value = decodeSnapshot(bytes).sections[0]!.entries.get('k') as Record<string, unknown>;
+    expect(Object.keys(value)).toEqual(['__proto_']);
+    expect(Object.getPrototypeOf(value)).toBe(Object.prototype);
+    expect(value.polluted).toBeUndefined();
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
+  it('refuses an own-__proto__ object whose entries are not a key/value list', () => {
+    const bytes = encodeSnapshot(
+      meta,
+      [
+        {
+          name: 'v',
+          kind: 'value',
+          scope: 'key',
+          version: 1,
+          entries: new Map([['k', JSON.parse('{"__proto__":1}')]]),
+        },
+      ],
+      'none',
+    );
+    // The extension's payload is the list ["__proto__", 1]; its key becomes 8 bytes of binary (same size).
+    const at = bytes.indexOf(Buffer.from([0x92, 0xa9, ...Buffer.from('__proto__')]));
+    expect(at).toBeGreaterThan(0);
+    bytes[at + 1] = 0xc4;
+    bytes[at + 2] = 0x08;
+    bytes.writeUInt32LE(crc32(bytes.subarray(0, bytes.length - 4)), bytes.length - 4);
+    expect(corrupt(() => decodeSnapshot(bytes)).message).toMatch(/key is not a string/);
   });
 
   it('refuses wrong magic, unknown version, unknown flags', () => {
