@@ -1,7 +1,8 @@
 /**
  * Sizes of the fuzzers. `TIDEMARK_FUZZ_RUNS` sets the inputs per property (default: a CI size);
- * the full run sets it so that every property together sees at least 100,000 inputs.
- * `TIDEMARK_FUZZ_SEED` (with `TIDEMARK_FUZZ_PATH`) replays a failure fast-check reported.
+ * the full run sets it so that every property together sees at least 100,000 inputs. Seeds come
+ * from the one place that sets them for every property (fastCheck.ts): `TIDEMARK_FC_SEED` replays
+ * a failure, `TIDEMARK_FC_PATH` (fuzzers only) also skips to its shrunk counterexample.
  */
 import fc from 'fast-check';
 import { buildEvent, rawRecord } from '../../harness/esm/mskEvent.ts';
@@ -11,11 +12,9 @@ import type { KafkaEvent, KafkaEventSource } from '../../lib/event/types.ts';
 export const FUZZ_RUNS = Number(process.env.TIDEMARK_FUZZ_RUNS || 2_000);
 
 export function fuzzParameters<T>(): fc.Parameters<T> {
-  const seed = process.env.TIDEMARK_FUZZ_SEED;
-  const path = process.env.TIDEMARK_FUZZ_PATH;
+  const path = process.env.TIDEMARK_FC_PATH;
   return {
     numRuns: FUZZ_RUNS,
-    ...(seed ? { seed: Number(seed) } : {}),
     ...(path ? { path } : {}),
     // The counterexample and the seed go in the failure message; keep the report short.
     verbose: 0,
