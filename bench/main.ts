@@ -1,5 +1,6 @@
 /**
  * `npm run bench [-- --quick | --smoke] [--only a,b] [--out dir] [--memory-mb n] [--docs]`
+ * `npm run bench -- --stores [--quick | --smoke]`: commit latency and throughput of every commit store
  *
  * Starts DynamoDB Local and the S3 server (stopped at the end, also on Ctrl-C), runs the
  * benchmarks, and writes the run's JSON, `latest.md` and `latest.svg` under bench/results/.
@@ -11,16 +12,19 @@ import { parseArgs } from 'node:util';
 import { type LocalStack, startLocalStack } from '../harness/localStack.ts';
 import { writeOutputs, writePerformanceDoc } from './output.ts';
 import { type BenchResult, type ProfileName, runBenchmarks, SECTIONS, type Section } from './run.ts';
+import { runStoreBench } from './stores.ts';
 
 const USAGE = `usage: npm run bench -- [--quick | --smoke] [--only ${SECTIONS.join(',')}] [--out dir] [--memory-mb n] [--docs]
        npm run bench -- --render <run.json> [--out dir] [--docs]
+       npm run bench -- --stores [--quick | --smoke] [--out dir]
   --quick       smaller sizes, fewer repeats (under 5 minutes)
   --smoke       tiny sizes, seconds; figures are meaningless (checks that the code runs)
   --only        run some benchmarks only (cost needs requests, which then runs too)
   --out         where to write results (default bench/results; a temp dir for --smoke)
   --memory-mb   Lambda memory size for the cost model (default 1024)
   --docs        also regenerate docs/performance.md from this run
-  --render      no measurement: render the summary and chart (and --docs) of a saved run's JSON`;
+  --render      no measurement: render the summary and chart (and --docs) of a saved run's JSON
+  --stores      commit latency and throughput of each commit store (memory, DynamoDB Local, PostgreSQL, MariaDB, Redis)`;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -32,6 +36,7 @@ async function main(): Promise<number> {
       'memory-mb': { type: 'string' },
       docs: { type: 'boolean', default: false },
       render: { type: 'string' },
+      stores: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -53,6 +58,15 @@ async function main(): Promise<number> {
     return 0;
   }
   const profile: ProfileName = values.smoke ? 'smoke' : values.quick ? 'quick' : 'full';
+  if (values.stores) {
+    const dir =
+      values.out ??
+      (profile === 'smoke'
+        ? mkdtempSync(path.join(tmpdir(), 'tidemark-bench-'))
+        : path.join(root, 'bench', 'results'));
+    await runStoreBench(profile, dir, (line) => console.log(line));
+    return 0;
+  }
   const sections = values.only?.split(',').map((s) => s.trim()) ?? [...SECTIONS];
   const unknown = sections.filter((s) => !(SECTIONS as readonly string[]).includes(s));
   if (unknown.length > 0) {
