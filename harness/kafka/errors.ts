@@ -33,3 +33,25 @@ export class KafkaMockBuildError extends KafkaMockError {
     this.logPath = logPath;
   }
 }
+
+/** Reading a topic with kcat failed (see `kcat.ts`). */
+export class KcatError extends LocalServerError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'KcatError';
+  }
+}
+
+/** `kcat` is not installed (or not on PATH). */
+export class KcatNotFoundError extends KcatError {
+  /** The Debian package that provides it. */
+  readonly debianPackage = 'kcat';
+  constructor(bin: string, options?: ErrorOptions) {
+    super(
+      `${bin} not found: reading Kafka independently of kafkajs needs kcat. ` +
+        'On Debian/Ubuntu: apt-get install -y kcat (or point KCAT_BIN at a kcat binary)',
+      options,
+    );
+    this.name = 'KcatNotFoundError';
+  }
+}
