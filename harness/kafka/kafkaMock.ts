@@ -2,7 +2,10 @@
  * A real Kafka-protocol cluster for local runs and tests: librdkafka's mock cluster (see
  * `build.ts`), started as a child process on free ports of 127.0.0.1, in memory. kafkajs (and any
  * Kafka client) talks to it like to a broker: produce, consumer groups, offsets, transactions,
- * admin createTopics/describeGroups. Faults are injected through its control channel (stdin).
+ * admin createTopics/describeGroups. Transactions follow a real broker's rules: a new producer of a
+ * transactional id fences the previous one and aborts its open transaction, a transaction that
+ * outlives its timeout is aborted, offsets sent in a transaction count only once it commits (see
+ * docs/local-run.md). Faults are injected through its control channel (stdin).
  *
  * The child exits when its stdin closes, which happens when this process dies however it dies, so
  * a crashed test runner or a killed `npm start` never leaves a mock behind. Topics and groups can
@@ -47,6 +50,15 @@ export interface KafkaMock {
   moveLeader(topic: string, partition: number, broker: number): Promise<void>;
   /** Pins a consumer group's coordinator to a broker. */
   pinCoordinator(group: string, broker: number): Promise<void>;
+  /**
+   * Writes the markers of a transaction `ms` after its EndTxn (or its abort by the cluster) instead
+   * of at once; meanwhile the transaction is PrepareCommit/PrepareAbort, as on a real broker while
+   * its markers are in flight. Markers already pending are written `ms` from now. 0 (the default)
+   * writes them at once.
+   */
+  setTxnMarkerDelay(ms: number): Promise<void>;
+  /** Holds every transaction's markers until `setTxnMarkerDelay` (0 writes the held ones at once). */
+  holdTxnMarkers(): Promise<void>;
   /** Stops the cluster (idempotent). */
   stop(): Promise<void>;
 }
@@ -156,6 +168,8 @@ export async function startKafkaMock(options: KafkaMockOptions = {}): Promise<Ka
       ),
     pinCoordinator: (group, broker) =>
       control(`coord ${checkName('group', group)} ${checkInt('broker', broker)}`),
+    setTxnMarkerDelay: (ms) => control(`txn-marker-delay ${checkInt('marker delay', ms)}`),
+    holdTxnMarkers: () => control('txn-marker-delay hold'),
     stop: () => {
       stopping ??= (async () => {
         if (exited) return;

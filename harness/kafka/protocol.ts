@@ -16,6 +16,11 @@ export const KAFKA_API = {
   Heartbeat: 12,
   LeaveGroup: 13,
   SyncGroup: 14,
+  InitProducerId: 22,
+  AddPartitionsToTxn: 24,
+  AddOffsetsToTxn: 25,
+  EndTxn: 26,
+  TxnOffsetCommit: 28,
 } as const;
 
 /** Retriable error codes: what a healthy client must ride out. */

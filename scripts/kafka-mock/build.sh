@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds .kafka-mock/kafka-mock: librdkafka's own mock Kafka cluster (librdkafka 2.15.1, whose
-# sources ship inside the npm tarball of @confluentinc/kafka-javascript 1.10.1), patched for kafkajs
-# (mock-kafkajs.patch: read_committed, TxnOffsetCommit, CreateTopics, DescribeGroups, LeaveGroup v0-1,
-# group Empty when its last member leaves), linked statically with launcher.c.
+# sources ship inside the npm tarball of @confluentinc/kafka-javascript 1.10.1), patched in order by
+# mock-kafkajs.patch (kafkajs compatibility: read_committed fetches, CreateTopics, DescribeGroups,
+# LeaveGroup v0-1, group Empty when its last member leaves) and mock-transactions.patch (Kafka's
+# transaction semantics: fencing by epoch, abort on InitProducerId and on timeout, offsets committed
+# with the transaction), linked statically with launcher.c.
 #
 # Cached: exits at once when .kafka-mock/stamp matches the inputs. Safe to run from several
 # processes at once (one builds, the others wait for it). Needs gcc, make, patch, tar and npm;
@@ -13,7 +15,8 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 OUT="${KAFKA_MOCK_DIR:-$HERE/../../.kafka-mock}"
 PKG=@confluentinc/kafka-javascript@1.10.1
 INTEGRITY='sha512-KVePUBn21EqCVP9mfxzEuM3SYJHHEF7X+iiC2e43QQgDSyEaksInmCGooT3w5q+cNAdkSCrK71j0ICfqoSqZLw=='
-STAMP="$PKG $(cat "$HERE/build.sh" "$HERE/mock-kafkajs.patch" "$HERE/launcher.c" | sha256sum | cut -c1-16)"
+PATCHES=(mock-kafkajs.patch mock-transactions.patch) # applied in this order
+STAMP="$PKG $(cd "$HERE" && cat build.sh "${PATCHES[@]}" launcher.c | sha256sum | cut -c1-16)"
 
 fresh() { [ -x "$OUT/kafka-mock" ] && [ "$(cat "$OUT/stamp" 2>/dev/null)" = "$STAMP" ]; }
 fresh && exit 0
@@ -48,7 +51,9 @@ GOT="sha512-$(node -e 'process.stdout.write(require("crypto").createHash("sha512
 [ "$GOT" = "$INTEGRITY" ] || { echo "integrity $GOT, expected $INTEGRITY" >>"$LOG"; fail "tarball integrity check"; }
 tar xzf "$TGZ" package/deps/librdkafka >>"$LOG" 2>&1 || fail "tar"
 cd package/deps/librdkafka
-patch -p1 <"$HERE/mock-kafkajs.patch" >>"$LOG" 2>&1 || fail "patch"
+for p in "${PATCHES[@]}"; do
+  patch -p1 <"$HERE/$p" >>"$LOG" 2>&1 || fail "patch $p"
+done
 ./configure --disable-ssl --disable-gssapi --disable-zstd --disable-curl --disable-zlib \
   --disable-lz4-ext --no-download >>"$LOG" 2>&1 || fail "configure"
 make -C src -j"$(nproc)" librdkafka.a >>"$LOG" 2>&1 || fail "make"

@@ -13,6 +13,12 @@
  *   topic <name> <partitions>           create a topic
  *   leader <topic> <partition> <broker> move a partition's leadership
  *   coord <group> <broker>              pin a consumer group's coordinator
+ *   txn-marker-delay <ms>|hold          write the markers of a transaction <ms> after its
+ *                                       EndTxn (or its abort by the coordinator) instead of at
+ *                                       once; "hold" keeps them until the delay is set again
+ *                                       (pending ones are then written <ms> later). Meanwhile
+ *                                       it is PrepareCommit/PrepareAbort, as on a real broker
+ *                                       while its markers are in flight.
  *   quit                                stop (same as closing stdin)
  *
  * Closing stdin (which happens when the parent process dies, however it dies) stops the cluster
@@ -119,6 +125,13 @@ int main(int argc, char **argv) {
     } else if (!strcmp(cmd, "coord") && sscanf(line, "coord %255s %d %n", a, &x, &n) == 2 &&
                !line[n]) {
       reply(!rd_kafka_mock_coordinator_set(mc, "group", a, x), "cannot set coordinator", line);
+    } else if (!strcmp(cmd, "txn-marker-delay") && !strcmp(line, "txn-marker-delay hold")) {
+      rd_kafka_mock_txn_marker_delay_ms(mc, -1);
+      reply(1, NULL, line);
+    } else if (!strcmp(cmd, "txn-marker-delay") &&
+               sscanf(line, "txn-marker-delay %d %n", &x, &n) == 1 && !line[n]) {
+      if (x >= 0) rd_kafka_mock_txn_marker_delay_ms(mc, x);
+      reply(x >= 0, "delay must be >= 0 or hold", line);
     } else {
       reply(0, "unknown command", line);
     }

@@ -106,6 +106,8 @@ describe('Kafka mock cluster', () => {
     await expect(mock.control('down')).rejects.toThrow(/unknown command/);
     await expect(mock.brokerDown(99)).rejects.toThrow(/no such broker/);
     await expect(mock.control('up 1\ndown 1')).rejects.toThrow(/one command/);
+    await expect(mock.control('txn-marker-delay -1')).rejects.toThrow(/delay must be/);
+    await expect(mock.control('txn-marker-delay soon')).rejects.toThrow(/unknown command/);
   });
 
   it('stops: the cluster stops listening and further commands fail', async () => {
