@@ -123,7 +123,9 @@ export function commitDatabaseEnvironment(db: TidemarkCommitDatabase): Record<st
 export function grantCommitDatabase(role: Role, db: TidemarkCommitDatabase): void {
   const stack = Stack.of(role);
   // The function's network interfaces in the VPC (CDK adds this policy only to roles it creates).
-  role.addManagedPolicy(ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSLambdaVPCAccessExecutionRole'));
+  role.addManagedPolicy(
+    ManagedPolicy.fromAwsManagedPolicyName('service-role/AWSLambdaVPCAccessExecutionRole'),
+  );
   db.secret?.grantRead(role);
   // A secret under a customer-managed key: decrypting it, only through Secrets Manager.
   if (db.secret?.encryptionKey) {
