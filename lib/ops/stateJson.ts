@@ -17,11 +17,9 @@ export function toJsonValue(value: unknown): unknown {
 
 /** `{ "<stateName>": { "<key>": <value>, … }, … }`; map state values become objects, lists arrays. */
 export function tablesToJson(tables: Iterable<StateTable>): Record<string, Record<string, unknown>> {
-  const out: Record<string, Record<string, unknown>> = {};
-  for (const t of tables) {
-    const entries: Record<string, unknown> = {};
-    for (const [k, v] of t.data) entries[k] = toJsonValue(v);
-    out[t.name] = entries;
-  }
-  return out;
+  // Object.fromEntries defines properties: a key `__proto__` (a record key like any other) stays a
+  // key, where an assignment would replace the object's prototype.
+  return Object.fromEntries(
+    [...tables].map((t) => [t.name, Object.fromEntries([...t.data].map(([k, v]) => [k, toJsonValue(v)]))]),
+  );
 }
