@@ -100,6 +100,7 @@ export function spawnGuarded(
   });
   child.unref();
   const release = killWithParent(child, { group: true });
+  const releaseDir = removeWithParent(dir);
   let out = '';
   const collect = (d: Buffer) => {
     if (out.length < 8192) out += d.toString();
@@ -138,8 +139,27 @@ export function spawnGuarded(
         clearTimeout(timer);
       }
       release();
+      releaseDir();
       rmSync(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * Removes `dir` when we die without stopping the server (a SIGKILLed test runner): a detached shell
+ * holding a pipe from us waits for it to close, lets the server's own watchdog kill it, then removes
+ * the directory. Returns a function that stops watching.
+ */
+function removeWithParent(dir: string): () => void {
+  const watchdog = spawn('sh', ['-c', 'read _ ; sleep 2 ; rm -rf -- "$0"', dir], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  watchdog.on('error', () => {});
+  watchdog.unref();
+  (watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  return () => {
+    watchdog.kill('SIGKILL');
   };
 }
 
