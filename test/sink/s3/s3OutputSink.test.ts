@@ -195,6 +195,16 @@ describe('S3OutputSink', () => {
     expect(await t.read()).toEqual(values(10));
   });
 
+  it('a redelivery of a large epoch (above 1 MiB) that was delivered uploads nothing: one HEAD of the manifest', async () => {
+    const t = setup({ maxObjectBytes: 512 * 1024 });
+    const big = Array.from({ length: 5 }, (_, i) => ({ i, pad: 'z'.repeat(300 * 1024) }));
+    await t.sink.deliver(t.delivery(1, big));
+    const counts = countRequests(t.faulty.client);
+    await t.sink.deliver(t.delivery(1, big));
+    expect(Object.fromEntries(counts)).toEqual({ HeadObjectCommand: 1 });
+    expect(await t.read()).toEqual(big);
+  });
+
   it('an existing object with other content is a conflict naming the key, never retried, and no manifest is written', async () => {
     const t = setup();
     const key = dataKey(t.loc, t.task, 1, 0, {
