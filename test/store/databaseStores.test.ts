@@ -91,6 +91,25 @@ describe('attached writes commit in the same transaction as the commit item (SQL
       };
       await expect(b.commits.commit(record(p, 3, 3n), 2, failing)).rejects.toBeInstanceOf(StoreError);
       expect((await b.commits.read({ pipeline: p, topic: 'orders.v1-eu', partition: 7 }))?.epoch).toBe(2);
+      // A commit waiting on a row lock gives up after the lock timeout, retriably, and changes nothing.
+      const impatient = (kind === 'postgres' ? createPostgresStores : createMysqlStores)({
+        url: b.url,
+        prefix: b.prefix,
+        tls: 'off',
+        lockTimeoutMs: 1000,
+      });
+      try {
+        await admin.rows(kind === 'postgres' ? 'BEGIN' : 'START TRANSACTION');
+        await admin.rows(`SELECT * FROM ${b.prefix}_commits FOR UPDATE`);
+        const waited = await impatient.commits.commit(record(p, 3, 3n), 2).catch((e: unknown) => e);
+        await admin.rows('COMMIT');
+        expect(waited).toBeInstanceOf(StoreError);
+        expect((waited as StoreError).retriable).toBe(true);
+        expect(String(waited)).toMatch(kind === 'postgres' ? /55P03/ : /1205/);
+        expect((await b.commits.read({ pipeline: p, topic: 'orders.v1-eu', partition: 7 }))?.epoch).toBe(2);
+      } finally {
+        await impatient.close();
+      }
       // Writes meant for another store are refused before anything happens.
       await expect(
         b.commits.commit(record(p, 3, 3n), 2, { store: 'dynamodb', writes: [] }),

@@ -160,15 +160,11 @@ export class MysqlDriver implements SqlDriver {
       charset: 'utf8mb4_bin',
     });
     const lockSeconds = Math.ceil(o.lockTimeoutMs / 1000);
-    if (lockSeconds > 0) {
+    pool.pool.on('connection', (c) => {
+      // An idle pooled connection that dies must not crash the process (the pool drops it).
+      c.on('error', () => {});
       // Runs before any other statement of the new connection (the connection queues them).
-      pool.pool.on('connection', (c) => {
-        c.query(`SET SESSION innodb_lock_wait_timeout = ${lockSeconds}`, () => {});
-      });
-    }
-    pool.on('connection', (c) => {
-      // An idle pooled connection that dies must not crash the process.
-      (c as unknown as { on(e: string, f: () => void): void }).on('error', () => {});
+      if (lockSeconds > 0) c.query(`SET SESSION innodb_lock_wait_timeout = ${lockSeconds}`, () => {});
     });
     return pool;
   }
