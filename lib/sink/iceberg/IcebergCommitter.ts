@@ -383,6 +383,7 @@ export class IcebergCommitter {
 
   /** Metadata files the commit pushed out of the metadata log (when the table asks for their deletion). */
   private async deleteDroppedMetadata(base: LoadedTable, next: TableMetadata): Promise<void> {
+    if (this.options.catalog.managesMetadataFiles) return;
     if (next.properties?.['write.metadata.delete-after-commit.enabled'] !== 'true') return;
     const kept = new Set((next['metadata-log'] ?? []).map((e) => e['metadata-file']));
     const dropped = [

@@ -25,7 +25,14 @@ import {
 import { type ExpireSnapshotsResult, expireSnapshots } from './expireSnapshots.ts';
 import type { IcebergFileIO } from './fileIO.ts';
 import { type CommitResult, IcebergCommitter } from './IcebergCommitter.ts';
-import { dataDirectory, findProgress, newTableMetadata, type ProgressFound, taskKey } from './metadata.ts';
+import {
+  dataDirectory,
+  findProgress,
+  newTableMetadata,
+  type Progress,
+  type ProgressFound,
+  taskKey,
+} from './metadata.ts';
 import type { IcebergTableSchema } from './schema.ts';
 
 export interface IcebergTableOptions {
@@ -41,6 +48,11 @@ export interface IcebergTableOptions {
   readonly properties?: Readonly<Record<string, string>>;
   readonly maxRowsPerFile?: number;
   readonly rowGroupRows?: number;
+  /**
+   * Root of the staged-epoch records (an `s3://` prefix of this table's alone). Default: the table's
+   * location, so records go to `<location>/tidemark/<pipeline>/staged/…`.
+   */
+  readonly stagingLocation?: string;
   readonly commit?: {
     readonly maxAttempts?: number;
     readonly minManifestsToMerge?: number;
@@ -58,6 +70,8 @@ export class IcebergTable {
   readonly identifier: TableIdentifier;
   readonly schema: IcebergTableSchema;
   readonly committer: IcebergCommitter;
+  /** The pipeline's progress in the table when it was opened (a lower bound of its progress ever after). */
+  readonly progressAtOpen: Progress;
   private readonly options: IcebergTableOptions;
   private loaded: LoadedTable;
 
@@ -66,6 +80,7 @@ export class IcebergTable {
     this.identifier = options.identifier;
     this.schema = options.schema;
     this.loaded = loaded;
+    this.progressAtOpen = findProgress(loaded.metadata, options.pipeline).progress;
     this.committer = new IcebergCommitter({
       catalog: options.catalog,
       identifier: options.identifier,
@@ -104,6 +119,11 @@ export class IcebergTable {
     return this.loaded.metadata.location;
   }
 
+  /** Where the staged-epoch records of this table are rooted (see `stagingLocation`). */
+  get stagingRoot(): string {
+    return this.options.stagingLocation?.replace(/\/+$/, '') ?? this.location;
+  }
+
   get tableUuid(): string {
     return this.loaded.metadata['table-uuid'];
   }
@@ -135,7 +155,7 @@ export class IcebergTable {
       schemaJson: this.schema.schemaJson(m['current-schema-id']),
       specId: m['default-spec-id'],
       tableUuid: this.tableUuid,
-      tableLocation: this.location,
+      tableLocation: this.stagingRoot,
       dataLocation: dataDirectory(m),
       task,
       epoch,
@@ -149,14 +169,14 @@ export class IcebergTable {
   /** The staged record of a task-epoch, or undefined when it was not staged (or was cleaned up after its commit). */
   readStagedEpoch(task: TaskId, epoch: number): Promise<StagedEpoch | undefined> {
     this.checkTask(task);
-    return readStagedEpoch(this.options.io, stagedEpochKey(this.location, task, epoch));
+    return readStagedEpoch(this.options.io, stagedEpochKey(this.stagingRoot, task, epoch));
   }
 
   /** Every staged-epoch record of the pipeline, in task and epoch order. */
   async listStagedEpochs(): Promise<StagedEpochRef[]> {
-    const keys = await this.options.io.list(stagingPrefix(this.location, this.options.pipeline));
+    const keys = await this.options.io.list(stagingPrefix(this.stagingRoot, this.options.pipeline));
     return keys.flatMap((key) => {
-      const parsed = parseStagedEpochKey(this.location, this.options.pipeline, key);
+      const parsed = parseStagedEpochKey(this.stagingRoot, this.options.pipeline, key);
       return parsed ? [{ ...parsed, key }] : [];
     });
   }
@@ -180,12 +200,13 @@ export class IcebergTable {
    */
   async commitStaged(
     options: { maxEpochs?: number; concurrency?: number } = {},
-  ): Promise<CommitResult & { cleaned: number }> {
+  ): Promise<CommitResult & { cleaned: number; remaining: number }> {
     const refs = await this.listStagedEpochs();
     const { progress } = await this.progress();
     const isIn = (r: StagedEpochRef) => r.epoch <= (progress.get(taskKey(r.task))?.epoch ?? 0);
-    const todo = refs.filter((r) => !isIn(r)).slice(0, options.maxEpochs ?? Number.POSITIVE_INFINITY);
-    const batches: StagedEpoch[] = new Array(todo.length);
+    const notIn = refs.filter((r) => !isIn(r));
+    const todo = notIn.slice(0, options.maxEpochs ?? Number.POSITIVE_INFINITY);
+    const read: (StagedEpoch | undefined)[] = new Array(todo.length);
     const concurrency = options.concurrency ?? 16;
     let next = 0;
     await Promise.all(
@@ -194,25 +215,40 @@ export class IcebergTable {
           const i = next++;
           const ref = todo[i] as StagedEpochRef;
           const staged = await readStagedEpoch(this.options.io, ref.key);
-          if (!staged) throw new IcebergError(`staged epoch ${ref.key} disappeared`, { retriable: true });
-          if (staged.tableUuid !== this.tableUuid) {
+          if (staged && staged.tableUuid !== this.tableUuid) {
             throw new IcebergError(`staged epoch ${ref.key} belongs to table ${staged.tableUuid}`, {
               table: tableName(this.identifier),
             });
           }
-          batches[i] = staged;
+          read[i] = staged;
         }
       }),
     );
+    // A task's epochs are committed as a prefix (listed in epoch order). A record gone since the
+    // listing was committed by another committer and cleaned up, which leaves the table's progress
+    // at or past it: the rest of that task waits for the next run, whose listing is fresh.
+    const cut = new Set<string>();
+    const batches: StagedEpoch[] = [];
+    todo.forEach((ref, i) => {
+      const key = taskKey(ref.task);
+      const staged = read[i];
+      if (!staged) cut.add(key);
+      if (!cut.has(key) && staged) batches.push(staged);
+    });
     const result = await this.commit(batches);
     const after = findProgress(this.loaded.metadata, this.options.pipeline).progress;
     const covered = refs.filter((r) => r.epoch <= (after.get(taskKey(r.task))?.epoch ?? 0)).map((r) => r.key);
     if (covered.length > 0) await this.options.io.delete(covered);
-    return { ...result, cleaned: covered.length };
+    return { ...result, cleaned: covered.length, remaining: notIn.length - batches.length };
   }
 
   async expireSnapshots(
-    options: { minSnapshotsToKeep?: number; maxSnapshotAgeMs?: number; now?: number } = {},
+    options: {
+      minSnapshotsToKeep?: number;
+      maxSnapshotAgeMs?: number;
+      now?: number;
+      minExpired?: number;
+    } = {},
   ): Promise<ExpireSnapshotsResult> {
     const result = await expireSnapshots({
       catalog: this.options.catalog,

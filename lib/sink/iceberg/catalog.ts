@@ -31,9 +31,14 @@ export type CommitOutcome =
   | { readonly status: 'conflict' };
 
 export interface IcebergCatalog {
+  /**
+   * True when the catalog writes and retires metadata files itself (a REST catalog): callers then
+   * never delete metadata files. Default false (the file-based catalogs: the writer manages them).
+   */
+  readonly managesMetadataFiles?: boolean;
   /** The table, or undefined when the catalog does not have it. Always a consistent read. */
   loadTable(id: TableIdentifier): Promise<LoadedTable | undefined>;
-  /** Where a new table lives (its `location`). */
+  /** Where a new table lives (its `location`); empty when the catalog chooses it at creation. */
   defaultLocation(id: TableIdentifier): Promise<string>;
   /**
    * Registers a new table with `metadata` as its first version. Returns undefined (changing

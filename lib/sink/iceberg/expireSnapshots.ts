@@ -25,6 +25,11 @@ export interface ExpireSnapshotsOptions {
   readonly maxSnapshotAgeMs?: number;
   readonly now?: number;
   readonly maxAttempts?: number;
+  /**
+   * Do nothing unless at least this many snapshots would expire (a frequent caller, such as the
+   * scheduled committer, then expires in batches: one catalog commit per batch). Default 1.
+   */
+  readonly minExpired?: number;
 }
 
 export interface ExpireSnapshotsResult {
@@ -76,7 +81,7 @@ export async function expireSnapshots(options: ExpireSnapshotsOptions): Promise<
     const snapshots = m.snapshots ?? [];
     const expired = snapshots.filter((s) => !keep.has(String(s['snapshot-id'])));
     const retained = snapshots.filter((s) => keep.has(String(s['snapshot-id'])));
-    if (expired.length === 0) {
+    if (expired.length === 0 || expired.length < (options.minExpired ?? 1)) {
       return {
         expiredSnapshotIds: [],
         retainedSnapshots: retained.length,
@@ -95,7 +100,14 @@ export async function expireSnapshots(options: ExpireSnapshotsOptions): Promise<
       continue; // unknown outcome: the reload shows what is left to expire
     }
     if (outcome.status === 'conflict') continue;
-    const deleted = await deleteUnreachable(io, base, outcome.table, expired, retained);
+    const deleted = await deleteUnreachable(
+      io,
+      base,
+      outcome.table,
+      expired,
+      retained,
+      !catalog.managesMetadataFiles,
+    );
     return {
       expiredSnapshotIds: expired.map((s) => String(s['snapshot-id'])),
       retainedSnapshots: retained.length,
@@ -145,6 +157,7 @@ async function deleteUnreachable(
   table: LoadedTable,
   expired: readonly SnapshotJson[],
   retained: readonly SnapshotJson[],
+  deleteMetadataFiles: boolean,
 ): Promise<Omit<ExpireSnapshotsResult, 'expiredSnapshotIds' | 'retainedSnapshots'>> {
   const manifestsOf = async (snapshots: readonly SnapshotJson[]) => {
     const paths = new Set<string>();
@@ -170,6 +183,7 @@ async function deleteUnreachable(
     table.metadataLocation,
   ]);
   const metadataFiles =
+    deleteMetadataFiles &&
     table.metadata.properties?.['write.metadata.delete-after-commit.enabled'] === 'true'
       ? [
           ...(base.metadata['metadata-log'] ?? []).map((e) => e['metadata-file']),
