@@ -3,6 +3,7 @@
  * call directly); bucket, table and endpoints come from the same environment variables the
  * function uses (TIDEMARK_BUCKET, TIDEMARK_TABLE, AWS_ENDPOINT_URL_*, AWS_REGION, credentials).
  */
+import path from 'node:path';
 import { Command, Option } from 'commander';
 import { DEFAULTS } from '../config/config.ts';
 import { ENV } from '../config/env.ts';
@@ -23,6 +24,7 @@ import {
   storeOptions,
   UsageError,
 } from './options.ts';
+import { scaffold } from './scaffold.ts';
 
 function describeError(err: unknown): string {
   if (err instanceof TidemarkError) {
@@ -206,6 +208,22 @@ export function buildCli(): Command {
   );
 
   addOperationCommands(program);
+
+  program
+    .command('new')
+    .description(
+      'create a project for a new pipeline: a processor, its TestDriver test, the Lambda handler, a CDK app, a README',
+    )
+    .argument('<dir>', 'the project directory (created; must be absent or empty)')
+    .option('--pipeline <id>', "pipeline id (default: the directory's name)")
+    .option('--tidemark <spec>', 'the tidemark dependency of the project (default: ^ this version)')
+    .action((dir: string, opts: { pipeline?: string; tidemark?: string }) => {
+      const r = scaffold({ dir, ...opts });
+      process.stdout.write(
+        `created pipeline ${r.pipeline} in ${r.dir}:\n${r.files.map((f) => `  ${f}`).join('\n')}\n\n` +
+          `next: cd ${path.relative(process.cwd(), r.dir) || '.'} && npm install && npm test && npx cdk synth\n`,
+      );
+    });
   return program;
 }
 

@@ -9,7 +9,6 @@ import { createDynamoDBClient, createS3Client } from './clients.ts';
 import type { DatabaseStores } from './database/DatabaseStores.ts';
 import { databaseOptions, type RedisStoreOptions } from './database/options.ts';
 import { DynamoCommitStore } from './dynamodb/DynamoCommitStore.ts';
-import { DynamoSavepointStore } from './dynamodb/DynamoSavepointStore.ts';
 import { S3SnapshotStore } from './s3/S3SnapshotStore.ts';
 
 export interface Stores {
@@ -36,12 +35,17 @@ export function createAwsStores(options: AwsStoreOptions): Stores {
   };
 }
 
+/** The DynamoDB savepoint store, whose module loads on first use (operator code, off the hot path). */
+function dynamoSavepoints(client: DynamoDBClient, table: string): SavepointStore {
+  return new DeferredSavepointStore(async () => {
+    const { DynamoSavepointStore } = await import('./dynamodb/DynamoSavepointStore.ts');
+    return new DynamoSavepointStore({ client, table });
+  });
+}
+
 /** The savepoint store of the operator commands: DynamoDB, in the commit items' table. */
 export function createSavepointStore(options: { table: string; dynamodb?: DynamoDBClient }): SavepointStore {
-  return new DynamoSavepointStore({
-    client: options.dynamodb ?? createDynamoDBClient(),
-    table: options.table,
-  });
+  return dynamoSavepoints(options.dynamodb ?? createDynamoDBClient(), options.table);
 }
 
 /**
@@ -96,35 +100,43 @@ class DeferredCommitStore implements CommitStore {
   }
 }
 
+/** A savepoint store whose module (and driver) loads on first use. */
 class DeferredSavepointStore implements SavepointStore {
-  private readonly load: () => Promise<DatabaseStores>;
+  private readonly load: () => Promise<SavepointStore>;
+  private loaded: Promise<SavepointStore> | undefined;
 
-  constructor(load: () => Promise<DatabaseStores>) {
-    this.load = load;
+  constructor(load: () => Promise<SavepointStore>) {
+    this.load = () => {
+      this.loaded ??= load();
+      this.loaded.catch(() => {
+        this.loaded = undefined;
+      });
+      return this.loaded;
+    };
   }
 
   async create(...args: Parameters<SavepointStore['create']>) {
-    return (await this.load()).savepoints.create(...args);
+    return (await this.load()).create(...args);
   }
 
   async putTask(...args: Parameters<SavepointStore['putTask']>) {
-    return (await this.load()).savepoints.putTask(...args);
+    return (await this.load()).putTask(...args);
   }
 
   async updateMeta(...args: Parameters<SavepointStore['updateMeta']>) {
-    return (await this.load()).savepoints.updateMeta(...args);
+    return (await this.load()).updateMeta(...args);
   }
 
   async read(...args: Parameters<SavepointStore['read']>) {
-    return (await this.load()).savepoints.read(...args);
+    return (await this.load()).read(...args);
   }
 
   async *list(pipeline: string) {
-    yield* (await this.load()).savepoints.list(pipeline);
+    yield* (await this.load()).list(pipeline);
   }
 
   async delete(...args: Parameters<SavepointStore['delete']>) {
-    return (await this.load()).savepoints.delete(...args);
+    return (await this.load()).delete(...args);
   }
 }
 
@@ -158,7 +170,7 @@ export function createStores(
     return {
       snapshots,
       commits: new DynamoCommitStore({ client: dynamodb, table: config.table }),
-      savepoints: new DynamoSavepointStore({ client: dynamodb, table: config.table }),
+      savepoints: dynamoSavepoints(dynamodb, config.table),
       async ensureCommitStore() {
         const { ensureTable } = await import('./provision.ts');
         return { resource: `table ${config.table}`, result: await ensureTable(dynamodb, config.table) };
@@ -177,7 +189,7 @@ export function createStores(
   return {
     snapshots,
     commits: new DeferredCommitStore(kind, load),
-    savepoints: new DeferredSavepointStore(load),
+    savepoints: new DeferredSavepointStore(async () => (await load()).savepoints),
     async ensureCommitStore() {
       const what =
         kind === 'redis' ? `redis keys ${config.dbPrefix}:*` : `${kind} tables ${config.dbPrefix}_*`;

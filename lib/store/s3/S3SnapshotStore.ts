@@ -7,7 +7,6 @@ import {
   paginateListObjectsV2,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import type { SnapshotStore, StoredObject } from '../../checkpoint/stores.ts';
 import { ObjectExistsError, StoreError, StoreMissingError } from '../../errors.ts';
 
@@ -86,6 +85,8 @@ export class S3SnapshotStore implements SnapshotStore {
     };
     try {
       if (body.length > MULTIPART_THRESHOLD) {
+        // Loaded only for these rare huge objects: off the hot path and out of cold start.
+        const { Upload } = await import('@aws-sdk/lib-storage');
         await new Upload({ client: this.client, params, partSize: MULTIPART_PART_SIZE, queueSize: 4 }).done();
       } else {
         await this.client.send(new PutObjectCommand(params));
