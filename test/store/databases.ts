@@ -161,7 +161,15 @@ export async function redisBackend(extra: Partial<RedisStoreOptions> = {}): Prom
   const prefix = `t_${id()}`;
   await admin.call('ACL', 'SETUSER', user, 'on', `>${password}`, '~*', '&*', '+@all');
   const url = withUser(base, user, password);
-  const options = { prefix, durability: 'accept-loss' as const, ...fast, ...extra };
+  // A long command timeout: a command whose connection was killed must fail at once, not wait for it
+  // (the interrupted-commit test would then run into the test's own timeout).
+  const options = {
+    prefix,
+    durability: 'accept-loss' as const,
+    ...fast,
+    statementTimeoutMs: 120_000,
+    ...extra,
+  };
   const stores = createRedisStores({ url, ...options });
   await stores.ensureSchema();
   const kill = async () => {

@@ -130,11 +130,13 @@ class RedisConnection implements StoreConnection {
       connectTimeout: o.connectTimeoutMs,
       commandTimeout: o.statementTimeoutMs,
       keepAlive: 10_000,
-      // A command already sent when the connection drops is failed, never sent again behind our
-      // back: the commit protocol reads the item to learn whether it was applied.
+      // A lost connection ends the client: its commands in flight fail at once ("Connection is
+      // closed"), never sent again behind our back, and the store connects anew (the commit protocol
+      // reads the item to learn whether a commit in flight was applied). With ioredis's own
+      // reconnection, a command in flight would instead wait for commandTimeout, then be dropped.
       autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: 1,
-      retryStrategy: (times) => (times > 3 ? null : 100 * times),
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
       // After a failover the old primary answers READONLY: reconnect (to the new one).
       reconnectOnError: (err) => err.message.startsWith('READONLY'),
     };
