@@ -23,6 +23,8 @@ export const ENV = {
   outboxInlineMaxBytes: 'TIDEMARK_OUTBOX_INLINE_MAX_BYTES',
   /** Bucket of `s3Output` outputs that name none (read by the S3 sink, not by `loadConfig`). */
   s3OutputBucket: 'TIDEMARK_S3_OUTPUT_BUCKET',
+  /** Table of `dynamoOutput` outputs that name none (read by the DynamoDB sink, not by `loadConfig`). */
+  dynamodbOutputTable: 'TIDEMARK_DYNAMODB_OUTPUT_TABLE',
   /** Connection of `kafkaOutput` outputs whose cluster options give no brokers (read by the Kafka sink). */
   kafkaOutputBrokers: 'TIDEMARK_KAFKA_OUTPUT_BROKERS',
   kafkaOutputTls: 'TIDEMARK_KAFKA_OUTPUT_TLS',
