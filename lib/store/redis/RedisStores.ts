@@ -175,15 +175,22 @@ class RedisConnection implements StoreConnection {
     return client as ScriptClient;
   }
 
-  get(): Promise<ScriptClient> {
-    if (!this.client) {
-      const c = this.connect();
-      this.client = c;
-      c.catch(() => {
-        if (this.client === c) this.client = undefined;
-      });
+  /** The connected client; a new one when the last one ended (the server closed an idle connection). */
+  async get(): Promise<ScriptClient> {
+    for (;;) {
+      let pending = this.client;
+      if (!pending) {
+        const c = this.connect();
+        c.catch(() => {
+          if (this.client === c) this.client = undefined;
+        });
+        this.client = c;
+        pending = c;
+      }
+      const client = await pending;
+      if (client.status !== 'end') return client;
+      if (this.client === pending) this.client = undefined;
     }
-    return this.client;
   }
 
   classify(err: unknown): ErrorKind {
