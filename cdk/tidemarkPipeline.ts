@@ -43,6 +43,7 @@ import {
 } from './commitDatabase.ts';
 import { createKafkaMapping, type KafkaSource } from './kafkaSource.ts';
 import { acknowledgeWildcardAction, acknowledgeWildcardResource } from './nagAcknowledgements.ts';
+import { TidemarkIceberg, type TidemarkIcebergProps } from './tidemarkIceberg.ts';
 import { type TidemarkAlarmThresholds, TidemarkMonitoring, tidemarkMetric } from './tidemarkMonitoring.ts';
 import { TidemarkStorage, type TidemarkStorageProps } from './tidemarkStorage.ts';
 
@@ -224,6 +225,15 @@ export interface TidemarkPipelineProps {
   readonly alarmThresholds?: TidemarkAlarmThresholds;
   /** @default - a generated name */
   readonly dashboardName?: string;
+
+  // Outputs
+  /**
+   * The pipeline's Iceberg outputs (docs/iceberg.md): their tables, the scheduled committer (a
+   * second function from the same entry, run on an EventBridge schedule), the DynamoDB catalog
+   * table, and grants on those tables only.
+   * @default - no Iceberg outputs
+   */
+  readonly iceberg?: TidemarkIcebergProps;
 }
 
 /** Deploys one Tidemark pipeline. */
@@ -238,6 +248,8 @@ export class TidemarkPipeline extends Construct {
   readonly role: IRole;
   readonly eventSourceMapping: EventSourceMapping;
   readonly monitoring: TidemarkMonitoring | undefined;
+  /** The Iceberg committer and catalog, when the pipeline has Iceberg outputs. */
+  readonly iceberg: TidemarkIceberg | undefined;
 
   constructor(scope: Construct, id: string, props: TidemarkPipelineProps) {
     super(scope, id);
@@ -279,10 +291,61 @@ export class TidemarkPipeline extends Construct {
 
     const reserved = new Set<string>([ENV.bucket, ENV.table, ENV.pipeline, ENV.prefix, ENV.commitStore]);
     if (db) for (const name of DATABASE_ENV) reserved.add(name);
+    if (props.iceberg)
+      for (const name of [ENV.icebergCatalog, ENV.icebergWarehouse, ENV.icebergCatalogTable])
+        reserved.add(name);
     for (const name of Object.keys(props.environment ?? {})) {
       if (reserved.has(name))
         throw new Error(`${name} is set by TidemarkPipeline; do not pass it in environment`);
     }
+    const environment: Record<string, string> = {
+      // Stack traces point into the sources, not the minified bundle.
+      NODE_OPTIONS: '--enable-source-maps',
+      // RDS server certificates chain to the RDS CAs, which Lambda's Node.js keeps in this bundle.
+      ...(db && db.engine !== 'redis' && db.tls !== 'off'
+        ? { NODE_EXTRA_CA_CERTS: LAMBDA_RDS_CA_BUNDLE }
+        : {}),
+      ...props.environment,
+      ...(db ? commitDatabaseEnvironment(db) : {}),
+      [ENV.bucket]: this.bucket.bucketName,
+      [ENV.table]: this.table.tableName,
+      [ENV.pipeline]: pipeline,
+      [ENV.prefix]: prefix,
+    };
+    const bundling: BundlingOptions = {
+      forceDockerBundling: false,
+      // The sources are ES modules importing `.ts` files: bundle to one ES module for Node 24.
+      format: OutputFormat.ESM,
+      target: 'node24',
+      mainFields: ['module', 'main'],
+      // CommonJS dependencies bundled into an ES module still call require() for Node built-ins.
+      banner:
+        "import { createRequire as __tidemarkRequire } from 'node:module'; const require = __tidemarkRequire(import.meta.url);",
+      minify: true,
+      sourceMap: true,
+      // Bundle the SDK versions the engine was tested with, not whatever the runtime ships.
+      bundleAwsSDK: true,
+      ...props.bundling,
+      // Only the chosen commit store's driver goes in the bundle (lib/store/stores.ts).
+      define: {
+        ...props.bundling?.define,
+        [BUNDLED_COMMIT_STORE_DEFINE]: JSON.stringify(db?.engine ?? 'dynamodb'),
+      },
+    };
+    this.iceberg = props.iceberg
+      ? new TidemarkIceberg(this, 'Iceberg', {
+          ...props.iceberg,
+          pipelineId: pipeline,
+          entry: props.entry,
+          bundling,
+          depsLockFilePath: props.depsLockFilePath,
+          logRetention: props.logRetention,
+          pipelineRole: role,
+          environment,
+          bucket: this.bucket,
+          removalPolicy: props.storage?.removalPolicy,
+        })
+      : undefined;
     this.function = new NodejsFunction(this, 'Function', {
       entry: props.entry,
       handler: props.handler ?? 'handler',
@@ -296,40 +359,8 @@ export class TidemarkPipeline extends Construct {
       reservedConcurrentExecutions: props.reservedConcurrentExecutions,
       depsLockFilePath: props.depsLockFilePath,
       ...(db ? { vpc: db.vpc, vpcSubnets: db.vpcSubnets, securityGroups: db.securityGroups } : {}),
-      environment: {
-        // Stack traces point into the sources, not the minified bundle.
-        NODE_OPTIONS: '--enable-source-maps',
-        // RDS server certificates chain to the RDS CAs, which Lambda's Node.js keeps in this bundle.
-        ...(db && db.engine !== 'redis' && db.tls !== 'off'
-          ? { NODE_EXTRA_CA_CERTS: LAMBDA_RDS_CA_BUNDLE }
-          : {}),
-        ...props.environment,
-        ...(db ? commitDatabaseEnvironment(db) : {}),
-        [ENV.bucket]: this.bucket.bucketName,
-        [ENV.table]: this.table.tableName,
-        [ENV.pipeline]: pipeline,
-        [ENV.prefix]: prefix,
-      },
-      bundling: {
-        forceDockerBundling: false,
-        // The sources are ES modules importing `.ts` files: bundle to one ES module for Node 24.
-        format: OutputFormat.ESM,
-        target: 'node24',
-        mainFields: ['module', 'main'],
-        // CommonJS dependencies bundled into an ES module still call require() for Node built-ins.
-        banner:
-          "import { createRequire as __tidemarkRequire } from 'node:module'; const require = __tidemarkRequire(import.meta.url);",
-        minify: true,
-        sourceMap: true,
-        // Bundle the SDK versions the engine was tested with, not whatever the runtime ships.
-        bundleAwsSDK: true,
-        ...props.bundling,
-        // Only the chosen commit store's driver goes in the bundle (lib/store/stores.ts).
-        define: {
-          ...props.bundling?.define,
-          [BUNDLED_COMMIT_STORE_DEFINE]: JSON.stringify(db?.engine ?? 'dynamodb'),
-        },
-      },
+      environment: { ...environment, ...this.iceberg?.environment },
+      bundling,
     });
 
     const consumerGroupId = props.consumerGroupId ?? pipeline;

@@ -190,7 +190,9 @@ export class DynamoDbIcebergCatalog implements IcebergCatalog {
       );
     } catch (err) {
       if (err instanceof ConditionalCheckFailedException) {
-        await this.io.delete([location]);
+        // Best effort: an unreferenced file is harmless (a writer allowed to create tables but
+        // not to delete files leaves it to orphan-file removal).
+        await this.io.delete([location]).catch(() => {});
         return undefined;
       }
       throw dynamoError('create-table-item', this.tableName, err);
