@@ -80,6 +80,21 @@ export interface TidemarkConfig {
    */
   outboxInlineMaxBytes: number;
   /**
+   * A snapshot (an epoch's delta, or the full snapshot of a small state) of at most this many encoded
+   * bytes travels inside the commit item instead of being written to S3: the epoch then costs one
+   * durable request. 0 writes every snapshot to S3. Env `TIDEMARK_SNAPSHOT_INLINE_MAX_BYTES`.
+   * Default 16,384.
+   */
+  snapshotInlineMaxBytes: number;
+  /**
+   * Inline snapshot bytes one commit item may carry, its current chain and its retained checkpoints
+   * together (DynamoDB bills a write per started KB of the whole item, and an item holds 400 KB at
+   * most). A chain's own inline links take at most half of it; an epoch that would exceed either
+   * writes its snapshot to S3, merging the chain's inline links into it. At most 262,144.
+   * Env `TIDEMARK_COMMIT_INLINE_MAX_BYTES`. Default 131,072.
+   */
+  commitInlineMaxBytes: number;
+  /**
    * Where commit items and savepoints live: `dynamodb`, `postgres` (PostgreSQL, Aurora PostgreSQL),
    * `mysql` (MySQL, MariaDB, Aurora MySQL) or `redis` (MemoryDB, ElastiCache, Redis, Valkey); see
    * docs/stores.md. Snapshots stay in S3 whichever it is. Env `TIDEMARK_COMMIT_STORE`. Default `dynamodb`.
@@ -152,6 +167,8 @@ export const DEFAULTS = {
   orphanMinAgeSeconds: 3_600,
   sweepEveryEpochs: 100,
   outboxInlineMaxBytes: 16_384,
+  snapshotInlineMaxBytes: 16_384,
+  commitInlineMaxBytes: 131_072,
   commitStore: 'dynamodb',
   dbIamAuth: false,
   dbTls: 'require',
@@ -192,6 +209,14 @@ function nonNegativeInt(setting: string, raw: string | number): number {
       `${setting} must be a non-negative integer, got ${JSON.stringify(raw)}`,
     );
   }
+  return n;
+}
+
+/** Inline snapshot bytes a commit item may carry at most (DynamoDB items hold 400 KB). */
+export const MAX_COMMIT_INLINE_BYTES = 262_144;
+
+function atMost(setting: string, n: number, max: number): number {
+  if (n > max) throw new ConfigurationError(setting, `${setting} must be at most ${max}, got ${n}`);
   return n;
 }
 
@@ -270,6 +295,12 @@ export function loadConfig(
     orphanMinAgeSeconds: positiveInt(ENV.orphanMinAgeSeconds, pick('orphanMinAgeSeconds')!),
     sweepEveryEpochs: positiveInt(ENV.sweepEveryEpochs, pick('sweepEveryEpochs')!),
     outboxInlineMaxBytes: positiveInt(ENV.outboxInlineMaxBytes, pick('outboxInlineMaxBytes')!),
+    snapshotInlineMaxBytes: nonNegativeInt(ENV.snapshotInlineMaxBytes, pick('snapshotInlineMaxBytes')!),
+    commitInlineMaxBytes: atMost(
+      ENV.commitInlineMaxBytes,
+      nonNegativeInt(ENV.commitInlineMaxBytes, pick('commitInlineMaxBytes')!),
+      MAX_COMMIT_INLINE_BYTES,
+    ),
     commitStore,
     dbUrl: optional('dbUrl'),
     dbSecret: optional('dbSecret'),

@@ -21,6 +21,8 @@ export const ENV = {
   orphanMinAgeSeconds: 'TIDEMARK_ORPHAN_MIN_AGE_SECONDS',
   sweepEveryEpochs: 'TIDEMARK_SWEEP_EVERY_EPOCHS',
   outboxInlineMaxBytes: 'TIDEMARK_OUTBOX_INLINE_MAX_BYTES',
+  snapshotInlineMaxBytes: 'TIDEMARK_SNAPSHOT_INLINE_MAX_BYTES',
+  commitInlineMaxBytes: 'TIDEMARK_COMMIT_INLINE_MAX_BYTES',
   /** Bucket of `s3Output` outputs that name none (read by the S3 sink, not by `loadConfig`). */
   s3OutputBucket: 'TIDEMARK_S3_OUTPUT_BUCKET',
   /** Table of `dynamoOutput` outputs that name none (read by the DynamoDB sink, not by `loadConfig`). */
