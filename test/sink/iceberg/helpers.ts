@@ -52,6 +52,7 @@ export function racingCatalog(catalog: IcebergCatalog, n: number): IcebergCatalo
   });
   const raced: IcebergCatalog & { swaps: number } = {
     swaps: 0,
+    ...(catalog.managesMetadataFiles ? { managesMetadataFiles: true } : {}),
     loadTable: (id) => catalog.loadTable(id),
     defaultLocation: (id) => catalog.defaultLocation(id),
     createTable: (id, m) => catalog.createTable(id, m),
