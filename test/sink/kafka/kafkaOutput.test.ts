@@ -8,7 +8,9 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { TaskId } from '../../../lib/checkpoint/stores.ts';
 import { ConfigurationError, KafkaOutputMarkerError } from '../../../lib/errors.ts';
-import { kafkaOutput, OUTPUT_ID_HEADER } from '../../../lib/sink/kafka/index.ts';
+import { decodeOutbox, encodeOutbox } from '../../../lib/output/outbox.ts';
+import type { OutputDescriptor } from '../../../lib/output/types.ts';
+import { type KafkaOutputEntry, kafkaOutput, OUTPUT_ID_HEADER } from '../../../lib/sink/kafka/index.ts';
 import {
   decideDelivery,
   MARKER_CLOCK_MARGIN_MS,
@@ -44,6 +46,27 @@ describe('kafkaOutput', () => {
     expect(partition).toBe(1);
     expect(timestamp).toBe(1_700_000_000_123);
     expect(out.decode?.([key, value, headers, partition, timestamp])).toEqual({ n: 3 });
+  });
+
+  it('encodes entries that survive the outbox codec unchanged (a restored container delivers the same bytes)', () => {
+    const out = kafkaOutput<{ n: number }>({
+      topic: 't',
+      headers: () => ({ a: 'x', b: [Buffer.from([1]), 'y'] }),
+      partition: () => 3,
+      timestamp: () => 1_700_000_000_123,
+    });
+    const entry = out.encode({ n: 1 }, ctx);
+    const parts = [{ name: 'o', descriptor: out as OutputDescriptor, entries: [{ seq: 0, entry }] }];
+    const enc = encodeOutbox(task, 1, 2n, parts);
+    const [part] = decodeOutbox(
+      enc.body,
+      { task, epoch: 1, checksum: enc.checksum },
+      { o: out as OutputDescriptor },
+    ).parts;
+    const back = part!.entries[0]!.entry as KafkaOutputEntry;
+    const plain = (e: KafkaOutputEntry) =>
+      JSON.stringify(e, (_, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
+    expect(plain(back)).toBe(plain(entry));
   });
 
   it('writes a null key, a tombstone and raw bytes when asked; decode gives the bytes back', () => {
