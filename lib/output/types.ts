@@ -110,8 +110,9 @@ export interface OutputPart<E = unknown> {
 
 /**
  * What a sink delivers at once: one task-epoch's outputs of every output the sink serves. A
- * delivery is keyed by (task, epoch); `committedOffset` (the commit's next offset to read) grows
- * strictly with the epoch, so a sink may use either as its high-water mark.
+ * delivery is keyed by (task, epoch). The epoch is a sink's high-water mark: it grows strictly per
+ * task, across rollbacks and savepoint restores too, while `committedOffset` (the commit's next
+ * offset to read) moves back on those (the records after it are processed again as new epochs).
  */
 export interface Delivery {
   readonly task: TaskId;
