@@ -1,6 +1,7 @@
 /** The markdown summary of a run: machine, date, every figure (median, min–max) and the goals. */
 import type { CostResult } from './costModel.ts';
 import { fmt, fmtSpread } from './goals.ts';
+import { icebergSection } from './iceberg.ts';
 import type { OverheadResult } from './overhead.ts';
 import type { RequestsResult } from './requests.ts';
 import type { BenchResult } from './run.ts';
@@ -227,5 +228,6 @@ ${r.overhead ? overheadSection(r.overhead) : ''}
 ${r.requests ? requestsSection(r.requests) : ''}
 ${r.stateSize ? stateSection(r.stateSize) : ''}
 ${r.cost ? costSection(r.cost) : ''}
+${r.iceberg ? icebergSection(r.iceberg) : ''}
 ${chartFile ? `## Chart\n\n![Throughput, requests and overhead per approach](${chartFile})\n` : ''}`;
 }

@@ -9,11 +9,12 @@ import { createS3Client } from '../lib/store/clients.ts';
 import { S3SnapshotStore } from '../lib/store/s3/S3SnapshotStore.ts';
 import { type CostOptions, type CostResult, costModel } from './costModel.ts';
 import { evaluateGoals, type GoalCheck } from './goals.ts';
+import { type IcebergBenchOptions, type IcebergBenchResult, runIcebergBench } from './iceberg.ts';
 import { type OverheadOptions, type OverheadResult, runOverhead } from './overhead.ts';
 import { type RequestsOptions, type RequestsResult, type RequestsTarget, runRequests } from './requests.ts';
 import { runStateSize, type StateSizeOptions, type StateSizeResult } from './stateSize.ts';
 
-export const SECTIONS = ['overhead', 'requests', 'state', 'cost'] as const;
+export const SECTIONS = ['overhead', 'requests', 'state', 'cost', 'iceberg'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export type ProfileName = 'full' | 'quick' | 'smoke';
@@ -23,6 +24,7 @@ export interface Profile {
   requests: RequestsOptions;
   state: StateSizeOptions;
   cost: CostOptions;
+  iceberg: IcebergBenchOptions;
 }
 
 const SEED = 20_261_123;
@@ -57,6 +59,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
       seed: SEED,
     },
     cost: COST,
+    iceberg: { tasks: 8, epochs: 25, rowsPerEpoch: 1_000, commitEvery: 5, repeats: 3 },
   },
   quick: {
     overhead: {
@@ -86,6 +89,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
       seed: SEED,
     },
     cost: COST,
+    iceberg: { tasks: 4, epochs: 10, rowsPerEpoch: 1_000, commitEvery: 5, repeats: 1 },
   },
   /** A few seconds: exercises every code path on tiny sizes (CI). Its figures mean nothing. */
   smoke: {
@@ -116,6 +120,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
       seed: SEED,
     },
     cost: { ...COST, batchRecords: 200 },
+    iceberg: { tasks: 2, epochs: 2, rowsPerEpoch: 50, commitEvery: 1, repeats: 1 },
   },
 };
 
@@ -148,6 +153,7 @@ export interface BenchResult {
   requests?: RequestsResult;
   stateSize?: StateSizeResult;
   cost?: CostResult;
+  iceberg?: IcebergBenchResult;
   goals: GoalCheck[];
 }
 
@@ -225,6 +231,10 @@ export async function runBenchmarks(options: {
   if (sections.includes('cost') && result.requests) {
     log('== 4. cost model');
     result.cost = costModel(result.requests, { ...profile.cost, ...options.cost });
+  }
+  if (sections.includes('iceberg')) {
+    log('== 5. Iceberg output (DynamoDB Local + S3 server)');
+    result.iceberg = await runIcebergBench(profile.iceberg, options.target, log);
   }
   result.goals = evaluateGoals(result);
   const finished = new Date();
