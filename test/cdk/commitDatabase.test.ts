@@ -1,16 +1,23 @@
-import { readFileSync, statSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Validations } from 'aws-cdk-lib';
 import { SecurityGroup, SubnetType, Vpc } from 'aws-cdk-lib/aws-ec2';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { TidemarkCommitDatabase } from '../../cdk/commitDatabase.ts';
+import { BUNDLED_COMMIT_STORE_DEFINE, type TidemarkCommitDatabase } from '../../cdk/commitDatabase.ts';
 import { ENV } from '../../lib/config/env.ts';
+import type { DatabaseStores } from '../../lib/store/database/DatabaseStores.ts';
+import { createMysqlStores } from '../../lib/store/mysql/MysqlStores.ts';
+import { createPostgresStores } from '../../lib/store/postgres/PostgresStores.ts';
 import {
   actionsOf,
   addPipelineStack,
+  BALANCES_ENTRY,
   onlyResource,
   pipelineStack,
   removeOutdirs,
@@ -157,30 +164,126 @@ describe('TidemarkPipeline with its commits in an existing database', () => {
 });
 
 describe('bundles (esbuild, locally): only the chosen commit store’s driver', () => {
-  function bundle(withDatabase: boolean): string {
+  function bundle(engine: 'postgres' | 'mysql'): string {
     const app = testApp({ bundling: true, context: { 'aws:cdk:enable-asset-metadata': true } });
     const { template } = pipelineStack(
-      (stack) => (withDatabase ? { commitDatabase: database(stack) } : {}),
+      (stack) => (engine ? { commitDatabase: database(stack, { engine }) } : {}),
       app,
     );
     const fn = Object.values(template.findResources('AWS::Lambda::Function'))[0]!;
     return join(app.outdir, fn.Metadata['aws:asset:path'] as string, 'index.mjs');
   }
 
-  it('leaves pg, mysql2, ioredis and the Secrets Manager client out of the DynamoDB bundle, and puts pg in the PostgreSQL one', () => {
-    const dynamo = bundle(false);
-    const code = readFileSync(dynamo, 'utf8');
-    // Markers of each driver's code (error messages and names they ship).
-    expect(code).not.toContain('pg-pool');
-    expect(code).not.toContain('Connection terminated unexpectedly');
-    expect(code).not.toContain('mysql_clear_password');
-    expect(code).not.toContain('MaxRetriesPerRequestError');
-    expect(code).not.toContain('GetSecretValue');
-    const postgres = bundle(true);
-    const pgCode = readFileSync(postgres, 'utf8');
-    expect(pgCode).toContain('Connection terminated unexpectedly');
-    expect(pgCode).not.toContain('mysql_clear_password');
-    expect(pgCode).not.toContain('MaxRetriesPerRequestError');
-    expect(statSync(postgres).size).toBeGreaterThan(statSync(dynamo).size);
-  }, 180_000);
+  /** Loads a bundled handler with the store settings in the environment, runs one event, returns the task's commit. */
+  async function runBundle(file: string, settings: Record<string, string>, stores: DatabaseStores) {
+    const pipeline = `bundle-${randomUUID().slice(0, 8)}`;
+    const saved = { ...process.env };
+    Object.assign(process.env, settings, { [ENV.pipeline]: pipeline });
+    try {
+      const mod = (await import(pathToFileURL(file).href)) as {
+        handler: (event: unknown, context: unknown) => Promise<{ applied: number; epochsCommitted: number }>;
+      };
+      const summary = await mod.handler(
+        {
+          eventSource: 'aws:kafka',
+          eventSourceArn: 'arn:aws:kafka:us-east-1:123456789012:cluster/test/abc',
+          bootstrapServers: 'b-1:9092',
+          records: {
+            'orders-0': [0, 1].map((offset) => ({
+              topic: 'orders',
+              partition: 0,
+              offset,
+              timestamp: 1,
+              timestampType: 'CREATE_TIME',
+              key: Buffer.from('alice').toString('base64'),
+              value: Buffer.from(JSON.stringify({ amount: 5 })).toString('base64'),
+              headers: [],
+            })),
+          },
+        },
+        { awsRequestId: 'r', functionName: 'bundled', getRemainingTimeInMillis: () => 60_000 },
+      );
+      expect(summary).toMatchObject({ applied: 2, epochsCommitted: 1 });
+      return await stores.commits.read({ pipeline, topic: 'orders', partition: 0 });
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
+  }
+
+  /** The same esbuild settings as the construct's (one ES module for Node 24), without CDK around it. */
+  async function esbuildBundle(store: string): Promise<string> {
+    const { build } = await import('esbuild');
+    const dir = mkdtempSync(join(tmpdir(), 'tidemark-esbuild-'));
+    dirs.push(dir);
+    const outfile = join(dir, 'index.mjs');
+    await build({
+      entryPoints: [BALANCES_ENTRY],
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node24',
+      mainFields: ['module', 'main'],
+      banner: {
+        js: "import { createRequire as __tidemarkRequire } from 'node:module'; const require = __tidemarkRequire(import.meta.url);",
+      },
+      minify: true,
+      define: { [BUNDLED_COMMIT_STORE_DEFINE]: JSON.stringify(store) },
+      outfile,
+      logLevel: 'silent',
+    });
+    return outfile;
+  }
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  const MARKERS = {
+    postgres: 'Connection terminated unexpectedly',
+    mysql: 'mysql_clear_password',
+    redis: 'MaxRetriesPerRequestError',
+    secrets: 'GetSecretValue',
+  };
+
+  it('leaves every driver out of the DynamoDB bundle', async () => {
+    const code = readFileSync(await esbuildBundle('dynamodb'), 'utf8');
+    for (const marker of Object.values(MARKERS)) expect(code).not.toContain(marker);
+  }, 120_000);
+
+  it('the construct bundles PostgreSQL’s driver only for a PostgreSQL commit store, and the bundle commits there', async () => {
+    const file = bundle('postgres');
+    const code = readFileSync(file, 'utf8');
+    expect(code).toContain(MARKERS.postgres);
+    expect(code).not.toContain(MARKERS.mysql);
+    expect(code).not.toContain(MARKERS.redis);
+    await expectBundleCommits(file, 'postgres', process.env.TIDEMARK_TEST_POSTGRES_URL!);
+  }, 240_000);
+
+  it('a MySQL bundle carries mysql2 only, and commits to MariaDB', async () => {
+    const file = await esbuildBundle('mysql');
+    const code = readFileSync(file, 'utf8');
+    expect(code).toContain(MARKERS.mysql);
+    expect(code).not.toContain(MARKERS.postgres);
+    await expectBundleCommits(file, 'mysql', process.env.TIDEMARK_TEST_MYSQL_URL!);
+  }, 120_000);
+
+  async function expectBundleCommits(file: string, engine: 'postgres' | 'mysql', url: string) {
+    const prefix = `bundle_${randomUUID().slice(0, 8)}`;
+    const stores = (engine === 'postgres' ? createPostgresStores : createMysqlStores)({
+      url,
+      prefix,
+      tls: 'off',
+    });
+    try {
+      await stores.ensureSchema();
+      const commit = await runBundle(
+        file,
+        { [ENV.commitStore]: engine, [ENV.dbUrl]: url, [ENV.dbTls]: 'off', [ENV.dbPrefix]: prefix },
+        stores,
+      );
+      expect(commit).toMatchObject({ epoch: 1, committedOffset: 2n });
+    } finally {
+      await stores.close();
+    }
+  }
 });
