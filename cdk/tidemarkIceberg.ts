@@ -11,6 +11,8 @@
  * one commit per table and run however many epochs were staged.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Alarm, ComparisonOperator, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import { AttributeType, BillingMode, type ITable, ProjectionType, Table } from 'aws-cdk-lib/aws-dynamodb';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
@@ -20,6 +22,7 @@ import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { type BundlingOptions, NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { IBucket } from 'aws-cdk-lib/aws-s3';
+import type { ITopic } from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { ENV } from '../lib/config/env.ts';
 import { acknowledgeWildcardAction, acknowledgeWildcardResource } from './nagAcknowledgements.ts';
@@ -87,6 +90,10 @@ export interface TidemarkIcebergFunctionProps {
   readonly environment: Record<string, string>;
   readonly bucket: IBucket;
   readonly removalPolicy?: RemovalPolicy;
+  /** Create the committer's alarm. Default true. */
+  readonly monitoring?: boolean;
+  /** Notified when the alarm fires or recovers. */
+  readonly alarmTopic?: ITopic;
 }
 
 const TABLE = /^[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]*)+$/;
@@ -131,6 +138,11 @@ export class TidemarkIceberg extends Construct {
   readonly committer: NodejsFunction;
   readonly committerRole: IRole;
   readonly schedule: Rule;
+  /**
+   * Fires when the committer failed in 3 consecutive 5-minute periods: staged epochs are waiting and
+   * rows are not becoming visible (conflicts it retried itself do not count). Undefined without monitoring.
+   */
+  readonly committerErrorsAlarm: Alarm | undefined;
   /** The DynamoDB catalog table (undefined with the `s3` catalog). */
   readonly catalogTable: ITable | undefined;
   /** `s3://bucket/prefix`. */
@@ -199,6 +211,22 @@ export class TidemarkIceberg extends Construct {
       // A failed run is not retried by EventBridge: the next scheduled run does the same work.
       targets: [new LambdaFunction(this.committer, { retryAttempts: 0 })],
     });
+    this.committerErrorsAlarm =
+      props.monitoring === false
+        ? undefined
+        : new Alarm(this, 'CommitterErrors', {
+            metric: this.committer.metricErrors({ period: Duration.minutes(5), statistic: 'Sum' }),
+            threshold: 1,
+            evaluationPeriods: 3,
+            datapointsToAlarm: 3,
+            comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treatMissingData: TreatMissingData.NOT_BREACHING,
+            alarmDescription: `Tidemark pipeline ${props.pipelineId}: the Iceberg committer failed for 15 minutes; staged epochs are not becoming visible. See its log (one JSON line per table and run) and docs/iceberg.md.`,
+          });
+    if (this.committerErrorsAlarm && props.alarmTopic) {
+      this.committerErrorsAlarm.addAlarmAction(new SnsAction(props.alarmTopic));
+      this.committerErrorsAlarm.addOkAction(new SnsAction(props.alarmTopic));
+    }
   }
 
   /**

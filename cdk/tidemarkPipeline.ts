@@ -344,6 +344,8 @@ export class TidemarkPipeline extends Construct {
           environment,
           bucket: this.bucket,
           removalPolicy: props.storage?.removalPolicy,
+          monitoring: props.monitoring,
+          alarmTopic: props.alarmTopic,
         })
       : undefined;
     this.function = new NodejsFunction(this, 'Function', {

@@ -93,6 +93,13 @@ describe('TidemarkPipeline with Iceberg outputs', () => {
       PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
       DeletionProtectionEnabled: true,
     });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      MetricName: 'Errors',
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: committer.id } }],
+      Threshold: 1,
+      EvaluationPeriods: 3,
+      DatapointsToAlarm: 3,
+    });
   });
 
   it("grants each function only its tables' files and catalog items; only the committer swaps and deletes", () => {
