@@ -256,7 +256,7 @@ export class IcebergTable {
       io: this.options.io,
       ...options,
     });
-    await this.refresh();
+    if (result.expiredSnapshotIds.length > 0) await this.refresh();
     return result;
   }
 
