@@ -18,7 +18,7 @@ import { createTelemetry, type InvocationInfo, type Telemetry } from '../observa
 import type { SinkProvider } from '../output/router.ts';
 import type { OutputDescriptors } from '../output/types.ts';
 import type { StateDescriptors } from '../state/descriptors.ts';
-import { createStores, type Stores } from '../store/stores.ts';
+import { createRuntimeStores, type Stores } from '../store/runtimeStores.ts';
 
 export interface TidemarkOptions {
   /** Settings given in code; environment variables take precedence (see lib/config/config.ts). */
@@ -88,7 +88,7 @@ export function createRuntime<S extends StateDescriptors, O extends OutputDescri
         });
   // Snapshots on S3; commit items in the configured commit store (DynamoDB unless TIDEMARK_COMMIT_STORE
   // says otherwise), whose driver loads and connects on first use and is kept across invocations.
-  const stores = options.stores ?? createStores(config, options.clients);
+  const stores = options.stores ?? createRuntimeStores(config, options.clients);
   const engine = new EpochEngine({
     processor,
     config,

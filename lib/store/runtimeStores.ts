@@ -1,0 +1,102 @@
+/**
+ * The stores the handler uses, in a module of their own: the Lambda bundle carries this and the
+ * chosen commit store only (no savepoint or provisioning code, whose lazily imported modules would
+ * otherwise come along). Operators' stores are in ./stores.ts.
+ */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { S3Client } from '@aws-sdk/client-s3';
+import type { CommitStore, SnapshotStore } from '../checkpoint/stores.ts';
+import type { TidemarkConfig } from '../config/config.ts';
+import { ENV } from '../config/env.ts';
+import { ConfigurationError } from '../errors.ts';
+import { createDynamoDBClient, createS3Client } from './clients.ts';
+import type { DatabaseStores } from './database/DatabaseStores.ts';
+import { databaseOptions, type RedisStoreOptions } from './database/options.ts';
+import { DynamoCommitStore } from './dynamodb/DynamoCommitStore.ts';
+import { S3SnapshotStore } from './s3/S3SnapshotStore.ts';
+
+export interface Stores {
+  snapshots: SnapshotStore;
+  commits: CommitStore;
+}
+
+export type StoreSettings = Pick<TidemarkConfig, 'bucket' | 'table' | 'commitStore'> &
+  Parameters<typeof databaseOptions>[0];
+
+/**
+ * Loads the module of a database commit store and builds its stores. Each driver loads only when its
+ * store is chosen. A bundler that defines `process.env.TIDEMARK_BUNDLED_COMMIT_STORE` (the CDK
+ * construct does, to the store the function uses) leaves the other stores' branches as dead code, so
+ * their drivers stay out of the bundle; unbundled, every store is available.
+ */
+export async function loadDatabaseStores(
+  kind: Exclude<TidemarkConfig['commitStore'], 'dynamodb'>,
+  options: RedisStoreOptions,
+): Promise<DatabaseStores> {
+  if (kind === 'postgres' && (process.env.TIDEMARK_BUNDLED_COMMIT_STORE ?? 'postgres') === 'postgres') {
+    return (await import('./postgres/PostgresStores.ts')).createPostgresStores(options);
+  }
+  if (kind === 'mysql' && (process.env.TIDEMARK_BUNDLED_COMMIT_STORE ?? 'mysql') === 'mysql') {
+    return (await import('./mysql/MysqlStores.ts')).createMysqlStores(options);
+  }
+  if (kind === 'redis' && (process.env.TIDEMARK_BUNDLED_COMMIT_STORE ?? 'redis') === 'redis') {
+    return (await import('./redis/RedisStores.ts')).createRedisStores(options);
+  }
+  throw new ConfigurationError(
+    ENV.commitStore,
+    `${ENV.commitStore} is ${kind}, but this bundle was built for the ${process.env.TIDEMARK_BUNDLED_COMMIT_STORE} commit store (set the commit store on the CDK construct, which bundles its driver)`,
+  );
+}
+
+/** A database store whose module loads on first use (the handler is built synchronously at cold start). */
+export class DeferredCommitStore implements CommitStore {
+  readonly kind: string;
+  private readonly load: () => Promise<DatabaseStores>;
+
+  constructor(kind: string, load: () => Promise<DatabaseStores>) {
+    this.kind = kind;
+    this.load = load;
+  }
+
+  async read(...args: Parameters<CommitStore['read']>) {
+    return (await this.load()).commits.read(...args);
+  }
+
+  async commit(...args: Parameters<CommitStore['commit']>) {
+    return (await this.load()).commits.commit(...args);
+  }
+
+  async *list(pipeline: string) {
+    yield* (await this.load()).commits.list(pipeline);
+  }
+
+  async probe() {
+    return (await this.load()).commits.probe();
+  }
+}
+
+/**
+ * What the handler needs, and nothing more (the Lambda bundle carries no savepoint or provisioning
+ * code): snapshots on S3, and commit items in the configured commit store (`TIDEMARK_COMMIT_STORE`,
+ * docs/stores.md). A database store's driver loads, and connects, on first use.
+ */
+export function createRuntimeStores(
+  config: StoreSettings,
+  clients: { s3?: S3Client; dynamodb?: DynamoDBClient } = {},
+): Stores {
+  const snapshots = new S3SnapshotStore({ client: clients.s3 ?? createS3Client(), bucket: config.bucket });
+  const kind = config.commitStore;
+  if (kind === 'dynamodb') {
+    const client = clients.dynamodb ?? createDynamoDBClient();
+    return { snapshots, commits: new DynamoCommitStore({ client, table: config.table }) };
+  }
+  const options = databaseOptions(config);
+  let loaded: Promise<DatabaseStores> | undefined;
+  return {
+    snapshots,
+    commits: new DeferredCommitStore(kind, () => {
+      loaded ??= loadDatabaseStores(kind, options);
+      return loaded;
+    }),
+  };
+}
