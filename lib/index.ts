@@ -32,6 +32,14 @@ export type { KafkaEvent, KafkaRecord, RawKafkaRecord } from './event/types.ts';
 export { createKafkaHandler, type KafkaHandler } from './handler/createKafkaHandler.ts';
 export { createRuntime, type TidemarkOptions, type TidemarkRuntime } from './handler/runtime.ts';
 export { METRIC, METRICS_NAMESPACE } from './observability/metricNames.ts';
+export {
+  CUSTOM_OUTPUT_DEFAULTS,
+  type CustomOutputBatch,
+  type CustomOutputMessage,
+  type CustomOutputOptions,
+  CustomSink,
+  customOutput,
+} from './output/custom.ts';
 export type { SinkProvider } from './output/router.ts';
 export {
   type AttachedWrites,
@@ -45,6 +53,7 @@ export {
   type OutputId,
   type OutputKind,
   type OutputPart,
+  type OutputReceived,
   type OutputValue,
   outputIdString,
   type Sink,

@@ -57,7 +57,7 @@ type CustomOptions = {
  * Declares an output delivered by `options.deliver`, at least once, each value with its stable id.
  * A value `JSON.stringify` cannot serialize (a bigint, a cycle, `undefined`) fails the record.
  */
-export function customOutput<T>(options: CustomOutputOptions<T>): OutputDescriptor<T, string> {
+export function customOutput<T>(options: CustomOutputOptions<T>): OutputDescriptor<T, string, T> {
   if (typeof options?.deliver !== 'function') throw new TypeError('customOutput: deliver must be a function');
   const batchSize = options.batchSize ?? CUSTOM_OUTPUT_DEFAULTS.batchSize;
   if (!Number.isSafeInteger(batchSize) || batchSize <= 0) {

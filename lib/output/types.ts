@@ -56,7 +56,7 @@ export interface EmitContext {
  * A declared output. `E` is the encoded entry the outbox stores: plain data (objects, arrays,
  * strings, numbers, booleans, null, bigints, Uint8Arrays) so it survives the outbox codec exactly.
  */
-export interface OutputDescriptor<T = unknown, E = unknown> {
+export interface OutputDescriptor<T = unknown, E = unknown, R = unknown> {
   readonly kind: OutputKind;
   /**
    * Identifies the sink instance that delivers this output: outputs with the same `sinkId` are
@@ -69,7 +69,7 @@ export interface OutputDescriptor<T = unknown, E = unknown> {
    * Turns an encoded entry back into the value a reader sees (for `TestDriver.outputs` and
    * independent readers), where the encoding allows it.
    */
-  decode?(entry: E): unknown;
+  decode?(entry: E): R;
   /** Builds the sink that delivers this output (called once per container, on first use). */
   createSink(env: SinkEnvironment): Sink | Promise<Sink>;
   /** Sink-specific settings, read by the sink (e.g. the Kafka topic). */
@@ -88,6 +88,9 @@ export interface OutputHandle<T> {
 }
 
 export type OutputValue<D> = D extends OutputDescriptor<infer T, unknown> ? T : never;
+/** What a reader gets back from an output (its descriptor's `decode`). */
+// biome-ignore lint/suspicious/noExplicitAny: any value and entry type
+export type OutputReceived<D> = D extends OutputDescriptor<any, any, infer R> ? R : never;
 export type OutputHandles<O extends OutputDescriptors> = {
   readonly [K in keyof O]: OutputHandle<OutputValue<O[K]>>;
 };

@@ -8,6 +8,8 @@
  *     await driver.restart();              // a cold container: the next send restores from the checkpoint
  *     driver.quarantined();                // records set aside, with their errors
  *     driver.outputs('alerts');            // what an output's downstream system received
+ *     driver.advanceTime(60_000);          // the wall clock (processing time, commit times) moves on
+ *     await driver.tick();                 // a scheduled tick: due timers of idle partitions fire
  *
  * Every `send` is one invocation of the Lambda handler with one ESM event, built in the ESM's own
  * wire format and parsed by the same code as in production. What the driver shows is read back from
@@ -19,13 +21,15 @@ import type { NoOutputs, Processor } from '../checkpoint/processor.ts';
 import { buildCheckpoint } from '../checkpoint/restore.ts';
 import type { CommitRecord, TaskId } from '../checkpoint/stores.ts';
 import type { TidemarkConfig } from '../config/config.ts';
+import { TICK_EVENT } from '../config/definitions.ts';
 import { SnapshotMissingError } from '../errors.ts';
 import { buildEvent, deliveredOffset, encodeRecord, signedBytes } from '../event/encode.ts';
 import type { RawKafkaRecord, TimestampType } from '../event/types.ts';
 import { createRuntime, type TidemarkRuntime } from '../handler/runtime.ts';
-import type { OutputDescriptors, OutputValue, Sink } from '../output/types.ts';
+import type { OutputDescriptors, OutputReceived, Sink } from '../output/types.ts';
 import type { StateDescriptors } from '../state/descriptors.ts';
 import { TASK_KEY } from '../state/stateStore.ts';
+import { TIMER_TABLES, type Timer } from '../state/timers.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../store/memory/memoryStores.ts';
 import { MemorySink, type ReceivedOutput } from './memorySink.ts';
 import { defaultPartition } from './partitioner.ts';
@@ -62,7 +66,10 @@ export interface TestDriverOptions {
   config?: Partial<TidemarkConfig>;
   /** Environment variables the runtime sees (default: none, so the machine's never leak in). */
   env?: Readonly<Record<string, string | undefined>>;
-  /** Clock for record timestamps and commit times. Default `Date.now`. */
+  /**
+   * Wall clock for record timestamps, commit times and processing time. Default `Date.now`, until a
+   * test sets the time (`setTime`, `advanceTime`): from then on the driver's own clock.
+   */
   now?: () => number;
   /** Event source of the events sent: Amazon MSK (default) or self-managed Kafka. */
   eventSource?: 'aws:kafka' | 'SelfManagedKafka';
@@ -121,7 +128,10 @@ export class TestDriver<
   private readonly sinks = new Map<string, MemorySink>();
   private readonly nextOffset = new Map<string, bigint>();
   private runtime: TidemarkRuntime<S, O>;
-  private readonly now: () => number;
+  private readonly clock: () => number;
+  /** The wall clock once a test set it. */
+  private manualTime: number | undefined;
+  private readonly now = (): number => this.manualTime ?? this.clock();
   private invocations = 0;
   /** Decoded checkpoints by task, valid for one commit (epoch and attempt). */
   private readonly states = new Map<
@@ -140,7 +150,7 @@ export class TestDriver<
       throw new RangeError('TestDriver: partitions must be a positive integer');
     }
     this.pipeline = options.pipeline ?? options.config?.pipeline ?? processor.config?.pipeline ?? 'test';
-    this.now = options.now ?? Date.now;
+    this.clock = options.now ?? Date.now;
     this.runtime = this.container();
   }
 
@@ -234,6 +244,63 @@ export class TestDriver<
     return this.runtime.invoke(event, this.context(options));
   }
 
+  /** The driver's wall clock (ms since the epoch). */
+  get time(): number {
+    return this.now();
+  }
+
+  /**
+   * Sets the wall clock (ms since the epoch): record timestamps that a test leaves out, commit times,
+   * and the processing time of epochs and ticks (processing-time timers, TTL). It may go back, as a
+   * real clock can; a task's processing time never does.
+   */
+  setTime(ms: number): void {
+    if (!Number.isSafeInteger(ms)) throw new RangeError('TestDriver.setTime: ms must be an integer');
+    this.manualTime = ms;
+  }
+
+  /** Moves the wall clock on by `ms` (see `setTime`). */
+  advanceTime(ms: number): void {
+    this.setTime(this.now() + ms);
+  }
+
+  /**
+   * A scheduled tick, as the construct's EventBridge schedule sends it (docs/time.md#idle-partitions):
+   * tasks whose timers or TTL deadlines are due at the driver's clock fire them and commit. Resolves
+   * with the summary (`records` 0), rejects as `send` does.
+   */
+  async tick(options: SendOptions = {}): Promise<BatchSummary> {
+    return this.runtime.invoke({ ...TICK_EVENT }, this.context(options));
+  }
+
+  /** The committed watermark of a partition (ms), or undefined before it has one. */
+  watermark(partition = 0, topic = this.topic): number | undefined {
+    return this.commitOf({ pipeline: this.pipeline, topic, partition })?.time?.watermark;
+  }
+
+  /**
+   * The committed timers of a partition, by domain, in firing order (timestamp, tag, key). Read from
+   * the checkpoint, as `state` is.
+   */
+  timers(partition = 0, topic = this.topic): Array<Timer> {
+    const tables = this.tables({ pipeline: this.pipeline, topic, partition });
+    const out: Timer[] = [];
+    for (const domain of ['event', 'processing'] as const) {
+      const ids = [...(tables?.get(TIMER_TABLES[domain])?.data.keys() ?? [])];
+      for (const id of ids) {
+        const [ts, tag, ...key] = id.split('\u0000');
+        out.push({ domain, timestamp: Number(ts), tag: tag!, key: key.join('\u0000') });
+      }
+    }
+    return out.sort(
+      (a, b) =>
+        a.domain.localeCompare(b.domain) ||
+        a.timestamp - b.timestamp ||
+        (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0) ||
+        (a.key < b.key ? -1 : a.key > b.key ? 1 : 0),
+    );
+  }
+
   /** Like `send`, but resolves with the outcome instead of rejecting (for failure tests). */
   async trySend(records: readonly TestRecord[], options: SendOptions = {}): Promise<SendResult> {
     try {
@@ -309,6 +376,7 @@ export class TestDriver<
       return cached.tables;
     // Built synchronously, through the engine's verified restore path: the objects are in memory.
     const objects = commit.chain.map((ref) => {
+      if (ref.inline) return ref.inline;
       const o = this.snapshots.objects.get(ref.key);
       if (!o) throw new SnapshotMissingError(ref.key);
       return o.body;
@@ -325,7 +393,7 @@ export class TestDriver<
     const prefix = `${pipelinePrefix(this.runtime.config.prefix, this.pipeline)}quarantine/`;
     const out: QuarantinedRecord[] = [];
     for (const key of [...this.snapshots.objects.keys()].sort()) {
-      if (!key.startsWith(prefix)) continue;
+      if (!key.startsWith(prefix) || key.includes('/timers/')) continue;
       const doc = JSON.parse(this.snapshots.objects.get(key)!.body.toString('utf8')) as Record<
         string,
         unknown
@@ -349,17 +417,29 @@ export class TestDriver<
     return out;
   }
 
+  /** Timers set aside under the quarantine policy (their callback failed for good), with their errors. */
+  quarantinedTimers(): Array<{ timer: Timer; afterOffset: bigint; epoch: number; error: { message: string } }> {
+    const prefix = `${pipelinePrefix(this.runtime.config.prefix, this.pipeline)}quarantine/`;
+    return [...this.snapshots.objects.keys()]
+      .filter((k) => k.startsWith(prefix) && k.includes('/timers/'))
+      .sort()
+      .map((k) => {
+        const doc = JSON.parse(this.snapshots.objects.get(k)!.body.toString('utf8'));
+        return { timer: doc.timer, afterOffset: BigInt(doc.afterOffset), epoch: doc.epoch, error: doc.error };
+      });
+  }
+
   /**
    * What an output's downstream system received, in the order it became visible: each output once,
    * with its stable id, however many restarts, redeliveries and lost races happened.
    */
-  outputs<K extends keyof O & string>(name: K): Array<ReceivedOutput<OutputValue<O[K]>>> {
+  outputs<K extends keyof O & string>(name: K): Array<ReceivedOutput<OutputReceived<O[K]>>> {
     if (!this.processor.outputs || !(name in this.processor.outputs)) {
       throw new Error(`TestDriver.outputs: the processor declares no output '${name}'`);
     }
     const out: ReceivedOutput[] = [];
     for (const sink of this.sinks.values()) out.push(...(sink.received.get(name) ?? []));
-    return out as Array<ReceivedOutput<OutputValue<O[K]>>>;
+    return out as Array<ReceivedOutput<OutputReceived<O[K]>>>;
   }
 
   /** Deliveries the sinks ignored because their epoch was already there (redeliveries). */

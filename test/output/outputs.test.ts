@@ -16,7 +16,7 @@ import { MemorySink } from '../../lib/testing/memorySink.ts';
 import { TestDriver } from '../../lib/testing/testDriver.ts';
 
 /** A plain JSON output of a given kind, for the engine's side of the contract. */
-function jsonOutput<T>(kind = 'test', sinkId = kind): OutputDescriptor<T, string> {
+function jsonOutput<T>(kind = 'test', sinkId = kind): OutputDescriptor<T, string, T> {
   return {
     kind,
     sinkId,

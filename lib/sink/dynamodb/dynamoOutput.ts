@@ -400,7 +400,9 @@ function resolve<T>(options: DynamoOutputOptions<T>): ResolvedDynamoOutputOption
  * the commit in fenced transactions. Each written item carries the identity of the output that wrote
  * it (`tidemarkPipeline`, `tidemarkTopic`, `tidemarkPartition`, `tidemarkEpoch`, `tidemarkSeq`).
  */
-export function dynamoOutput<T>(options: DynamoOutputOptions<T>): OutputDescriptor<T, DynamoEntry> {
+export function dynamoOutput<T>(
+  options: DynamoOutputOptions<T>,
+): OutputDescriptor<T, DynamoEntry, DynamoWrite> {
   const resolved = resolve(options);
   const marshalling: marshallOptions = {
     removeUndefinedValues: true,

@@ -121,7 +121,7 @@ export function s3OutputBucket(
  * values become objects at keys determined by (pipeline, output, task, epoch, part), then a
  * per-epoch manifest listing them, written last. Readers follow the manifests (`readS3Outputs`).
  */
-export function s3Output<T>(options: S3OutputOptions<T> = {}): OutputDescriptor<T, string> {
+export function s3Output<T>(options: S3OutputOptions<T> = {}): OutputDescriptor<T, string, T> {
   const resolved = resolve(options);
   const serialize = options.serialize ?? ((value: T) => JSON.stringify(value));
   return {

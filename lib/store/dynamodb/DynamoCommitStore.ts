@@ -18,10 +18,24 @@ import type {
   OutboxRef,
   SnapshotRef,
   TaskId,
+  TaskTimeSummary,
 } from '../../checkpoint/stores.ts';
 import { CommitConflictError, ConfigurationError, StoreError, StoreMissingError } from '../../errors.ts';
 import type { AttachedWrites } from '../../output/types.ts';
 import { big, type Item, int, list, MalformedItemError, N, S, snapshotKind, str } from './attributes.ts';
+
+/** Actions of one TransactWriteItems. */
+const MAX_TRANSACTION_ACTIONS = 100;
+
+/** Cancellation reasons a retry can overcome (`None`: that action was fine). */
+const TRANSIENT_CANCELLATIONS = new Set([
+  'None',
+  'TransactionConflict',
+  'ThrottlingError',
+  'ProvisionedThroughputExceeded',
+  'RequestLimitExceeded',
+  'InternalServerError',
+]);
 
 interface SdkError {
   name?: string;
@@ -55,8 +69,9 @@ export function dynamoError(operation: string, table: string, err: unknown): Sto
  * Marshals a commit record compactly, so the item stays under the 1 KB of one write unit in most
  * cases: snapshot references are stored once (`refs`, with short attribute names and keys relative
  * to the task's snapshot directory `dir`) and the current chain and every retained chain are lists
- * of indices into them (chains share their base and older deltas). Offsets are DynamoDB numbers,
- * exact to 38 digits.
+ * of indices into them (chains share their base and older deltas). An inline link carries its
+ * snapshot's bytes as a binary attribute (`i`), stored once however many retained chains share it.
+ * Offsets are DynamoDB numbers, exact to 38 digits.
  */
 export function commitToItem(c: CommitRecord): Item {
   const all = [c.chain, ...c.history.map((h) => h.chain)];
@@ -78,6 +93,7 @@ export function commitToItem(c: CommitRecord): Item {
             t: S(r.kind),
             e: N(r.epoch),
             n: N(r.entries),
+            ...(r.inline ? { i: { B: r.inline } } : {}),
           },
         });
       }
@@ -107,7 +123,33 @@ export function commitToItem(c: CommitRecord): Item {
     chain,
     history,
     ...(c.outbox ? { outbox: outboxToAttr(c.outbox) } : {}),
+    ...(c.time ? { time: timeToAttr(c.time) } : {}),
   };
+}
+
+/** The task's time summary (`w` watermark, `d` due at; either may be absent). */
+function timeToAttr(t: TaskTimeSummary): AttributeValue {
+  return {
+    M: {
+      ...(t.watermark !== undefined ? { w: N(t.watermark) } : {}),
+      ...(t.dueAt !== undefined ? { d: N(t.dueAt) } : {}),
+    },
+  };
+}
+
+function attrToTime(a: AttributeValue): TaskTimeSummary {
+  const m = a.M;
+  if (!m) throw new MalformedItemError('time is not a map');
+  const num = (f: string) => {
+    const v = m[f]?.N;
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n)) throw new MalformedItemError(`time.${f} is not an integer`);
+    return n;
+  };
+  const watermark = num('w');
+  const dueAt = num('d');
+  return { ...(watermark !== undefined ? { watermark } : {}), ...(dueAt !== undefined ? { dueAt } : {}) };
 }
 
 function outboxToAttr(o: OutboxRef): AttributeValue {
@@ -151,7 +193,7 @@ export function itemToCommit(item: Item): CommitRecord {
       if (!m) throw new MalformedItemError('snapshot reference is not a map');
       const kind = snapshotKind(str(m, 't'));
       const k = str(m, 'k');
-      return {
+      const ref: SnapshotRef = {
         key: k.startsWith('/') ? k.slice(1) : dir + k,
         bytes: int(m, 'b'),
         checksum: str(m, 'c'),
@@ -159,6 +201,8 @@ export function itemToCommit(item: Item): CommitRecord {
         epoch: int(m, 'e'),
         entries: int(m, 'n'),
       };
+      const inline = m.i?.B;
+      return inline ? { ...ref, inline } : ref;
     });
     const chainOf = (a: AttributeValue | undefined, what: string): SnapshotRef[] => {
       if (!a?.L) throw new MalformedItemError(`${what} is not a list`);
@@ -190,6 +234,7 @@ export function itemToCommit(item: Item): CommitRecord {
         };
       }),
       ...(item.outbox ? { outbox: attrToOutbox(item.outbox) } : {}),
+      ...(item.time ? { time: attrToTime(item.time) } : {}),
     };
   } catch (err) {
     if (!(err instanceof MalformedItemError)) throw err;
@@ -288,6 +333,12 @@ export class DynamoCommitStore implements CommitStore {
         `outputs attached writes for ${attached.store} to a commit in ${this.kind}`,
       );
     }
+    if (attached.writes.length + 1 > MAX_TRANSACTION_ACTIONS) {
+      throw new ConfigurationError(
+        'processor.outputs',
+        `outputs attached ${attached.writes.length} writes to a commit; a DynamoDB transaction holds ${MAX_TRANSACTION_ACTIONS} actions, the commit included`,
+      );
+    }
     const token = createHash('sha256')
       .update(`${taskPk(next)}\u0000${next.epoch}\u0000${next.attempt}`)
       .digest('hex')
@@ -309,17 +360,22 @@ export class DynamoCommitStore implements CommitStore {
         const item = reasons[0].Item;
         throw new CommitConflictError(expectedEpoch, item ? itemToCommit(item) : undefined, { cause: err });
       }
-      const codes = reasons
-        ?.map((r, i) => (r.Code && r.Code !== 'None' ? `#${i}: ${r.Code}` : ''))
-        .filter(Boolean);
-      const detail = codes?.length ? ` (${codes.join(', ')})` : '';
-      const mapped = dynamoError('commit', this.table, err);
+      const codes = (reasons ?? []).map((r) => r.Code ?? 'None');
+      const detail = codes.some((c) => c !== 'None')
+        ? ` (${codes
+            .map((c, i) => (c === 'None' ? '' : `action ${i}: ${c}`))
+            .filter(Boolean)
+            .join(', ')}; action 0 is the commit, the others outputs)`
+        : '';
+      const mapped = dynamoError('commit', `${this.table} (with output tables)`, err);
+      const canceled = (err as SdkError)?.name === 'TransactionCanceledException';
       throw new StoreError('dynamodb', 'commit', `${mapped.message}${detail}`, {
         cause: err,
-        // A cancellation for another reason than a condition (validation, size) will not go away.
-        retriable:
-          mapped.retriable &&
-          !(codes ?? []).some((c) => /ValidationError|ItemCollectionSizeLimitExceeded/.test(c)),
+        // A transaction canceled only by contention or throttling succeeds when retried; one canceled
+        // by a validation error, a size limit or an output's own condition will not.
+        retriable: canceled
+          ? codes.every((c) => TRANSIENT_CANCELLATIONS.has(c)) && codes.some((c) => c !== 'None')
+          : mapped.retriable,
       });
     }
   }
