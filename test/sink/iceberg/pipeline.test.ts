@@ -9,8 +9,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { mskEvent, type TestRecord } from '../../../harness/esm/mskEvent.ts';
-import { gate } from '../../../harness/faultyStores.ts';
+import { gate, SimulatedCrash } from '../../../harness/faultyStores.ts';
 import { commitIcebergOutputs, queryParquetWithDuckDB, readIcebergOutput } from '../../../harness/iceberg.ts';
+import { SeededRandom } from '../../../harness/seededRandom.ts';
 import { EpochEngine } from '../../../lib/checkpoint/epochEngine.ts';
 import { defineProcessor } from '../../../lib/checkpoint/processor.ts';
 import { loadConfig } from '../../../lib/config/config.ts';
@@ -23,6 +24,7 @@ import { type IcebergOutputOptions, icebergOutput } from '../../../lib/sink/iceb
 import { defineIcebergTable } from '../../../lib/sink/iceberg/schema.ts';
 import { valueState } from '../../../lib/state/descriptors.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../../lib/store/memory/memoryStores.ts';
+import { FC_SEED, replayCommand } from '../../helpers/fastCheck.ts';
 import { bucket, dynamo, io, racingCatalog, s3 } from './helpers.ts';
 
 afterAll(() => {
@@ -399,5 +401,121 @@ describe('Kafka → Iceberg through the engine, the sink and the scheduled commi
     expect(table.staged).toEqual([]);
     expect(table.metadata.snapshots).toHaveLength(1);
     expect(diff(fromIcebird(table.rows), fold(sent))).toEqual({ lost: 0, duplicated: 0, rows: 60 });
+  });
+
+  it('a seeded schedule of batches, restores, failed deliveries and crashing or racing committers loses and duplicates no row', async () => {
+    const rng = new SeededRandom(FC_SEED).derive('iceberg-schedule');
+    const faults = { stagePut: 0, beforeSwap: 0, afterSwap: 0, lostResponse: 0, cleanup: 0 };
+    const faultyIo: IcebergFileIO = {
+      put: async (u, b, o) => {
+        if (faults.stagePut > 0 && u.includes('/staged/')) {
+          faults.stagePut--;
+          throw Object.assign(new Error('S3 503 on the staged record'), { retriable: true });
+        }
+        return io.put(u, b, o);
+      },
+      get: (u) => io.get(u),
+      list: (p) => io.list(p),
+      delete: async (uris) => {
+        if (faults.cleanup > 0 && uris.some((u) => u.includes('/staged/'))) {
+          faults.cleanup--;
+          throw new SimulatedCrash('before the committer deleted the staged records');
+        }
+        return io.delete(uris);
+      },
+    };
+    const s = await setup({
+      io: faultyIo,
+      catalog: (ctx) => {
+        const inner = new DynamoDbIcebergCatalog({
+          client: dynamo,
+          io: ctx.io,
+          warehouse: ctx.env.TIDEMARK_ICEBERG_WAREHOUSE!,
+          tableName: ctx.env.TIDEMARK_ICEBERG_CATALOG_TABLE!,
+        });
+        return {
+          loadTable: (id) => inner.loadTable(id),
+          defaultLocation: (id) => inner.defaultLocation(id),
+          createTable: async (id, m) => {
+            await inner.createNamespace(id.namespace);
+            return inner.createTable(id, m);
+          },
+          commitTable: async (base, m) => {
+            if (faults.beforeSwap > 0) {
+              faults.beforeSwap--;
+              throw new SimulatedCrash('after writing the metadata, before the swap');
+            }
+            const outcome = await inner.commitTable(base, m);
+            if (outcome.status === 'committed' && faults.afterSwap > 0) {
+              faults.afterSwap--;
+              throw new SimulatedCrash('right after the swap');
+            }
+            if (outcome.status === 'committed' && faults.lostResponse > 0) {
+              faults.lostResponse--;
+              throw Object.assign(new Error('lost response'), { retriable: true });
+            }
+            return outcome;
+          },
+        };
+      },
+    });
+    const committer = () =>
+      createIcebergCommitter(s.processor, { env: s.env, pipeline: s.pipeline, log: () => {}, expire: false });
+    const partitions = 3;
+    const next = [0, 0, 0];
+    const sent: TestRecord[] = [];
+    const containers: Engine[] = [s.engine()];
+    const history: string[] = [];
+    for (let step = 0; step < 24; step++) {
+      const action = rng.weighted({ send: 6, restore: 2, commit: 3, race: 1, crash: 2 });
+      history.push(action);
+      if (action === 'send' || action === 'restore') {
+        if (action === 'restore') containers.push(s.engine()); // a cold container restores its tasks
+        const engine = action === 'restore' ? containers.at(-1)! : rng.pick(containers);
+        const records: TestRecord[] = [];
+        for (let p = 0; p < partitions; p++) {
+          if (!rng.chance(0.7)) continue;
+          // The ESM may re-send records already committed: start a little before the end.
+          const from = Math.max(0, next[p]! - rng.int(0, 3));
+          const to = next[p]! + rng.int(1, 9);
+          records.push(...batch(p, 0, to).slice(from));
+          next[p] = to;
+        }
+        if (records.length === 0) continue;
+        sent.push(...records);
+        if (rng.chance(0.15)) faults.stagePut = 1; // a delivery fails: the invocation fails, the ESM retries
+        const ok = await engine.processEvent(mskEvent(records)).then(
+          () => true,
+          () => false,
+        );
+        if (!ok) await engine.processEvent(mskEvent(records)); // the ESM's retry of the same batch
+        faults.stagePut = 0;
+      } else if (action === 'commit') {
+        await committer()().catch(() => undefined);
+      } else if (action === 'race') {
+        await Promise.all([committer()(), committer()()].map((p) => p.catch(() => undefined)));
+      } else {
+        const kind = rng.pick(['beforeSwap', 'afterSwap', 'lostResponse', 'cleanup'] as const);
+        history.push(kind);
+        faults[kind] = 1;
+        await committer()().catch(() => undefined);
+        faults[kind] = 0;
+      }
+    }
+    // The end: every record delivered once more by a fresh container (as the ESM would until it
+    // succeeds), and one clean committer run.
+    const all = [0, 1, 2].flatMap((p) => batch(p, 0, Math.max(1, next[p]!)));
+    sent.push(...all);
+    await s.engine().processEvent(mskEvent(all));
+    await committer()();
+    const table = await read(s);
+    const why = `seed ${FC_SEED} (${replayCommand()}), schedule ${history.join(' ')}`;
+    expect(table.staged, why).toEqual([]);
+    expect(diff(fromIcebird(table.rows), fold(sent)), why).toEqual({
+      lost: 0,
+      duplicated: 0,
+      rows: fold(sent).length,
+    });
+    expect(fromIcebird(table.rows), why).toEqual(fold(sent));
   });
 });
