@@ -19,8 +19,10 @@
  *     fails the batch                      |                                               |
  *   5 PUT snapshot E+1 and outbox E+1 under| orphan objects no commit references (deleted  | writes its own objects under another
  *     keys unique to this attempt          | later by GC); quarantine objects keyed by     | attempt id; the orphans are never
- *     (If-None-Match: *), and quarantined  | offset                                        | read; rewrites no quarantine key
- *     records; wait for E's delivery       |                                               |
+ *     (If-None-Match: *), unless small     | offset. (An inline snapshot or outbox exists  | read; rewrites no quarantine key
+ *     enough to travel inline in the       | nowhere until the commit writes it.)          |
+ *     commit item; quarantined records;    |                                               |
+ *     wait for E's delivery                |                                               |
  *   6 commit: epoch E+1, offset, chain,    | either the old item (write not applied) or    | finds E or E+1 in the item and
  *     outbox, on condition epoch = E, with | the new one (applied), with its attached      | resumes from that checkpoint
  *     attached output writes (one txn)     | outputs: nothing in between                   |
@@ -74,18 +76,17 @@ import { OutputBuffer } from '../output/outputBuffer.ts';
 import { OutputRouter, type SinkProvider } from '../output/router.ts';
 import type { AttachedWrites, Delivery, OutputDescriptors, OutputPart } from '../output/types.ts';
 import type { StateDescriptors } from '../state/descriptors.ts';
-import { snapshotChecksum } from '../state/snapshotCodec.ts';
 import { StateStore } from '../state/stateStore.ts';
 import { InvocationCleanup } from './cleanup.ts';
-import { nextCommit } from './commitItem.ts';
+import { historyAfter, nextCommit } from './commitItem.ts';
 import { EpochBudget } from './epochBudget.ts';
 import { outboxKey, snapshotKey, taskLabel } from './layout.ts';
 import type { EngineObserver } from './observer.ts';
 import { type NoOutputs, type ProcessContext, type Processor, utf8Key } from './processor.ts';
 import { quarantineRecord } from './quarantine.ts';
 import { loadCheckpoint } from './restore.ts';
-import { planSnapshot } from './snapshotPlan.ts';
-import type { CommitRecord, CommitStore, OutboxRef, SnapshotRef, SnapshotStore, TaskId } from './stores.ts';
+import { plannedRef, planSnapshot } from './snapshotPlan.ts';
+import type { CommitRecord, CommitStore, OutboxRef, SnapshotStore, TaskId } from './stores.ts';
 import { WarmCache } from './warmCache.ts';
 
 /** The part of the Lambda context the engine uses. */
@@ -615,7 +616,11 @@ export class EpochEngine<
     const snap = planSnapshot(
       rt.store,
       prev?.chain ?? [],
-      { forceFull: rt.forceFull, config: this.config },
+      {
+        forceFull: rt.forceFull,
+        config: this.config,
+        history: historyAfter(prev, this.config.retainedCheckpoints),
+      },
       {
         pipeline: task.pipeline,
         topic: task.topic,
@@ -626,14 +631,12 @@ export class EpochEngine<
         createdAt,
       },
     );
-    const ref: SnapshotRef = {
-      key: snapshotKey(this.config.prefix, task, nextEpoch, attempt, snap.kind),
-      bytes: snap.body.length,
-      checksum: snapshotChecksum(snap.body),
-      kind: snap.kind,
-      epoch: nextEpoch,
-      entries: snap.entries,
-    };
+    // An inline snapshot travels in the commit item: no PUT, and no object for GC to know of.
+    const ref = plannedRef(
+      snap,
+      snapshotKey(this.config.prefix, task, nextEpoch, attempt, snap.kind),
+      nextEpoch,
+    );
     // Outputs: what commits with the epoch (attached) and what goes to the outbox.
     const parts = rt.outputs.take();
     const outputCount = parts.reduce((n, p) => n + p.entries.length, 0);
@@ -653,11 +656,11 @@ export class EpochEngine<
         }
       }
     }
-    const ownKeys = [ref.key, ...(outbox?.key ? [outbox.key] : [])];
+    const ownKeys = [...(ref.inline ? [] : [ref.key]), ...(outbox?.key ? [outbox.key] : [])];
     // Step 5: every write of the epoch, and the previous epoch's delivery, settle before anything
     // else happens (none is left running behind a failure); then the first failure fails the epoch.
     const writes = await Promise.allSettled([
-      this.putOwn(ref.key, snap.body),
+      ...(ref.inline ? [] : [this.putOwn(ref.key, snap.body)]),
       ...(outbox?.key && outboxBody ? [this.putOwn(outbox.key, outboxBody)] : []),
       ...epoch.quarantine.map((q) =>
         quarantineRecord(this.snapshots, this.config.prefix, task, nextEpoch, q.record, q.error, createdAt),
@@ -718,6 +721,7 @@ export class EpochEngine<
       epochMs: performance.now() - epoch.startedAt,
       snapshotBytes: snap.body.length,
       snapshotKind: snap.kind,
+      snapshotInline: snap.inline,
       stateKeys: rt.store.keyCount,
       changedKeys,
       newestRecordTimestamp: epoch.newestTimestamp,
