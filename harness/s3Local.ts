@@ -1,9 +1,12 @@
 /**
  * An S3 server in this process: s3rver 3.7.1 plus two shims it needs (see docs/local-servers.md):
  * - conditional writes: s3rver ignores If-None-Match / If-Match on PutObject and on
- *   CompleteMultipartUpload; a Koa middleware in front of its router adds them (a per-key lock makes
- *   check-and-write atomic; 412 PreconditionFailed on a failed condition), so the conditional-create
- *   path of the snapshot store is exercised for real;
+ *   CompleteMultipartUpload; a Koa middleware in front of its router adds them, as S3 answers them:
+ *   412 PreconditionFailed on a failed condition, and 409 ConditionalRequestConflict, at once, for a
+ *   conditional write of a key that another conditional write is still writing (one write per key
+ *   in flight makes check-and-write atomic), and a conditional create whose body was cut short
+ *   leaves no object (s3rver would keep the bytes it got). So the conditional-create path of the
+ *   snapshot store, and its answer to a conflict, are exercised for real;
  * - paginated listings: s3rver's continuation token uses single DES, which OpenSSL 3 only has in its
  *   legacy provider. 3DES-EDE with K1=K2=K3 computes exactly single DES, so 'des' is mapped to it.
  *   (This patches node:crypto for the 'des' algorithm in this process only; nothing else uses it.)
@@ -36,6 +39,7 @@ interface KoaContext {
   status: number;
   type: string;
   body: unknown;
+  req: { readonly complete: boolean };
   res: { once(event: 'close', listener: () => void): unknown };
   get(header: string): string;
 }
@@ -44,17 +48,19 @@ interface S3rverInternals {
   middleware: Array<(ctx: KoaContext, next: Next) => Promise<void>>;
   store: {
     existsObject(bucket: string, key: string): Promise<boolean>;
+    deleteObject(bucket: string, key: string): Promise<void>;
     getMetadata(bucket: string, key: string): Promise<{ etag?: string }>;
   };
 }
 
 function addConditionalWrites(server: S3rver): void {
   const srv = server as unknown as S3rverInternals;
-  const locks = new Map<string, Promise<void>>();
-  const fail = (ctx: KoaContext, status: number, code: string) => {
+  /** Keys a conditional write is writing now. */
+  const inFlight = new Set<string>();
+  const fail = (ctx: KoaContext, status: number, code: string, message = code) => {
     ctx.status = status;
     ctx.type = 'application/xml';
-    ctx.body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${code}</Message></Error>`;
+    ctx.body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`;
   };
   srv.middleware.unshift(async (ctx, next) => {
     const ifNoneMatch = ctx.get('if-none-match');
@@ -66,21 +72,31 @@ function addConditionalWrites(server: S3rver): void {
     const key = decodeURIComponent(rest.join('/'));
     if (!key) return next();
     const id = `${bucket}/${key}`;
-    const previous = locks.get(id) ?? Promise.resolve();
-    let release = () => {};
-    const mine = previous.then(() => new Promise<void>((r) => (release = r)));
-    locks.set(id, mine);
-    let unlocked = false;
-    const unlock = () => {
-      if (unlocked) return;
-      unlocked = true;
-      release();
-      if (locks.get(id) === mine) locks.delete(id);
+    // S3 does not queue a conditional write behind another one of the same key: it answers 409.
+    if (inFlight.has(id)) {
+      return fail(
+        ctx,
+        409,
+        'ConditionalRequestConflict',
+        'A conflicting conditional operation is currently in progress against this resource. Please try again.',
+      );
+    }
+    inFlight.add(id);
+    let creating = false;
+    let released: Promise<void> | undefined;
+    const release = () => {
+      released ??= (async () => {
+        // S3 never makes an object of an upload cut short; s3rver keeps the bytes it received.
+        // A create whose body did not arrive whole is undone before anyone else may write the key.
+        // (An If-Match overwrite cut short has already replaced the old object: not undone.)
+        if (creating && !ctx.req.complete) await srv.store.deleteObject(bucket, key).catch(() => undefined);
+        inFlight.delete(id);
+      })();
+      return released;
     };
     // A client that goes away mid-body leaves s3rver's handler waiting for ever: the connection
-    // closing must free the key too, or every later conditional PUT of it would hang.
-    ctx.res.once('close', unlock);
-    await previous;
+    // closing must free the key too, or every later conditional PUT of it would be refused.
+    ctx.res.once('close', () => void release());
     try {
       const exists = await srv.store.existsObject(bucket, key);
       if (ifNoneMatch === '*' && exists) return fail(ctx, 412, 'PreconditionFailed');
@@ -88,9 +104,10 @@ function addConditionalWrites(server: S3rver): void {
       if (ifMatch && ifMatch !== '*' && ifMatch !== (await srv.store.getMetadata(bucket, key)).etag) {
         return fail(ctx, 412, 'PreconditionFailed');
       }
+      creating = ifNoneMatch === '*' && isPut;
       await next();
     } finally {
-      unlock();
+      await release();
     }
   });
 }
