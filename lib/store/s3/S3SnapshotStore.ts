@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CopyObjectCommand,
   DeleteObjectsCommand,
@@ -51,6 +52,21 @@ function isPreconditionFailed(err: unknown): boolean {
   return e.$metadata?.httpStatusCode === 412 || e.name === 'PreconditionFailed';
 }
 
+/** 409: another conditional write of the key was in progress (ConditionalRequestConflict). */
+function isConflict(err: unknown): boolean {
+  return ((err ?? {}) as SdkError).$metadata?.httpStatusCode === 409;
+}
+
+/**
+ * A conditional PUT answered 409 is sent again, up to this many times in all, after a short
+ * jittered backoff (the SDK's retry strategy does not retry a 409). S3 answers 409 when another
+ * conditional write of the same key is in progress, as when the SDK's retry of this very PUT
+ * overtakes its first attempt, still uploading: the next try meets the finished object (412,
+ * `ObjectExistsError`) or, if that upload was abandoned, writes it.
+ */
+export const CONFLICT_ATTEMPTS = 5;
+const CONFLICT_BACKOFF_MS = 50;
+
 function isNoSuchKey(err: unknown): boolean {
   const e = (err ?? {}) as SdkError;
   return e.name === 'NoSuchKey' || (e.$metadata?.httpStatusCode === 404 && e.name !== 'NoSuchBucket');
@@ -83,17 +99,30 @@ export class S3SnapshotStore implements SnapshotStore {
       ContentType: options.contentType ?? 'application/octet-stream',
       ...((options.ifAbsent ?? true) ? { IfNoneMatch: '*' } : {}),
     };
-    try {
-      if (body.length > MULTIPART_THRESHOLD) {
-        // Loaded only for these rare huge objects: off the hot path and out of cold start.
-        const { Upload } = await import('@aws-sdk/lib-storage');
-        await new Upload({ client: this.client, params, partSize: MULTIPART_PART_SIZE, queueSize: 4 }).done();
-      } else {
-        await this.client.send(new PutObjectCommand(params));
+    // A loop, not a retry library: one error, a handful of tries.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (body.length > MULTIPART_THRESHOLD) {
+          // Loaded only for these rare huge objects: off the hot path and out of cold start.
+          const { Upload } = await import('@aws-sdk/lib-storage');
+          await new Upload({
+            client: this.client,
+            params,
+            partSize: MULTIPART_PART_SIZE,
+            queueSize: 4,
+          }).done();
+        } else {
+          await this.client.send(new PutObjectCommand(params));
+        }
+        return;
+      } catch (err) {
+        if (isPreconditionFailed(err)) throw new ObjectExistsError(key, { cause: err });
+        if (params.IfNoneMatch === undefined || !isConflict(err) || attempt >= CONFLICT_ATTEMPTS) {
+          throw s3Error('put', this.bucket, err);
+        }
+        // Full jitter: 0–50 ms, 0–100 ms, 0–200 ms, 0–400 ms.
+        await sleep(Math.random() * CONFLICT_BACKOFF_MS * 2 ** (attempt - 1));
       }
-    } catch (err) {
-      if (isPreconditionFailed(err)) throw new ObjectExistsError(key, { cause: err });
-      throw s3Error('put', this.bucket, err);
     }
   }
 
