@@ -3,6 +3,7 @@
  * what `TestDriver` shows (the canonical rows, once per committed epoch), where the table lives from
  * the options and the environment, and the committer's configuration errors. No server involved.
  */
+import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { defineProcessor } from '../../../lib/checkpoint/processor.ts';
 import { ConfigurationError } from '../../../lib/errors.ts';
@@ -165,5 +166,33 @@ describe('icebergOutput through TestDriver', () => {
     const commit = createIcebergCommitter(processor, { env: {} });
     await expect(commit()).rejects.toThrow(/missing required setting TIDEMARK_PIPELINE/);
     expect(() => createIcebergCommitter(processor, { maxEpochsPerRun: -1 })).toThrow(/non-negative integer/);
+  });
+
+  it('loads no Parquet or Avro writer, catalog or SDK client until the sink is built', () => {
+    // A fresh Node process records every module it resolves (the declaration runs at a cold start).
+    const script = (extra: string) => `
+      import { registerHooks } from 'node:module';
+      const seen = new Set();
+      registerHooks({ resolve(spec, ctx, next) { const r = next(spec, ctx); seen.add(r.url); return r; } });
+      const { icebergOutput } = await import('./lib/sink/iceberg/icebergOutput.ts');
+      const { defineIcebergTable } = await import('./lib/sink/iceberg/schema.ts');
+      const out = icebergOutput({ table: 'db.t', schema: defineIcebergTable({ columns: [{ name: 'a', type: 'long' }] }) });
+      out.encode({ a: 1 });
+      ${extra}
+      console.log(JSON.stringify([...seen].filter((u) => u.includes('/node_modules/')).map((u) => u.split('/node_modules/').pop().split('/').slice(0, 2).join('/'))));`;
+    const loaded = (extra = '') =>
+      new Set(
+        JSON.parse(
+          execFileSync(process.execPath, ['--input-type=module', '-e', script(extra)], {
+            cwd: new URL('../../..', import.meta.url),
+            encoding: 'utf8',
+          }),
+        ) as string[],
+      );
+    expect([...loaded()]).toEqual([]);
+    // The control: building the sink's module graph loads them.
+    const sink = loaded("await import('./lib/sink/iceberg/IcebergOutputSink.ts');");
+    expect([...sink].some((m) => m.startsWith('hyparquet-writer'))).toBe(true);
+    expect([...sink].some((m) => m.startsWith('avsc'))).toBe(true);
   });
 });
