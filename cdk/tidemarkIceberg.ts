@@ -44,12 +44,25 @@ export interface TidemarkIcebergProps {
    */
   readonly commitInterval?: Duration;
   /**
-   * The catalog: `dynamodb` (Iceberg's DynamoDB catalog: Spark and Flink read and write it) or `s3`
-   * (Hadoop layout on S3). A REST catalog (Glue, S3 Tables) needs grants this construct does not
-   * make: set `TIDEMARK_ICEBERG_*` in `environment` and add them to both roles.
+   * The catalog: `dynamodb` (Iceberg's DynamoDB catalog: Spark and Flink read and write it), `s3`
+   * (Hadoop layout on S3) or `rest` (an Iceberg REST catalog: AWS Glue, S3 Tables; see `rest`).
    * @default 'dynamodb'
    */
-  readonly catalog?: 'dynamodb' | 's3';
+  readonly catalog?: 'dynamodb' | 's3' | 'rest';
+  /**
+   * The REST catalog, with `catalog: 'rest'`. The construct sets the settings on both functions but
+   * grants nothing for it: the catalog chooses the tables' locations and authorizes with its own
+   * permissions (Glue: `glue:*Table*`, `glue:GetDatabase`, `glue:GetCatalog`, Lake Formation data
+   * access; S3 Tables: `s3tables:*`): add them to `role` (the pipeline's) and `committerRole`.
+   */
+  readonly rest?: {
+    /** e.g. `https://glue.<region>.amazonaws.com/iceberg`. */
+    readonly uri: string;
+    /** Glue: the account id; S3 Tables: the table bucket ARN. */
+    readonly warehouse: string;
+    /** @default 'none' */
+    readonly signing?: 'none' | 'glue' | 's3tables';
+  };
   /**
    * The bucket of the warehouse.
    * @default - the pipeline's bucket
@@ -108,6 +121,12 @@ export function checkIcebergProps(props: TidemarkIcebergProps): void {
   if (!/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/.test(prefix)) {
     throw new Error(`iceberg.warehousePrefix must be a relative key prefix, got ${JSON.stringify(prefix)}`);
   }
+  if ((props.catalog === 'rest') !== (props.rest !== undefined)) {
+    throw new Error("iceberg.rest is required with catalog: 'rest', and only then");
+  }
+  if (props.rest && !/^https?:\/\/[^/]+/.test(props.rest.uri)) {
+    throw new Error(`iceberg.rest.uri must be an http(s) URI, got ${JSON.stringify(props.rest.uri)}`);
+  }
   const minutes = (props.commitInterval ?? Duration.minutes(1)).toMinutes({ integral: false });
   if (!Number.isInteger(minutes) || minutes < 1) {
     throw new Error('iceberg.commitInterval must be a whole number of minutes, at least 1');
@@ -145,7 +164,7 @@ export class TidemarkIceberg extends Construct {
   readonly committerErrorsAlarm: Alarm | undefined;
   /** The DynamoDB catalog table (undefined with the `s3` catalog). */
   readonly catalogTable: ITable | undefined;
-  /** `s3://bucket/prefix`. */
+  /** `s3://bucket/prefix` (the REST catalog's warehouse with `catalog: 'rest'`). */
   readonly warehouse: string;
   /** The environment both functions get (`TIDEMARK_ICEBERG_*`). */
   readonly environment: Record<string, string>;
@@ -156,16 +175,23 @@ export class TidemarkIceberg extends Construct {
     const kind = props.catalog ?? 'dynamodb';
     const bucket = props.warehouseBucket ?? props.bucket;
     const prefix = props.warehousePrefix ?? 'iceberg';
-    this.warehouse = `s3://${bucket.bucketName}/${prefix}`;
+    this.warehouse = props.rest?.warehouse ?? `s3://${bucket.bucketName}/${prefix}`;
     this.catalogTable =
       kind === 'dynamodb'
         ? (props.catalogTable ?? catalogTable(this, props.removalPolicy ?? RemovalPolicy.RETAIN))
         : undefined;
-    this.environment = {
-      [ENV.icebergCatalog]: kind,
-      [ENV.icebergWarehouse]: this.warehouse,
-      ...(this.catalogTable ? { [ENV.icebergCatalogTable]: this.catalogTable.tableName } : {}),
-    };
+    this.environment = props.rest
+      ? {
+          [ENV.icebergCatalog]: 'rest',
+          [ENV.icebergRestUri]: props.rest.uri,
+          [ENV.icebergWarehouse]: props.rest.warehouse,
+          [ENV.icebergRestSigning]: props.rest.signing ?? 'none',
+        }
+      : {
+          [ENV.icebergCatalog]: kind,
+          [ENV.icebergWarehouse]: this.warehouse,
+          ...(this.catalogTable ? { [ENV.icebergCatalogTable]: this.catalogTable.tableName } : {}),
+        };
 
     const logGroup = new LogGroup(this, 'Logs', { retention: props.logRetention ?? RetentionDays.ONE_MONTH });
     const role = new Role(this, 'Role', {
@@ -183,8 +209,10 @@ export class TidemarkIceberg extends Construct {
         ? `${prefix}/${t.namespace}.db/${t.name}/`
         : `${prefix}/${t.namespace.split('.').join('/')}/${t.name}/`,
     );
-    this.grant(props.pipelineRole, bucket, locations, tables, false);
-    this.grant(role, bucket, locations, tables, true);
+    if (kind !== 'rest') {
+      this.grant(props.pipelineRole, bucket, locations, tables, false);
+      this.grant(role, bucket, locations, tables, true);
+    }
 
     this.committer = new NodejsFunction(this, 'Committer', {
       entry: props.entry,

@@ -291,9 +291,16 @@ export class TidemarkPipeline extends Construct {
 
     const reserved = new Set<string>([ENV.bucket, ENV.table, ENV.pipeline, ENV.prefix, ENV.commitStore]);
     if (db) for (const name of DATABASE_ENV) reserved.add(name);
-    if (props.iceberg)
-      for (const name of [ENV.icebergCatalog, ENV.icebergWarehouse, ENV.icebergCatalogTable])
+    if (props.iceberg) {
+      for (const name of [
+        ENV.icebergCatalog,
+        ENV.icebergWarehouse,
+        ENV.icebergCatalogTable,
+        ENV.icebergRestUri,
+        ENV.icebergRestSigning,
+      ])
         reserved.add(name);
+    }
     for (const name of Object.keys(props.environment ?? {})) {
       if (reserved.has(name))
         throw new Error(`${name} is set by TidemarkPipeline; do not pass it in environment`);

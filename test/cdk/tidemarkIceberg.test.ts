@@ -152,6 +152,28 @@ describe('TidemarkPipeline with Iceberg outputs', () => {
     );
   });
 
+  it('sets a REST catalog (Glue) on both functions and grants nothing for it', () => {
+    const rest = {
+      uri: 'https://glue.eu-west-1.amazonaws.com/iceberg',
+      warehouse: '111122223333',
+      signing: 'glue' as const,
+    };
+    const { template } = pipelineStack({ iceberg: { ...ICEBERG, catalog: 'rest', rest } });
+    template.resourceCountIs('AWS::DynamoDB::Table', 1);
+    for (const f of functions(template)) {
+      expect(f.props.Environment.Variables).toMatchObject({
+        TIDEMARK_ICEBERG_CATALOG: 'rest',
+        TIDEMARK_ICEBERG_REST_URI: rest.uri,
+        TIDEMARK_ICEBERG_WAREHOUSE: rest.warehouse,
+        TIDEMARK_ICEBERG_REST_SIGNING: 'glue',
+      });
+    }
+    expect(roleStatements(template).some((s) => s.Sid?.startsWith('Iceberg'))).toBe(false);
+    expect(() => pipelineStack({ iceberg: { ...ICEBERG, catalog: 'rest' } })).toThrow(
+      /iceberg\.rest is required/,
+    );
+  });
+
   it('rejects what would not work, at synth time', () => {
     expect(() => pipelineStack({ iceberg: { tables: [] } })).toThrow(/at least one table/);
     expect(() => pipelineStack({ iceberg: { tables: ['orders'] } })).toThrow(/not namespace\.name/);
