@@ -74,7 +74,22 @@ export class OutputBuffer<O extends OutputDescriptors = OutputDescriptors> {
 
   /** Drops every emit since `beginRecord`. */
   rollbackRecord(): void {
-    while (this.order.length > this.recordStart) this.order.pop()!.entries.pop();
+    this.rollbackTo(this.recordStart);
+  }
+
+  /** Changes the key `encode` sees, within the current record (a timer firing after it). */
+  setKey(key: string | null): void {
+    if (this.emitContext.key !== key) this.emitContext = { ...this.emitContext, key };
+  }
+
+  /** A point of the current record to roll back to (`rollbackTo`), e.g. before a timer fires. */
+  mark(): number {
+    return this.order.length;
+  }
+
+  /** Drops every emit since `mark` returned `mark`. */
+  rollbackTo(mark: number): void {
+    while (this.order.length > mark) this.order.pop()!.entries.pop();
   }
 
   /** The epoch's outputs, by declared output (those with entries only), and an empty buffer. */

@@ -8,6 +8,25 @@
 export type StateKind = 'value' | 'map' | 'list';
 export type StateScope = 'key' | 'task';
 
+/**
+ * Time to live of a state's entries (docs/time.md#state-ttl). Each key's entry (its value, its whole
+ * map or its whole list) gets a deadline when written: the write's time plus `ms`. From the deadline
+ * on the entry is never returned (reads see nothing, writes start from nothing), and the next
+ * checkpoint removes it from the snapshot through an expiry index (no scan of the state).
+ */
+export interface TtlOptions {
+  /** How long an entry lives after its last write (or read, with `refresh: 'onReadAndWrite'`), in ms. */
+  readonly ms: number;
+  /**
+   * `processing` (default): the task's processing time, the wall clock read when an epoch or a tick
+   * starts. `event`: the write is stamped with the event time of the record (or timer) being processed,
+   * and the entry expires once the task's watermark reaches the deadline (needs `time` on the processor).
+   */
+  readonly time?: 'processing' | 'event';
+  /** `onWrite` (default): writes renew the deadline. `onReadAndWrite`: reads renew it too (a read then writes). */
+  readonly refresh?: 'onWrite' | 'onReadAndWrite';
+}
+
 export interface StateOptions {
   /**
    * Version of the value schema. Stored in every snapshot; when a snapshot holds an older version,
@@ -16,6 +35,8 @@ export interface StateOptions {
   version?: number;
   /** Upgrades a value written under `fromVersion`; required to restore snapshots of older versions. */
   migrate?: (value: unknown, fromVersion: number) => unknown;
+  /** Entries expire this long after their last write (see `TtlOptions`). Default: never. */
+  ttl?: TtlOptions;
 }
 
 export interface StateDescriptor<K extends StateKind = StateKind, T = unknown> {
@@ -23,6 +44,8 @@ export interface StateDescriptor<K extends StateKind = StateKind, T = unknown> {
   readonly scope: StateScope;
   readonly version: number;
   readonly migrate: ((value: unknown, fromVersion: number) => unknown) | undefined;
+  /** Time to live of the entries, if they expire. */
+  readonly ttl?: Readonly<Required<TtlOptions>> | undefined;
   /** Type carrier only; never set. */
   readonly __type?: T;
 }
@@ -35,7 +58,18 @@ function descriptor<K extends StateKind, T>(
   const version = options.version ?? 1;
   if (!Number.isSafeInteger(version) || version < 1)
     throw new RangeError('state version must be a positive integer');
-  return Object.freeze({ kind, scope, version, migrate: options.migrate });
+  const t = options.ttl;
+  if (t === undefined) return Object.freeze({ kind, scope, version, migrate: options.migrate });
+  if (!Number.isSafeInteger(t.ms) || t.ms < 1)
+    throw new RangeError('state ttl.ms must be a positive integer');
+  if (t.time !== undefined && t.time !== 'processing' && t.time !== 'event') {
+    throw new RangeError(`state ttl.time must be 'processing' or 'event'`);
+  }
+  if (t.refresh !== undefined && t.refresh !== 'onWrite' && t.refresh !== 'onReadAndWrite') {
+    throw new RangeError(`state ttl.refresh must be 'onWrite' or 'onReadAndWrite'`);
+  }
+  const ttl = Object.freeze({ ms: t.ms, time: t.time ?? 'processing', refresh: t.refresh ?? 'onWrite' });
+  return Object.freeze({ kind, scope, version, migrate: options.migrate, ttl });
 }
 
 /** One value per record key. */
