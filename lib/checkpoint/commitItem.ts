@@ -2,7 +2,8 @@
  * Building a commit item, and the one rule for the retained history every writer of commit items
  * shares (the engine's epoch commits, and rollback, savepoint restore and bootstrap in `lib/ops`):
  * the replaced checkpoint goes first, then its own history, at most `retainedCheckpoints - 1` entries
- * in all (so `retainedCheckpoints` checkpoints are restorable, the current one included).
+ * in all (so `retainedCheckpoints` checkpoints are restorable, the current one included). Inline
+ * links (snapshots inside the item) stay in it as long as a retained checkpoint references them.
  */
 import type { CheckpointSummary, CommitRecord } from './stores.ts';
 
@@ -23,6 +24,23 @@ export function historyAfter(
   if (!current) return [];
   const older = drop === undefined ? current.history : current.history.filter((h) => h.epoch !== drop);
   return [summaryOf(current), ...older].slice(0, Math.max(0, retainedCheckpoints - 1));
+}
+
+/**
+ * Bytes of the inline links (snapshots carried inside the commit item) of these chains, each link
+ * counted once: chains of retained checkpoints share their older links with the current one.
+ */
+export function inlineBytes(checkpoints: Iterable<Pick<CheckpointSummary, 'chain'>>): number {
+  const seen = new Set<string>();
+  let n = 0;
+  for (const c of checkpoints) {
+    for (const r of c.chain) {
+      if (r.inline === undefined || seen.has(r.key)) continue;
+      seen.add(r.key);
+      n += r.inline.length;
+    }
+  }
+  return n;
 }
 
 /** The fields that change from one commit item to the next; the rest follows from `prev`. */

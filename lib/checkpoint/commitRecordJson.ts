@@ -120,6 +120,8 @@ function checkRef(r: unknown, where: string): SnapshotRef {
   field(o, 'epoch', 'number', where);
   field(o, 'entries', 'number', where);
   if (o.kind !== 'full' && o.kind !== 'delta') throw new MalformedRecordError(`${where}.kind is unknown`);
+  if (o.inline !== undefined && !(o.inline instanceof Uint8Array))
+    throw new MalformedRecordError(`${where}.inline is not bytes`);
   return o as unknown as SnapshotRef;
 }
 

@@ -34,9 +34,9 @@ export interface LoadedCheckpoint {
 }
 
 /**
- * Loads the state of a checkpoint: its chain's full snapshot, then each delta in order. Every link
- * is checked (envelope, checksum, size, task identity, epoch, chain order); the last link must carry
- * the checkpoint's committed offset. (A rolled-back or restored checkpoint reuses an older chain, so
+ * Loads the state of a checkpoint: its chain's full snapshot, then each delta in order, from S3 or,
+ * for inline links, from the commit item itself. Every link is checked (envelope, checksum, size,
+ * task identity, epoch, chain order); the last link must carry the checkpoint's committed offset. (A rolled-back or restored checkpoint reuses an older chain, so
  * the last link's epoch may be older than the checkpoint's.) Anything amiss is a typed error; nothing is loaded partially.
  */
 export async function loadCheckpoint(
@@ -49,6 +49,7 @@ export async function loadCheckpoint(
   if (chain.length === 0) return { store: new StateStore(descriptors), bytes: 0 };
   const objects = await Promise.all(
     chain.map(async (ref) => {
+      if (ref.inline) return ref.inline;
       const bytes = await snapshots.get(ref.key);
       if (!bytes) throw new SnapshotMissingError(ref.key);
       return bytes;

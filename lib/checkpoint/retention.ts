@@ -19,14 +19,17 @@
  */
 import type { CheckpointSummary, CommitRecord, SnapshotStore } from './stores.ts';
 
-/** Keys referenced by a commit item: its chain, the chains of its retained history, its outbox. */
+/**
+ * Object keys referenced by a commit item: its chain, the chains of its retained history, its outbox.
+ * Inline links are not objects (their bytes are in the item): they are left out.
+ */
 export function retainedKeys(
   commit: Pick<CommitRecord, 'chain' | 'history' | 'outbox'> | undefined,
 ): Set<string> {
   const keys = new Set<string>();
   if (!commit) return keys;
   const chains: ReadonlyArray<Pick<CheckpointSummary, 'chain'>> = [commit, ...commit.history];
-  for (const c of chains) for (const r of c.chain) keys.add(r.key);
+  for (const c of chains) for (const r of c.chain) if (!r.inline) keys.add(r.key);
   if (commit.outbox?.key) keys.add(commit.outbox.key);
   return keys;
 }

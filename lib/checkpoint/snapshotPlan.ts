@@ -1,44 +1,125 @@
 /**
- * Snapshot planning: what an epoch writes. A delta of the keys it changed, chained to the task's
- * current chain, or a full snapshot when the policy says so: no chain yet, `snapshotMode` full, a
- * forced full one (after a schema migration), the chain already holds `compactAfterDeltas` deltas,
- * or its deltas would outweigh `compactDeltaRatio` × the full snapshot (so a restore never reads more
- * than (1 + ratio) × a full snapshot).
+ * Snapshot planning: what an epoch writes, and where.
+ *
+ * What: a delta of the keys it changed, chained to the task's current chain, or a full snapshot when
+ * the policy says so: no chain yet, `snapshotMode` full, a forced full one (after a schema
+ * migration), the chain already holds `compactAfterDeltas` deltas, or its S3 deltas would outweigh
+ * `compactDeltaRatio` × the full snapshot (so a restore never reads more than (1 + ratio) × a full
+ * snapshot from S3).
+ *
+ * Where: inside the commit item (an inline link: the epoch costs one durable request, the commit
+ * write) when the snapshot is at most `snapshotInlineMaxBytes` and the commit item stays within
+ * `commitInlineMaxBytes` of inline bytes (its chain's own inline links within half of it), else in
+ * S3. The commit item rewrites every inline byte it holds at each commit (DynamoDB bills a write
+ * unit per started KB), so the inline links of a chain are bounded; and they stay in the item for
+ * as long as a retained checkpoint references them, which the other half of the budget leaves room
+ * for. Inline links only ever form the tail of a chain. An epoch that cannot go inline while its
+ * chain ends with inline links *spills*: its S3 delta merges those links (every key they changed,
+ * with its current value or its deletion) and chains to the last S3 link instead, so the next chain
+ * holds no inline link any more — or the epoch compacts into a full snapshot, as the rules above say.
  */
 import type { TidemarkConfig } from '../config/config.ts';
 import {
+  decodeSnapshot,
   deltaSections,
   encodeSnapshot,
   fullSections,
   type SnapshotKind,
   type SnapshotMeta,
+  type SnapshotSection,
+  snapshotChecksum,
 } from '../state/snapshotCodec.ts';
 import type { StateStore } from '../state/stateStore.ts';
-import type { SnapshotRef } from './stores.ts';
+import { inlineBytes } from './commitItem.ts';
+import type { CheckpointSummary, SnapshotRef } from './stores.ts';
 
 export interface PlannedSnapshot {
   body: Buffer;
   kind: SnapshotKind;
-  /** The links the new object extends (empty for a full snapshot). */
+  /** True when the snapshot travels inside the commit item (no S3 PUT). */
+  inline: boolean;
+  /** The links the new one extends (empty for a full snapshot). */
   chain: readonly SnapshotRef[];
-  /** Entries the object holds (changed and deleted keys of a delta; all keys of a full snapshot). */
+  /** Entries the snapshot holds (changed and deleted keys of a delta; all keys of a full snapshot). */
   entries: number;
+  /** Inline links of the chain this S3 delta merged (a spill); 0 otherwise. */
+  merged: number;
 }
 
-/** Encodes the epoch's snapshot. Takes (and so resets) the store's change sets. */
+export type PlanConfig = Pick<
+  TidemarkConfig,
+  | 'snapshotMode'
+  | 'compactAfterDeltas'
+  | 'compactDeltaRatio'
+  | 'compression'
+  | 'snapshotInlineMaxBytes'
+  | 'commitInlineMaxBytes'
+>;
+
+export interface PlanOptions {
+  forceFull: boolean;
+  config: PlanConfig;
+  /**
+   * The checkpoints the next commit item retains besides its own (`historyAfter(prev, …)`): their
+   * inline links stay in the item and count against `commitInlineMaxBytes`.
+   */
+  history?: readonly CheckpointSummary[];
+}
+
+type Meta = Omit<SnapshotMeta, 'kind' | 'baseEpoch' | 'parentEpoch'>;
+
+function sectionEntries(sections: readonly SnapshotSection[]): number {
+  return sections.reduce(
+    (n, x) => n + (x.entries as { keys: readonly string[] }).keys.length + (x.deletes?.length ?? 0),
+    0,
+  );
+}
+
+/** The epoch's changes plus every key the inline links changed or deleted, per table. */
+function mergedChanges(
+  links: readonly SnapshotRef[],
+  changes: ReadonlyMap<string, ReadonlySet<string>>,
+): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  const add = (name: string, keys: Iterable<string>) => {
+    let set = out.get(name);
+    if (!set) {
+      set = new Set();
+      out.set(name, set);
+    }
+    for (const k of keys) set.add(k);
+  };
+  for (const ref of links) {
+    for (const s of decodeSnapshot(ref.inline!, ref.key).sections) {
+      add(s.name, s.entries.keys());
+      add(s.name, s.deletes);
+    }
+  }
+  for (const [name, keys] of changes) add(name, keys);
+  return out;
+}
+
+/** Encodes the epoch's snapshot and decides where it goes. Takes (and so resets) the store's change sets. */
 export function planSnapshot(
   store: StateStore,
   chain: readonly SnapshotRef[],
-  options: {
-    forceFull: boolean;
-    config: Pick<TidemarkConfig, 'snapshotMode' | 'compactAfterDeltas' | 'compactDeltaRatio' | 'compression'>;
-  },
-  meta: Omit<SnapshotMeta, 'kind' | 'baseEpoch' | 'parentEpoch'>,
+  options: PlanOptions,
+  meta: Meta,
 ): PlannedSnapshot {
   const changes = store.takeChanges();
+  const c = options.config;
   const base = chain[0];
   const last = chain[chain.length - 1];
-  const c = options.config;
+  const history = options.history ?? [];
+  const historyInline = inlineBytes(history);
+  const chainInline = inlineBytes([{ chain }]);
+  // Inline bytes the next item holds if it keeps `chain` (shared links counted once).
+  const keptInline = inlineBytes([{ chain }, ...history]);
+  const fitsInline = (bytes: number, ownChain: number, carried: number) =>
+    bytes <= c.snapshotInlineMaxBytes &&
+    ownChain + bytes <= c.commitInlineMaxBytes / 2 &&
+    carried + bytes <= c.commitInlineMaxBytes;
+
   if (
     c.snapshotMode === 'incremental' &&
     !options.forceFull &&
@@ -46,19 +127,31 @@ export function planSnapshot(
     last &&
     chain.length <= c.compactAfterDeltas
   ) {
-    const sections = deltaSections(store, changes);
-    const body = encodeSnapshot(
-      { ...meta, kind: 'delta', baseEpoch: base.epoch, parentEpoch: last.epoch },
-      sections,
-      c.compression,
-    );
-    const deltaBytes = chain.slice(1).reduce((n, r) => n + r.bytes, 0) + body.length;
-    if (deltaBytes <= c.compactDeltaRatio * base.bytes) {
-      const entries = sections.reduce(
-        (n, x) => n + (x.entries as { keys: readonly string[] }).keys.length + (x.deletes?.length ?? 0),
-        0,
+    const delta = (links: readonly SnapshotRef[], keys: ReadonlyMap<string, ReadonlySet<string>>) => {
+      const sections = deltaSections(store, keys);
+      const parent = links[links.length - 1]!;
+      const body = encodeSnapshot(
+        { ...meta, kind: 'delta', baseEpoch: base.epoch, parentEpoch: parent.epoch },
+        sections,
+        c.compression,
       );
-      return { body, kind: 'delta', chain, entries };
+      return { body, entries: sectionEntries(sections) };
+    };
+    const own = delta(chain, changes);
+    if (fitsInline(own.body.length, chainInline, keptInline)) {
+      return { ...own, kind: 'delta', inline: true, chain, merged: 0 };
+    }
+    // To S3. Inline links form the chain's tail: a delta after them merges them (a spill).
+    let tail = chain.length;
+    while (tail > 0 && chain[tail - 1]!.inline) tail--;
+    if (tail > 0) {
+      const links = chain.slice(0, tail);
+      const spilled = chain.slice(tail);
+      const planned = spilled.length > 0 ? delta(links, mergedChanges(spilled, changes)) : own;
+      const s3Deltas = links.slice(1).reduce((n, r) => n + r.bytes, 0) + planned.body.length;
+      if (s3Deltas <= c.compactDeltaRatio * base.bytes) {
+        return { ...planned, kind: 'delta', inline: false, chain: links, merged: spilled.length };
+      }
     }
   }
   const body = encodeSnapshot(
@@ -66,5 +159,25 @@ export function planSnapshot(
     fullSections(store.allTables()),
     c.compression,
   );
-  return { body, kind: 'full', chain: [], entries: store.keyCount };
+  return {
+    body,
+    kind: 'full',
+    inline: fitsInline(body.length, 0, historyInline),
+    chain: [],
+    entries: store.keyCount,
+    merged: 0,
+  };
+}
+
+/** The commit item's reference to a planned snapshot (with its bytes when inline). */
+export function plannedRef(snap: PlannedSnapshot, key: string, epoch: number): SnapshotRef {
+  const ref: SnapshotRef = {
+    key,
+    bytes: snap.body.length,
+    checksum: snapshotChecksum(snap.body),
+    kind: snap.kind,
+    epoch,
+    entries: snap.entries,
+  };
+  return snap.inline ? { ...ref, inline: snap.body } : ref;
 }

@@ -69,9 +69,17 @@ async function captureTask(
     const copies = await Promise.all(
       c.chain.map(async (ref): Promise<SnapshotRef | undefined> => {
         const key = savepointObjectKey(prefix, task, name, ref.key);
-        if (!(await copyObject(stores.snapshots, ref.key, key))) return undefined;
+        const { inline, ...link } = ref;
+        if (inline) {
+          // A link carried inside the commit item: the savepoint keeps it as an object of its own
+          // (the commit item lets go of it once no retained checkpoint references it).
+          await stores.snapshots.put(key, inline, {
+            ifAbsent: false,
+            contentType: 'application/octet-stream',
+          });
+        } else if (!(await copyObject(stores.snapshots, ref.key, key))) return undefined;
         written.add(key);
-        return { ...ref, key };
+        return { ...link, key };
       }),
     );
     if (copies.every((r) => r !== undefined)) {
@@ -475,6 +483,10 @@ export async function restoreSavepoint(
     const chain: SnapshotRef[] = [];
     const tag = `sp${randomBytes(4).toString('hex')}`;
     for (const ref of p.entry?.status === 'committed' ? p.entry.chain : []) {
+      if (ref.inline) {
+        chain.push(ref); // carried by the entry itself: installed inline as it is
+        continue;
+      }
       const key = snapshotKey(options.prefix, task, ref.epoch, tag, ref.kind);
       if (!(await copyObject(stores.snapshots, ref.key, key))) throw new SnapshotMissingError(ref.key);
       chain.push({ ...ref, key });

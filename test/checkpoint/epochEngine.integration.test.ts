@@ -73,6 +73,9 @@ function pipeline(counts?: { s3: RequestCounts; ddb: RequestCounts }): Pipeline 
   };
 }
 
+/** Every snapshot as an S3 object (the tests of the object protocol: PUT, orphans, corrupt objects). */
+const S3_ONLY = { snapshotInlineMaxBytes: 0 };
+
 const stream = (n: number, topic = 'orders', partition = 0, start = 0): TestRecord[] =>
   Array.from({ length: n }, (_, i) =>
     deposit(topic, partition, start + i, `acct-${(start + i) % 5}`, (start + i) % 9),
@@ -179,9 +182,9 @@ describe('commit protocol on DynamoDB Local and the S3 server', () => {
         await pause.wait;
       }
     };
-    const zombie = p.container()(mskEvent(records), lambdaContext());
+    const zombie = p.container({ config: S3_ONLY })(mskEvent(records), lambdaContext());
     await reached.wait;
-    await p.container()(mskEvent(records), lambdaContext());
+    await p.container({ config: S3_ONLY })(mskEvent(records), lambdaContext());
     pause.open();
     expect((await zombie).commitConflicts).toBe(1);
     const r = await p.inspect();
@@ -211,7 +214,10 @@ describe('commit protocol on DynamoDB Local and the S3 server', () => {
 
   it('refuses a corrupted snapshot and a snapshot of another identity', async () => {
     const p = pipeline();
-    await p.container()(mskEvent([...stream(10, 'orders', 0), ...stream(12, 'orders', 1)]), lambdaContext());
+    await p.container({ config: S3_ONLY })(
+      mskEvent([...stream(10, 'orders', 0), ...stream(12, 'orders', 1)]),
+      lambdaContext(),
+    );
     const [r0, r1] = [await p.inspect('orders', 0), await p.inspect('orders', 1)];
     const key0 = r0.snapshot!.keys[0]!;
     const key1 = r1.snapshot!.keys[0]!;
@@ -284,7 +290,7 @@ describe('commit protocol on DynamoDB Local and the S3 server', () => {
   it('does zero reads on a warm container: one snapshot PUT and one conditional write per task-epoch', async () => {
     const counts = { s3: new Map<string, number>(), ddb: new Map<string, number>() };
     const p = pipeline(counts);
-    const c = p.container();
+    const c = p.container({ config: S3_ONLY });
     await c(mskEvent([...stream(10, 'orders', 0), ...stream(10, 'orders', 1)]), lambdaContext());
     counts.s3.clear();
     counts.ddb.clear();
@@ -298,6 +304,55 @@ describe('commit protocol on DynamoDB Local and the S3 server', () => {
     // for all tasks of the invocation (here only the last invocation drops a checkpoint).
     expect(Object.fromEntries(counts.s3)).toEqual({ PutObjectCommand: 6, DeleteObjectsCommand: 1 });
     expect(Object.fromEntries(counts.ddb)).toEqual({ PutItemCommand: 6 });
+  });
+
+  it('does one request per task-epoch with inline snapshots: the conditional write, nothing in S3', async () => {
+    const counts = { s3: new Map<string, number>(), ddb: new Map<string, number>() };
+    const p = pipeline(counts);
+    const c = p.container();
+    for (let i = 0; i <= 3; i++) {
+      await c(
+        mskEvent([...stream(10, 'orders', 0, i * 10), ...stream(10, 'orders', 1, i * 10)]),
+        lambdaContext(),
+      );
+    }
+    expect(Object.fromEntries(counts.s3)).toEqual({});
+    // The first invocation reads each task's (absent) commit item.
+    expect(Object.fromEntries(counts.ddb)).toEqual({ GetItemCommand: 2, PutItemCommand: 8 });
+    // The inline links come back from DynamoDB: a cold container restores and goes on exactly.
+    expect(await p.container()(mskEvent(stream(50, 'orders', 0)), lambdaContext())).toMatchObject({
+      applied: 10,
+      duplicatesSkipped: 40,
+    });
+    const r = await p.inspect();
+    expect(r.epoch).toBe(5);
+    expectBalances(r.state, stream(50, 'orders', 0));
+    expectBalances((await p.inspect('orders', 1)).state, stream(40, 'orders', 1));
+  });
+
+  it('makes a zombie lose before its commit with inline snapshots, leaving nothing behind', async () => {
+    const p = pipeline();
+    const records = stream(12);
+    const pause = gate();
+    const reached = gate();
+    let paused = false;
+    p.commits.beforeCommit = async () => {
+      if (paused) return;
+      paused = true;
+      reached.open();
+      await pause.wait;
+    };
+    const zombie = p.container()(mskEvent(records), lambdaContext());
+    await reached.wait;
+    await p.container()(mskEvent(records), lambdaContext());
+    pause.open();
+    expect((await zombie).commitConflicts).toBe(1);
+    const keys: string[] = [];
+    for await (const o of p.snapshots.list(`tidemark/${p.id}/`)) keys.push(o.key);
+    expect(keys).toEqual([]);
+    const r = await p.inspect();
+    expect(r.epoch).toBe(1);
+    expectBalances(r.state, records);
   });
 
   it('applies tombstones as deletions', async () => {

@@ -2,7 +2,7 @@
  * The epoch engine on in-memory stores: protocol behaviour, fast. The same scenarios run against
  * DynamoDB Local and the S3 server in epochEngine.integration.test.ts.
  */
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
 import { deposit, mskEvent, type TestRecord } from '../../harness/esm/mskEvent.ts';
 import { gate, HookedCommitStore, HookedSnapshotStore, SimulatedCrash } from '../../harness/faultyStores.ts';
@@ -26,10 +26,21 @@ import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/m
 
 const PIPELINE = 'balances';
 
+/**
+ * The protocol runs twice: with every snapshot in S3 (a PUT, then the commit), and with small
+ * snapshots inline in the commit item (the commit alone), the default for states this small.
+ */
+const MODES = [
+  ['snapshots in S3', { snapshotInlineMaxBytes: 0 }],
+  ['inline snapshots', {}],
+] as const satisfies ReadonlyArray<readonly [string, Partial<TidemarkConfig>]>;
+let mode: Partial<TidemarkConfig> = MODES[0][1];
+const inline = () => mode.snapshotInlineMaxBytes !== 0;
+
 function config(overrides: Partial<TidemarkConfig> = {}): TidemarkConfig {
   return loadConfig(
     {},
-    { bucket: 'b', table: 't', pipeline: PIPELINE, poisonPolicy: 'quarantine', ...overrides },
+    { bucket: 'b', table: 't', pipeline: PIPELINE, poisonPolicy: 'quarantine', ...mode, ...overrides },
   );
 }
 
@@ -75,7 +86,11 @@ const stream = (n: number, topic = 'orders', partition = 0, start = 0): TestReco
     deposit(topic, partition, start + i, `acct-${(start + i) % 7}`, ((start + i) % 11) - 3),
   );
 
-describe('EpochEngine', () => {
+describe.each(MODES)('EpochEngine (%s)', (_name, modeConfig) => {
+  beforeAll(() => {
+    mode = modeConfig;
+  });
+
   it('applies a batch once and skips every record of a duplicate delivery', async () => {
     const s = setup();
     const e = s.engine();
@@ -120,7 +135,7 @@ describe('EpochEngine', () => {
     expect(s.memCommits.calls.commit).toBe(2);
   });
 
-  it('recovers from a crash after the snapshot PUT and before the commit (the orphan is never loaded)', async () => {
+  it('recovers from a crash after the snapshot PUT (or the inline delta) and before the commit (the orphan is never loaded)', async () => {
     const s = setup();
     const records = stream(10);
     await s.engine().processEvent(mskEvent(records.slice(0, 5)));
@@ -129,8 +144,9 @@ describe('EpochEngine', () => {
     };
     const f = await failure(s.engine().processEvent(mskEvent(records)));
     expect(f.failures[0]!.error).toBeInstanceOf(SimulatedCrash);
+    // An inline snapshot exists nowhere until its commit: the crash leaves nothing behind.
     const orphans = [...s.memSnapshots.objects.keys()].filter((k) => k.includes('/000000000002-'));
-    expect(orphans).toHaveLength(1);
+    expect(orphans).toHaveLength(inline() ? 0 : 1);
     s.commits.beforeCommit = undefined;
     const retry = await s.engine().processEvent(mskEvent(records));
     expect(retry).toMatchObject({ applied: 5, duplicatesSkipped: 5 });
@@ -156,19 +172,23 @@ describe('EpochEngine', () => {
     }
   });
 
-  it('makes a zombie lose: paused after its snapshot PUT while a retry commits, then resumed', async () => {
+  it('makes a zombie lose: paused after its snapshot PUT (or before its commit) while a retry commits, then resumed', async () => {
     const s = setup();
     const records = stream(8);
     const pause = gate();
     const reached = gate();
     let paused = false;
-    s.snapshots.afterPut = async (key) => {
-      if (!paused && key.endsWith('.snap')) {
-        paused = true;
-        reached.open();
-        await pause.wait;
-      }
+    const stop = async () => {
+      if (paused) return;
+      paused = true;
+      reached.open();
+      await pause.wait;
     };
+    if (inline()) s.commits.beforeCommit = stop;
+    else
+      s.snapshots.afterPut = async (key) => {
+        if (key.endsWith('.snap')) await stop();
+      };
     const zombie = s.engine().processEvent(mskEvent(records));
     await reached.wait;
     const retry = await s.engine().processEvent(mskEvent(records));
@@ -361,7 +381,7 @@ describe('EpochEngine', () => {
     expect(s.memSnapshots.calls.get).toBe(reads.snap);
     expect(s.memCommits.calls.read).toBe(reads.commit);
     expect(s.memCommits.calls.commit).toBe(5);
-    expect(s.memSnapshots.calls.put).toBe(5);
+    expect(s.memSnapshots.calls.put).toBe(inline() ? 0 : 5);
   });
 
   it('reloads the winner and goes on when another container advanced the task', async () => {
@@ -406,9 +426,13 @@ describe('EpochEngine', () => {
     const e = s.engine();
     for (let i = 0; i < 5; i++) await e.processEvent(mskEvent(stream(3, 'orders', 0, i * 3)));
     const snaps = [...s.memSnapshots.objects.keys()].filter((k) => k.endsWith('.snap'));
-    expect(snaps.map((k) => Number(/\/(\d{12})-/.exec(k)![1]))).toEqual([4, 5]);
+    expect(snaps.map((k) => Number(/\/(\d{12})-/.exec(k)![1]))).toEqual(inline() ? [] : [4, 5]);
     const r = await stateOf(s);
     expect(r.retained.map((h) => h.epoch)).toEqual([4]);
+    const c = (await s.memCommits.read({ pipeline: PIPELINE, topic: 'orders', partition: 0 }))!;
+    expect([c, ...c.history].map((x) => x.chain.every((l) => l.inline !== undefined))).toEqual(
+      inline() ? [true, true] : [false, false],
+    );
   });
 
   it('processes the tasks of a batch concurrently and reports each', async () => {
@@ -456,7 +480,7 @@ describe('EpochEngine', () => {
 
 describe('EpochEngine and lost responses', () => {
   it('takes its own snapshot key existing for its own applied PUT (the SDK retried it after a lost response)', async () => {
-    const s = setup();
+    const s = setup({ snapshotInlineMaxBytes: 0 });
     s.snapshots.afterPut = async (key) => {
       // The PUT was applied but its response is lost: the SDK sends it again, and the conditional
       // create now fails because the object (this attempt's own) exists.

@@ -3,9 +3,9 @@
  * equals the state the warm container had when it committed it.
  */
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { mskEvent, type TestRecord } from '../../harness/esm/mskEvent.ts';
-import { HookedCommitStore, HookedSnapshotStore } from '../../harness/faultyStores.ts';
+import { HookedCommitStore, HookedSnapshotStore, SimulatedCrash } from '../../harness/faultyStores.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
 import { defineProcessor } from '../../lib/checkpoint/processor.ts';
 import { loadCheckpoint } from '../../lib/checkpoint/restore.ts';
@@ -44,12 +44,24 @@ const kitchen = defineProcessor({
 
 const TASK = { pipeline: 'inc', topic: 'orders', partition: 0 };
 
+/**
+ * Every test runs with snapshots in S3, with inline snapshots (the default: states this small
+ * travel inside the commit item), and with inline budgets small enough that chains mix inline and
+ * S3 links and spill often.
+ */
+const MODES = [
+  ['snapshots in S3', { snapshotInlineMaxBytes: 0 }],
+  ['inline snapshots', {}],
+  ['mixed chains', { snapshotInlineMaxBytes: 400, commitInlineMaxBytes: 1_600 }],
+] as const satisfies ReadonlyArray<readonly [string, Partial<TidemarkConfig>]>;
+let mode: Partial<TidemarkConfig> = MODES[0][1];
+
 function setup(overrides: Partial<TidemarkConfig> = {}) {
   const snapshots = new HookedSnapshotStore(new MemorySnapshotStore());
   const commits = new HookedCommitStore(new MemoryCommitStore());
   const config = loadConfig(
     {},
-    { bucket: 'b', table: 't', pipeline: 'inc', compactDeltaRatio: 1000, ...overrides },
+    { bucket: 'b', table: 't', pipeline: 'inc', compactDeltaRatio: 1000, ...mode, ...overrides },
   );
   const engine = () => new EpochEngine({ processor: kitchen, config, snapshots, commits });
   const mem = snapshots.inner as MemorySnapshotStore;
@@ -70,7 +82,15 @@ const rec = (offset: number, key: string, op: string, arg: number): TestRecord =
   value: `${op}:${arg}`,
 });
 
-describe('incremental checkpoints', () => {
+/** Object keys a commit item references (inline links are in the item, not objects). */
+const objectKeys = (c: CommitRecord) =>
+  new Set([c, ...c.history].flatMap((x) => x.chain.filter((r) => !r.inline).map((r) => r.key)));
+
+describe.each(MODES)('incremental checkpoints (%s)', (_name, modeConfig) => {
+  beforeAll(() => {
+    mode = modeConfig;
+  });
+
   it('writes deltas chained to a full snapshot and compacts every K deltas', async () => {
     const s = setup({ compactAfterDeltas: 3 });
     const e = s.engine();
@@ -84,7 +104,8 @@ describe('incremental checkpoints', () => {
   });
 
   it('compacts when the deltas outweigh a fraction of the full snapshot', async () => {
-    const s = setup({ compactDeltaRatio: 0.5, compactAfterDeltas: 100 });
+    // The ratio bounds what a restore reads from S3: S3 deltas only.
+    const s = setup({ compactDeltaRatio: 0.5, compactAfterDeltas: 100, snapshotInlineMaxBytes: 0 });
     const e = s.engine();
     // A big state first, then epochs changing one key each: small deltas until they add up.
     await e.processEvent(mskEvent(Array.from({ length: 3000 }, (_, i) => rec(i, `key-${i}`, 'set', i))));
@@ -158,7 +179,7 @@ describe('incremental checkpoints', () => {
   });
 
   it('checks every link of the chain: a corrupt, missing or out-of-order link is a typed error', async () => {
-    const s = setup({ compactAfterDeltas: 10 });
+    const s = setup({ compactAfterDeltas: 10, snapshotInlineMaxBytes: 0 });
     const e = s.engine();
     for (let i = 0; i < 4; i++) await e.processEvent(mskEvent([rec(i, 'k', 'add', i)]));
     const c = (await s.memCommits.read(TASK))!;
@@ -218,7 +239,7 @@ describe('incremental checkpoints', () => {
     const summary = await a.processEvent(mskEvent([rec(1, 'k', 'set', 2), rec(2, 'k', 'set', 3)]));
     expect(summary.commitConflicts).toBe(1);
     const c = (await s.memCommits.read(TASK))!;
-    const referenced = new Set([c, ...c.history].flatMap((x) => x.chain.map((r) => r.key)));
+    const referenced = objectKeys(c);
     const leftovers = [...s.mem.objects.keys()].filter((k) => !referenced.has(k) && !before.has(k));
     expect(leftovers).toEqual([]);
   });
@@ -250,9 +271,192 @@ describe('incremental checkpoints', () => {
     for (let i = 0; i < 12; i++) {
       await e.processEvent(mskEvent([rec(i, `k${i % 3}`, 'put', i)]));
       const c = (await s.memCommits.read(TASK))!;
-      const referenced = new Set([c, ...c.history].flatMap((x) => x.chain.map((r) => r.key)));
-      expect(new Set([...s.mem.objects.keys()].filter((k) => k.includes('/tasks/')))).toEqual(referenced);
+      expect(new Set([...s.mem.objects.keys()].filter((k) => k.includes('/tasks/')))).toEqual(objectKeys(c));
       for (const h of c.history) await restoredJson(s, { ...c, ...h });
     }
+  });
+});
+
+/** What a warm engine holds for TASK, as JSON (what a cold restore of its last commit must give). */
+function warmJson(engine: EpochEngine<typeof kitchen.state>) {
+  const cache = (engine as unknown as { cache: Map<string, { store: { allTables(): Iterable<never> } }> })
+    .cache;
+  return tablesToJson(cache.values().next().value!.store.allTables());
+}
+
+const shape = (c: CommitRecord) =>
+  c.chain.map((r) => (r.inline ? 'i' : r.kind === 'full' ? 'F' : 'D')).join('');
+
+describe('inline snapshots', () => {
+  beforeAll(() => {
+    mode = {};
+  });
+
+  /** A state whose full snapshot is far above `snapshotInlineMaxBytes`, so it goes to S3. */
+  async function bigBase(s: ReturnType<typeof setup>, e: EpochEngine<typeof kitchen.state>) {
+    await e.processEvent(mskEvent(Array.from({ length: 400 }, (_, i) => rec(i, `key-${i}`, 'set', i))));
+    return 400;
+  }
+
+  it('carries small snapshots in the commit item: the commit write is the only request of an epoch', async () => {
+    const s = setup();
+    const e = s.engine();
+    for (let i = 0; i < 20; i++) await e.processEvent(mskEvent([rec(i, `k${i % 5}`, 'put', i)]));
+    expect(s.mem.calls.put).toBe(0);
+    expect(s.mem.calls.get).toBe(0);
+    expect(s.memCommits.calls.commit).toBe(20);
+    const c = (await s.memCommits.read(TASK))!;
+    expect(c.chain.every((r) => r.inline)).toBe(true);
+    expect(await restoredJson(s)).toEqual(warmJson(e));
+  });
+
+  it('spills: an epoch that does not fit merges the inline links into one S3 delta after the last S3 link', async () => {
+    const s = setup({ snapshotInlineMaxBytes: 1_000, commitInlineMaxBytes: 4_400 });
+    const e = s.engine();
+    let offset = await bigBase(s, e);
+    const shapes: string[] = [];
+    const history: Array<{ commit: CommitRecord; json: unknown }> = [];
+    for (let i = 0; i < 12; i++) {
+      await e.processEvent(
+        mskEvent([rec(offset++, `key-${i}`, 'set', -i), rec(offset++, `new-${i}`, 'put', i)]),
+      );
+      const c = (await s.memCommits.read(TASK))!;
+      shapes.push(shape(c));
+      history.push({ commit: c, json: warmJson(e) });
+      expect(await restoredJson(s)).toEqual(warmJson(e));
+    }
+    // Inline deltas (about 700 bytes each) until the chain's half of the budget is used, then one
+    // merged S3 delta.
+    expect(shapes.slice(0, 4)).toEqual(['Fi', 'Fii', 'Fiii', 'FD']);
+    const spill = history[3]!.commit;
+    expect(spill.chain[1]!.inline).toBeUndefined();
+    // It holds every key the merged links changed (2 per epoch, 4 epochs) and the task counter.
+    expect(spill.chain[1]!.entries).toBe(9);
+    // Its retained checkpoints still hold the inline links, and each restores exactly.
+    for (const h of spill.history) {
+      const was = history.find((x) => x.commit.epoch === h.epoch)!;
+      expect(await restoredJson(s, { ...spill, ...h })).toEqual(was.json);
+    }
+    expect(shapes).toContain('FDi'); // a chain mixing S3 and inline links
+  });
+
+  it('restores a chain mixing S3 and inline links in a cold container, which carries on exactly', async () => {
+    const s = setup({ snapshotInlineMaxBytes: 1_000, commitInlineMaxBytes: 4_400 });
+    const warm = s.engine();
+    let offset = await bigBase(s, warm);
+    for (let i = 0; i < 6; i++) await warm.processEvent(mskEvent([rec(offset++, `key-${i}`, 'add', i)]));
+    expect(shape((await s.memCommits.read(TASK))!)).toMatch(/^FDi+$/);
+    const cold = s.engine();
+    const next = [rec(offset++, 'key-1', 'add', 99), rec(offset++, 'key-2', 'del', 0)];
+    await cold.processEvent(mskEvent(next));
+    await warm.processEvent(mskEvent(next)); // stale: loses the race, reloads the winner
+    expect(warmJson(warm)).toEqual(warmJson(cold));
+    expect(await restoredJson(s)).toEqual(warmJson(cold));
+  });
+
+  it('compacts a chain ending with inline links into a full snapshot (an inline parent)', async () => {
+    const s = setup({ compactAfterDeltas: 3, snapshotInlineMaxBytes: 1_000 });
+    const e = s.engine();
+    let offset = await bigBase(s, e);
+    const shapes: string[] = [];
+    const jsons = new Map<number, unknown>();
+    for (let i = 0; i < 5; i++) {
+      await e.processEvent(
+        mskEvent([rec(offset++, `key-${i}`, 'clr', 0), rec(offset++, `key-${i}`, 'set', 1)]),
+      );
+      const c = (await s.memCommits.read(TASK))!;
+      shapes.push(shape(c));
+      jsons.set(c.epoch, warmJson(e));
+    }
+    expect(shapes).toEqual(['Fi', 'Fii', 'Fiii', 'F', 'Fi']);
+    const c = (await s.memCommits.read(TASK))!;
+    expect(await restoredJson(s)).toEqual(warmJson(e));
+    for (const h of c.history) expect(await restoredJson(s, { ...c, ...h })).toEqual(jsons.get(h.epoch));
+    // The full snapshot the inline links were compacted into went to S3; the links never did.
+    expect([...s.mem.objects.keys()].filter((k) => k.endsWith('.delta'))).toEqual([]);
+  });
+
+  it('recovers from a crash between a spill PUT and its commit', async () => {
+    const s = setup({ snapshotInlineMaxBytes: 1_000, commitInlineMaxBytes: 4_400 });
+    const e = s.engine();
+    let offset = await bigBase(s, e);
+    for (let i = 0; i < 3; i++) await e.processEvent(mskEvent([rec(offset++, `key-${i}`, 'set', 0)]));
+    expect(shape((await s.memCommits.read(TASK))!)).toBe('Fiii');
+    s.commits.beforeCommit = () => {
+      throw new SimulatedCrash('before commit');
+    };
+    const batch = [rec(offset++, 'key-7', 'set', 7), rec(offset++, 'key-8', 'put', 8)];
+    await expect(e.processEvent(mskEvent(batch))).rejects.toBeInstanceOf(BatchFailedError);
+    const orphan = [...s.mem.objects.keys()].filter((k) => k.endsWith('.delta'));
+    expect(orphan).toHaveLength(1); // the spill's object, referenced by no commit
+    s.commits.beforeCommit = undefined;
+    const cold = s.engine();
+    await cold.processEvent(mskEvent(batch));
+    const c = (await s.memCommits.read(TASK))!;
+    expect(shape(c)).toBe('FD');
+    expect(c.chain[1]!.key).not.toBe(orphan[0]);
+    expect(await restoredJson(s)).toEqual(warmJson(cold));
+  });
+
+  it('refuses an inline link whose bytes are not the ones committed', async () => {
+    const s = setup();
+    const e = s.engine();
+    for (let i = 0; i < 3; i++) await e.processEvent(mskEvent([rec(i, 'k', 'add', i)]));
+    const c = (await s.memCommits.read(TASK))!;
+    const link = c.chain[1]!;
+    const flipped = Buffer.from(link.inline!);
+    flipped[40]! ^= 1;
+    const corrupt = { ...c, chain: [c.chain[0]!, { ...link, inline: flipped }, c.chain[2]!] };
+    await expect(restoredJson(s, corrupt)).rejects.toBeInstanceOf(SnapshotCorruptError);
+    const other = { ...c, chain: [c.chain[0]!, { ...link, inline: c.chain[2]!.inline }, c.chain[2]!] };
+    await expect(restoredJson(s, other)).rejects.toBeInstanceOf(SnapshotIdentityError);
+  });
+
+  it('keeps the inline bytes of a commit item within its budget, and a chain within half of it (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.array(fc.tuple(fc.integer({ min: 0, max: 40 }), fc.constantFrom(...ops)), {
+            minLength: 1,
+            maxLength: 20,
+          }),
+          {
+            minLength: 1,
+            maxLength: 25,
+          },
+        ),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 200, max: 1_200 }),
+        fc.integer({ min: 0, max: 6_000 }),
+        async (epochs, retained, snapshotMax, commitMax) => {
+          const s = setup({
+            retainedCheckpoints: retained,
+            snapshotInlineMaxBytes: snapshotMax,
+            commitInlineMaxBytes: commitMax,
+            compactAfterDeltas: 8,
+          });
+          const e = s.engine();
+          let offset = 0;
+          for (const batch of epochs) {
+            await e.processEvent(mskEvent(batch.map(([key, op]) => rec(offset++, `k${key}`, op, offset))));
+            const c = (await s.memCommits.read(TASK))!;
+            const inlineOf = (cs: CommitRecord[] | Array<{ chain: CommitRecord['chain'] }>) => {
+              const seen = new Map<string, number>();
+              for (const x of cs) for (const r of x.chain) if (r.inline) seen.set(r.key, r.inline.length);
+              return [...seen.values()].reduce((n, b) => n + b, 0);
+            };
+            expect(inlineOf([c, ...c.history])).toBeLessThanOrEqual(commitMax);
+            expect(inlineOf([c])).toBeLessThanOrEqual(commitMax / 2);
+            // Inline links only ever form the tail of a chain.
+            const firstInline = c.chain.findIndex((r) => r.inline);
+            if (firstInline >= 0) expect(c.chain.slice(firstInline).every((r) => r.inline)).toBe(true);
+            expect(await restoredJson(s)).toEqual(warmJson(e));
+          }
+          const c = (await s.memCommits.read(TASK))!;
+          for (const h of c.history) await restoredJson(s, { ...c, ...h });
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 });

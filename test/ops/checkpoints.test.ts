@@ -4,7 +4,7 @@ import { deposit, mskEvent } from '../../harness/esm/mskEvent.ts';
 import { HookedCommitStore } from '../../harness/faultyStores.ts';
 import { foldBalances } from '../../harness/oracle.ts';
 import { EpochEngine } from '../../lib/checkpoint/epochEngine.ts';
-import { loadConfig } from '../../lib/config/config.ts';
+import { loadConfig, type TidemarkConfig } from '../../lib/config/config.ts';
 import { OperationError } from '../../lib/errors.ts';
 import { listCheckpoints, rollbackTask } from '../../lib/ops/checkpoints.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
@@ -12,12 +12,19 @@ import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/m
 
 const TASK = { pipeline: 'balances', topic: 'orders', partition: 0 };
 
-function setup() {
+function setup(overrides: Partial<TidemarkConfig> = {}) {
   const snapshots = new MemorySnapshotStore();
   const commits = new HookedCommitStore(new MemoryCommitStore());
   const config = loadConfig(
     {},
-    { bucket: 'b', table: 't', pipeline: 'balances', retainedCheckpoints: 4, compactDeltaRatio: 100 },
+    {
+      bucket: 'b',
+      table: 't',
+      pipeline: 'balances',
+      retainedCheckpoints: 4,
+      compactDeltaRatio: 100,
+      ...overrides,
+    },
   );
   return {
     snapshots,
@@ -88,8 +95,25 @@ describe('retained checkpoints and rollback', () => {
     expect((await inspectTask(s, TASK)).committedOffset).toBe('9');
   });
 
-  it('refuses to roll back to a checkpoint whose objects are broken', async () => {
+  it('rolls back to a checkpoint whose links are inline (carried in the commit item)', async () => {
     const s = setup();
+    const e = s.engine();
+    for (let i = 0; i < 3; i++) await e.processEvent(mskEvent(batch(i)));
+    const target = (await s.commits.read(TASK))!.history[0]!;
+    expect(target.chain.every((r) => r.inline)).toBe(true);
+    await rollbackTask(s, TASK, target.epoch);
+    const r = await inspectTask(s, TASK);
+    expect(r).toMatchObject({ epoch: 4, committedOffset: '6' });
+    expect(r.state.account).toEqual({
+      a0: { balance: 3, count: 2 },
+      a1: { balance: 3, count: 2 },
+      a2: { balance: 3, count: 2 },
+    });
+    expect(s.snapshots.objects.size).toBe(0);
+  });
+
+  it('refuses to roll back to a checkpoint whose objects are broken', async () => {
+    const s = setup({ snapshotInlineMaxBytes: 0 });
     const e = s.engine();
     for (let i = 0; i < 3; i++) await e.processEvent(mskEvent(batch(i)));
     const target = (await s.commits.read(TASK))!.history[0]!;

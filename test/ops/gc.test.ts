@@ -43,6 +43,8 @@ function setup(overrides: Record<string, unknown> = {}) {
       retainedCheckpoints: 2,
       compactAfterDeltas: 3,
       compactDeltaRatio: 100,
+      // GC is about objects: every snapshot is one (inline links have none to collect).
+      snapshotInlineMaxBytes: 0,
       ...overrides,
     },
   );
@@ -118,72 +120,83 @@ describe('collectGarbage (S3 server + DynamoDB Local)', () => {
     expect(r.state.account).toEqual(Object.fromEntries(foldBalances(records)));
   });
 
-  it('never deletes an object a retained checkpoint references while GC races commits', async () => {
-    // Commits (with deltas, compactions, retention deletions, crashes leaving orphans and the
-    // engine's own sweeps) run for a while; pipeline GC runs over and over at the same time with a
-    // safety age shorter than the run. Every retained checkpoint must stay loadable throughout.
-    const minAgeMs = 1500;
-    const s = setup({ sweepEveryEpochs: 2, orphanMinAgeSeconds: 2 });
-    const records = new Map<number, TestRecord[]>([
-      [0, []],
-      [1, []],
-    ]);
-    let stop = false;
-    let gcRuns = 0;
-    let deleted = 0;
-    const gcLoop = (async () => {
-      while (!stop) {
-        const r = await collectGarbage(s.real, { prefix: 'tidemark', pipeline: s.pipeline, minAgeMs });
-        gcRuns++;
-        deleted += r.deleted.length;
-        await new Promise((res) => setTimeout(res, 50));
-      }
-    })();
-    let crashes = 0;
-    const started = Date.now();
-    const engines = [s.engine(), s.engine()];
-    let offset = 0;
-    for (let round = 0; Date.now() - started < 6000 || round < 40; round++) {
-      const part = round % 2;
-      const batch = Array.from({ length: 3 }, (_, i) =>
-        deposit('orders', part, offset + i, `a${(offset + i) % 5}`, i + 1),
-      );
-      offset += 3;
-      const crash = round % 7 === 3;
-      s.commits.beforeCommit = crash
-        ? () => {
-            throw new SimulatedCrash('orphan');
+  it.each([
+    ['snapshots in S3', {}],
+    // Chains of S3 and inline links, spills merging inline links into S3 deltas.
+    ['mixed chains', { snapshotInlineMaxBytes: 470, commitInlineMaxBytes: 2_000 }],
+  ])(
+    'never deletes an object a retained checkpoint references while GC races commits (%s)',
+    async (name, extra) => {
+      // Commits (with deltas, compactions, retention deletions, crashes leaving orphans and the
+      // engine's own sweeps) run for a while; pipeline GC runs over and over at the same time with a
+      // safety age shorter than the run. Every retained checkpoint must stay loadable throughout.
+      const minAgeMs = 1500;
+      const s = setup({ sweepEveryEpochs: 2, orphanMinAgeSeconds: 2, ...extra });
+      const records = new Map<number, TestRecord[]>([
+        [0, []],
+        [1, []],
+      ]);
+      let stop = false;
+      let gcRuns = 0;
+      let deleted = 0;
+      const gcLoop = (async () => {
+        while (!stop) {
+          const r = await collectGarbage(s.real, { prefix: 'tidemark', pipeline: s.pipeline, minAgeMs });
+          gcRuns++;
+          deleted += r.deleted.length;
+          await new Promise((res) => setTimeout(res, 50));
+        }
+      })();
+      let crashes = 0;
+      let mixed = 0;
+      const started = Date.now();
+      const engines = [s.engine(), s.engine()];
+      let offset = 0;
+      for (let round = 0; Date.now() - started < 6000 || round < 40; round++) {
+        const part = round % 2;
+        const batch = Array.from({ length: 3 }, (_, i) =>
+          deposit('orders', part, offset + i, `a${(offset + i) % 5}`, i + 1),
+        );
+        offset += 3;
+        const crash = round % 7 === 3;
+        s.commits.beforeCommit = crash
+          ? () => {
+              throw new SimulatedCrash('orphan');
+            }
+          : undefined;
+        try {
+          await engines[round % 2]!.processEvent(mskEvent(batch));
+        } catch {
+          crashes++;
+          s.commits.beforeCommit = undefined;
+          await engines[(round + 1) % 2]!.processEvent(mskEvent(batch)); // the retry, on the other container
+        }
+        records.get(part)!.push(...batch);
+        for (const p of [0, 1]) {
+          const c = await s.real.commits.read({ pipeline: s.pipeline, topic: 'orders', partition: p });
+          if (!c) continue;
+          if (c.chain.some((r) => r.inline) && c.chain.some((r) => !r.inline)) mixed++;
+          for (const checkpoint of [c, ...c.history]) {
+            await loadCheckpoint(
+              s.real.snapshots,
+              { pipeline: s.pipeline, topic: 'orders', partition: p },
+              checkpoint as CommitRecord,
+              {},
+            );
           }
-        : undefined;
-      try {
-        await engines[round % 2]!.processEvent(mskEvent(batch));
-      } catch {
-        crashes++;
-        s.commits.beforeCommit = undefined;
-        await engines[(round + 1) % 2]!.processEvent(mskEvent(batch)); // the retry, on the other container
-      }
-      records.get(part)!.push(...batch);
-      for (const p of [0, 1]) {
-        const c = await s.real.commits.read({ pipeline: s.pipeline, topic: 'orders', partition: p });
-        if (!c) continue;
-        for (const checkpoint of [c, ...c.history]) {
-          await loadCheckpoint(
-            s.real.snapshots,
-            { pipeline: s.pipeline, topic: 'orders', partition: p },
-            checkpoint as CommitRecord,
-            {},
-          );
         }
       }
-    }
-    stop = true;
-    await gcLoop;
-    expect(gcRuns).toBeGreaterThan(3);
-    expect(crashes).toBeGreaterThan(3);
-    expect(deleted).toBeGreaterThan(0);
-    for (const p of [0, 1]) {
-      const r = await inspectTask(s.real, { pipeline: s.pipeline, topic: 'orders', partition: p });
-      expect(r.state.account).toEqual(Object.fromEntries(foldBalances(records.get(p)!)));
-    }
-  });
+      stop = true;
+      await gcLoop;
+      expect(gcRuns).toBeGreaterThan(3);
+      expect(crashes).toBeGreaterThan(3);
+      if (name === 'mixed chains') expect(mixed).toBeGreaterThan(0);
+      // Orphans (crashes after a PUT) for GC to delete: with inline links, only spills leave any.
+      else expect(deleted).toBeGreaterThan(0);
+      for (const p of [0, 1]) {
+        const r = await inspectTask(s.real, { pipeline: s.pipeline, topic: 'orders', partition: p });
+        expect(r.state.account).toEqual(Object.fromEntries(foldBalances(records.get(p)!)));
+      }
+    },
+  );
 });

@@ -23,7 +23,7 @@ import { FakeEventSources, FakeKafka } from './fakes.ts';
 const PIPELINE = 'balances';
 const PREFIX = 'tidemark';
 
-function setup(options: { retained?: number } = {}) {
+function setup(options: { retained?: number; inline?: boolean } = {}) {
   const snapshots = new MemorySnapshotStore();
   const commits = new HookedCommitStore(new MemoryCommitStore());
   const savepoints = new MemorySavepointStore();
@@ -35,6 +35,7 @@ function setup(options: { retained?: number } = {}) {
       pipeline: PIPELINE,
       retainedCheckpoints: options.retained ?? 2,
       compactAfterDeltas: 2,
+      ...(options.inline === false ? { snapshotInlineMaxBytes: 0 } : {}),
     },
   );
   const engine = () => new EpochEngine({ processor: balances, config, snapshots, commits });
@@ -120,6 +121,42 @@ describe('savepoint create, list, delete', () => {
     ).rejects.toThrow(/no savepoint before-deploy/);
   });
 
+  it('writes the inline links of a checkpoint (carried in the commit item) as objects of its own', async () => {
+    const s = setup({ retained: 2 });
+    const e = s.engine();
+    const sent: TestRecord[] = [];
+    for (let i = 0; i < 2; i++) {
+      sent.push(...batch(i));
+      await e.processEvent(mskEvent(batch(i)));
+    }
+    const task = { pipeline: PIPELINE, topic: 'orders', partition: 0 };
+    const source = (await s.commits.read(task))!;
+    expect(source.chain.map((r) => r.inline !== undefined)).toEqual([true, true]);
+    await createSavepoint(s.stores, { prefix: PREFIX, pipeline: PIPELINE, name: 'inline' });
+    const entry = (await s.savepoints.read(PIPELINE, 'inline'))!.tasks.find((t) => t.partition === 0)!;
+    expect(entry.chain.map((r) => r.inline)).toEqual([undefined, undefined]);
+    for (const [i, r] of entry.chain.entries()) {
+      expect(Buffer.from(s.snapshots.objects.get(r.key)!.body)).toEqual(
+        Buffer.from(source.chain[i]!.inline!),
+      );
+      expect(r.key.startsWith(savepointPrefix(PREFIX, PIPELINE, 'inline'))).toBe(true);
+    }
+    // The commit item lets go of those links (they leave the retention window) …
+    for (let i = 2; i < 8; i++) await e.processEvent(mskEvent(batch(i)));
+    const now = (await s.commits.read(task))!;
+    const held = new Set([now, ...now.history].flatMap((c) => c.chain.map((r) => r.key)));
+    expect(source.chain.some((r) => held.has(r.key))).toBe(false);
+    // … and the savepoint still restores the state of its moment.
+    await restoreSavepoint(s.stores, new FakeKafka().addTopic('orders', 2), {
+      prefix: PREFIX,
+      pipeline: PIPELINE,
+      name: 'inline',
+      group: PIPELINE,
+    });
+    expect(await stateOf(s, 0)).toEqual(expectedState(sent, 0));
+    expect(await stateOf(s, 1)).toEqual(expectedState(sent, 1));
+  });
+
   it('refuses a taken name, an invalid name and a pipeline without checkpoints', async () => {
     const s = setup();
     await s.engine().processEvent(mskEvent(batch(0)));
@@ -156,7 +193,7 @@ describe('savepoint create, list, delete', () => {
   });
 
   it('starts a task capture again from the newer commit when the engine deleted the source objects meanwhile', async () => {
-    const s = setup({ retained: 1 });
+    const s = setup({ retained: 1, inline: false });
     const e = s.engine();
     await e.processEvent(mskEvent(batch(0)));
     const stale: CommitRecord[] = [];
@@ -182,7 +219,7 @@ describe('savepoint create, list, delete', () => {
   });
 
   it('removes what it wrote when a task cannot be captured', async () => {
-    const s = setup();
+    const s = setup({ inline: false });
     await s.engine().processEvent(mskEvent(batch(0)));
     const c = (await s.commits.read({ pipeline: PIPELINE, topic: 'orders', partition: 1 }))!;
     s.snapshots.objects.delete(c.chain[0]!.key);

@@ -186,6 +186,34 @@ export function commitStoreContract(name: string, make: () => ContractBackend): 
       expect(stored.history[0]!.committedOffset).toBe(max - 1n);
     });
 
+    it('keeps inline links exactly: their bytes, and one link shared by the current and retained chains', async () => {
+      const { commits } = backend();
+      const p = `p-${randomUUID()}`;
+      const base = record(p, 3, 30n);
+      const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill);
+      const link = (epoch: number, fill: number) => ({
+        key: `tidemark/${p}/tasks/${TOPIC}/7/${String(epoch).padStart(12, '0')}-a${epoch}.delta`,
+        bytes: 700,
+        checksum: '0badf00d',
+        kind: 'delta' as const,
+        epoch,
+        entries: 2,
+        inline: bytes(700, fill),
+      });
+      const [l2, l3] = [link(2, 0xa5), link(3, 0)];
+      const item: CommitRecord = {
+        ...base,
+        chain: [base.chain[0]!, l2, l3],
+        history: [{ epoch: 2, committedOffset: 20n, chain: [base.chain[0]!, l2], updatedAt: 'y' }],
+      };
+      await commits.commit(item, 0);
+      const stored = (await commits.read(item))!;
+      expect(stored).toEqual(item);
+      expect(Buffer.from(stored.chain[1]!.inline!).equals(Buffer.from(l2.inline))).toBe(true);
+      expect(stored.history[0]!.chain[1]!.inline).toEqual(l2.inline);
+      expect(stored.chain[0]!.inline).toBeUndefined();
+    });
+
     it('rewrites an item in place when the expected epoch is its own (same epoch, a changed field)', async () => {
       const { commits } = backend();
       const p = `p-${randomUUID()}`;

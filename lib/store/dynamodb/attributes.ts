@@ -65,6 +65,7 @@ export function refToAttr(r: SnapshotRef): AttributeValue {
       kind: S(r.kind),
       epoch: N(r.epoch),
       entries: N(r.entries),
+      ...(r.inline ? { inline: { B: r.inline } } : {}),
     },
   };
 }
@@ -72,7 +73,7 @@ export function refToAttr(r: SnapshotRef): AttributeValue {
 export function attrToRef(a: AttributeValue): SnapshotRef {
   const m = a.M;
   if (!m) throw new MalformedItemError('snapshot reference is not a map');
-  return {
+  const ref: SnapshotRef = {
     key: str(m, 'key'),
     bytes: int(m, 'bytes'),
     checksum: str(m, 'checksum'),
@@ -80,4 +81,6 @@ export function attrToRef(a: AttributeValue): SnapshotRef {
     epoch: int(m, 'epoch'),
     entries: int(m, 'entries'),
   };
+  const inline = m.inline?.B;
+  return inline ? { ...ref, inline } : ref;
 }
