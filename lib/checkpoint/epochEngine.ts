@@ -44,6 +44,12 @@
  * there, committed, and the invocation fails with `TimeBudgetExceededError` (retriable). So a timeout
  * loses at most one epoch of work and never an acknowledged record.
  *
+ * Time (docs/time.md, `taskTime.ts`): a record is processed at the watermark before it, then the
+ * watermark advances and the event-time timers it made due fire, in the same undo unit as the record
+ * (a failing record takes its firings back with it). Processing-time timers fire at the start of an
+ * epoch and at scheduled ticks (`processTick`), which commit epochs of no records through the same
+ * conditional write: whatever fires belongs to the epoch that commits it, exactly once.
+ *
  * Policies live next to this file: `epochBudget.ts` (epoch cutting, time reserve), `snapshotPlan.ts`
  * (full, delta, compaction), `commitItem.ts` (the commit item and its retained history),
  * `warmCache.ts`, `cleanup.ts` (GC scheduling), `quarantine.ts`; outputs in `lib/output`.
@@ -60,6 +66,7 @@ import {
   ProcessingError,
   type RecordRef,
   SnapshotMissingError,
+  StateError,
   type TidemarkError,
   TimeBudgetExceededError,
 } from '../errors.ts';
@@ -77,16 +84,18 @@ import { OutputRouter, type SinkProvider } from '../output/router.ts';
 import type { AttachedWrites, Delivery, OutputDescriptors, OutputPart } from '../output/types.ts';
 import type { StateDescriptors } from '../state/descriptors.ts';
 import { StateStore } from '../state/stateStore.ts';
+import type { Timer } from '../state/timers.ts';
 import { InvocationCleanup } from './cleanup.ts';
 import { historyAfter, nextCommit } from './commitItem.ts';
 import { EpochBudget } from './epochBudget.ts';
 import { outboxKey, snapshotKey, taskLabel } from './layout.ts';
 import type { EngineObserver } from './observer.ts';
-import { type NoOutputs, type ProcessContext, type Processor, utf8Key } from './processor.ts';
-import { quarantineRecord } from './quarantine.ts';
+import { type NoOutputs, type ProcessContext, type Processor, type Timers, utf8Key } from './processor.ts';
+import { quarantineRecord, quarantineTimer } from './quarantine.ts';
 import { loadCheckpoint } from './restore.ts';
 import { plannedRef, planSnapshot } from './snapshotPlan.ts';
 import type { CommitRecord, CommitStore, OutboxRef, SnapshotStore, TaskId } from './stores.ts';
+import { TaskTime, TIME_DESCRIPTORS } from './taskTime.ts';
 import { WarmCache } from './warmCache.ts';
 
 /** The part of the Lambda context the engine uses. */
@@ -108,6 +117,8 @@ export interface TaskSummary {
   commitConflicts: number;
   /** Outputs this invocation committed (attached to commits or put in outboxes). */
   outputs: number;
+  /** Timers this invocation fired (and committed). */
+  timersFired: number;
   warm: boolean;
 }
 
@@ -120,6 +131,7 @@ export interface BatchSummary {
   epochsCommitted: number;
   commitConflicts: number;
   outputs: number;
+  timersFired: number;
   tasks: TaskSummary[];
 }
 
@@ -150,6 +162,8 @@ interface TaskRuntime {
   store: StateStore;
   outputs: OutputBuffer;
   ctx: RecordContext;
+  /** Clocks and timers, when the processor uses time (timers, `time`, or state with a TTL). */
+  time: TaskTime | undefined;
   /** False while the state holds applied records that are not committed yet. */
   clean: boolean;
   /** The next checkpoint must be a full snapshot (e.g. after a schema migration). */
@@ -169,6 +183,10 @@ class RecordContext implements ProcessContext<StateDescriptors, OutputDescriptor
   record: KafkaRecord | undefined;
   private computed = false;
   private value: string | null = null;
+  /** Event time of the record, or of the firing timer. */
+  eventTime = Number.NEGATIVE_INFINITY;
+  readonly timers: Timers;
+  private readonly time: TaskTime | undefined;
 
   readonly state: ProcessContext<StateDescriptors>['state'];
   readonly outputs: ProcessContext<StateDescriptors, OutputDescriptors>['outputs'];
@@ -182,6 +200,7 @@ class RecordContext implements ProcessContext<StateDescriptors, OutputDescriptor
     outputs: ProcessContext<StateDescriptors, OutputDescriptors>['outputs'],
     task: TaskId,
     keyOf: (record: KafkaRecord) => string | null,
+    time: { clocks: TaskTime | undefined; timers: boolean },
   ) {
     this.state = state;
     this.outputs = outputs;
@@ -189,13 +208,48 @@ class RecordContext implements ProcessContext<StateDescriptors, OutputDescriptor
     this.topic = task.topic;
     this.partition = task.partition;
     this.keyOf = keyOf;
+    this.time = time.clocks;
+    const service = () => {
+      if (!time.timers || !time.clocks) {
+        throw new ConfigurationError('processor.onTimer', 'timers need an onTimer callback on the processor');
+      }
+      return time.clocks.timers;
+    };
+    const key = () => {
+      const k = this.key;
+      if (k === null) throw new StateError('timers are per key: this record has no state key');
+      return k;
+    };
+    this.timers = Object.freeze({
+      registerEventTime: (ts: number, tag?: string) => service().register('event', key(), ts, tag),
+      deleteEventTime: (ts: number, tag?: string) => service().delete('event', key(), ts, tag),
+      registerProcessingTime: (ts: number, tag?: string) => service().register('processing', key(), ts, tag),
+      deleteProcessingTime: (ts: number, tag?: string) => service().delete('processing', key(), ts, tag),
+    });
+  }
+
+  get watermark(): number {
+    return this.time?.watermark ?? Number.NEGATIVE_INFINITY;
+  }
+
+  get processingTime(): number {
+    return this.time?.processingTime ?? Number.NEGATIVE_INFINITY;
   }
 
   /** Sets the record, with its key when already computed. */
-  begin(record: KafkaRecord, key: string | null | undefined): void {
+  begin(record: KafkaRecord, key: string | null | undefined, eventTime: number): void {
     this.record = record;
     this.computed = key !== undefined;
     this.value = key ?? null;
+    this.eventTime = eventTime;
+  }
+
+  /** Sets a firing timer's key and event time (no record). */
+  beginTimer(key: string, eventTime: number): void {
+    this.record = undefined;
+    this.computed = true;
+    this.value = key;
+    this.eventTime = eventTime;
   }
 
   get key(): string | null {
@@ -221,6 +275,26 @@ interface Epoch {
   newestTimestamp: number | undefined;
   quarantine: Array<{ record: KafkaRecord | RecordDefect; error: unknown }>;
   startedAt: number;
+  timersFired: number;
+  /** Timers whose callback failed for good (quarantine policy), with the offset they fired after. */
+  timerQuarantine: Array<{ timer: Timer; offset: bigint; error: unknown }>;
+  /** A tick advanced the watermark (idle advance). */
+  watermarkMoved: boolean;
+}
+
+function newEpoch(lastOffset: bigint): Epoch {
+  return {
+    records: 0,
+    applied: 0,
+    bytes: 0,
+    lastOffset,
+    newestTimestamp: undefined,
+    quarantine: [],
+    startedAt: performance.now(),
+    timersFired: 0,
+    timerQuarantine: [],
+    watermarkMoved: false,
+  };
 }
 
 interface Invocation {
@@ -241,6 +315,7 @@ function emptySummary(t: TaskBatch, warm: boolean): TaskSummary {
     epochsCommitted: 0,
     commitConflicts: 0,
     outputs: 0,
+    timersFired: 0,
     warm,
   };
 }
@@ -286,6 +361,10 @@ export class EpochEngine<
   private readonly router: OutputRouter;
   private readonly cache: WarmCache<TaskRuntime>;
   private readonly budget: EpochBudget;
+  /** The processor's state and, when it uses time, the engine's own tables (timers, clocks). */
+  private readonly descriptors: StateDescriptors;
+  /** Whether the processor uses time: timers (`onTimer`), `time`, or state with a TTL. */
+  private readonly usesTime: boolean;
 
   constructor(options: EpochEngineOptions<S, O>) {
     this.processor = options.processor;
@@ -311,6 +390,20 @@ export class EpochEngine<
     );
     this.cache = new WarmCache(options.config.warmCacheMaxTasks);
     this.budget = new EpochBudget(options.config);
+    const state = options.processor.state as StateDescriptors;
+    for (const name of Object.keys(state)) {
+      if (name.startsWith('tidemark:')) {
+        throw new ConfigurationError(
+          'processor.state',
+          `state '${name}': names starting with 'tidemark:' are Tidemark's own`,
+        );
+      }
+    }
+    this.usesTime =
+      options.processor.onTimer !== undefined ||
+      options.processor.time !== undefined ||
+      Object.values(state).some((d) => d.ttl !== undefined);
+    this.descriptors = this.usesTime ? { ...state, ...TIME_DESCRIPTORS } : state;
   }
 
   /** Validates a raw ESM event and processes it. */
@@ -358,8 +451,115 @@ export class EpochEngine<
       epochsCommitted: sum((s) => s.epochsCommitted),
       commitConflicts: sum((s) => s.commitConflicts),
       outputs: sum((s) => s.outputs),
+      timersFired: sum((s) => s.timersFired),
       tasks: summaries,
     };
+  }
+
+  /**
+   * A scheduled tick (docs/time.md#idle-partitions). The ESM invokes the function only when records
+   * arrive, so a quiet partition's timers would never fire: a tick lists the pipeline's commit items
+   * and takes the tasks whose `time.dueAt` has come (due processing-time timers or TTL deadlines; with
+   * `idleAdvanceAfterMs`, event-time timers the wall clock makes due). For each, it fires what is due
+   * and commits an epoch of no records through the same conditional write as any epoch: a tick racing
+   * a batch (or another tick) commits at most once, and the loser reloads the winner's checkpoint, in
+   * which what fired is gone. Resolves with a summary (`records` 0); rejects with `BatchFailedError`
+   * when a task failed (after committing the others).
+   */
+  async processTick(context: InvocationContext = {}): Promise<BatchSummary> {
+    const inv: Invocation = {
+      remaining: () => context.getRemainingTimeInMillis?.() ?? Number.POSITIVE_INFINITY,
+      requestId: context.awsRequestId,
+      cleanup: new InvocationCleanup(this.snapshots, this.config, this.observer, this.now),
+    };
+    const now = this.now();
+    const due: CommitRecord[] = [];
+    if (this.usesTime) {
+      for await (const c of this.commits.list(this.config.pipeline)) {
+        if (c.time?.dueAt !== undefined && c.time.dueAt <= now) due.push(c);
+      }
+    }
+    this.observer.batchStarted?.({ records: 0, tasks: due.length, requestId: inv.requestId });
+    const summaries: TaskSummary[] = [];
+    const failures: Array<{ task: string; error: unknown }> = [];
+    await eachLimited(due, this.config.taskConcurrency, async (c) => {
+      const task: TaskId = { pipeline: this.config.pipeline, topic: c.topic, partition: c.partition };
+      try {
+        summaries.push(await this.runTick(task, c, inv));
+      } catch (error) {
+        this.observer.taskFailed?.(task, error);
+        failures.push({ task: taskLabel(task), error });
+      }
+    });
+    await inv.cleanup.finish();
+    if (failures.length > 0) throw new BatchFailedError(failures);
+    summaries.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
+    const sum = (f: (s: TaskSummary) => number) => summaries.reduce((n, s) => n + f(s), 0);
+    return {
+      records: 0,
+      applied: 0,
+      duplicatesSkipped: 0,
+      quarantined: 0,
+      epochsCommitted: sum((s) => s.epochsCommitted),
+      commitConflicts: sum((s) => s.commitConflicts),
+      outputs: sum((s) => s.outputs),
+      timersFired: sum((s) => s.timersFired),
+      tasks: summaries,
+    };
+  }
+
+  private async runTick(task: TaskId, listed: CommitRecord, inv: Invocation): Promise<TaskSummary> {
+    let rt = this.cache.take(task);
+    const summary = emptySummary(
+      { topic: task.topic, partition: task.partition, records: [], duplicatesInEvent: 0 },
+      rt !== undefined,
+    );
+    if (rt) this.observer.warmHit?.(task);
+    // This container's copy is used only when it is the listed commit; otherwise the current one is read.
+    if (!rt || rt.commit?.epoch !== listed.epoch || rt.commit.attempt !== listed.attempt) {
+      rt = await this.restore(task, rt ? undefined : listed, rt ? 'conflict' : 'cold');
+    }
+    for (;;) {
+      try {
+        await this.tick(rt, inv, summary);
+        break;
+      } catch (error) {
+        await settled(rt.delivery);
+        if (!(error instanceof CommitConflictError)) {
+          if (rt.clean) this.cache.put(task, rt);
+          throw error;
+        }
+        summary.commitConflicts++;
+        this.observer.commitConflict?.(task, error.expectedEpoch, error.current?.epoch);
+        if (summary.commitConflicts > MAX_CONFLICTS_PER_TASK) throw error;
+        rt = await this.restore(task, error.current, 'conflict');
+      }
+    }
+    if (rt.settle) await this.settle(rt);
+    summary.epoch = rt.commit?.epoch ?? 0;
+    summary.committedOffset = rt.commit ? rt.commit.committedOffset.toString() : null;
+    this.cache.put(task, rt);
+    return summary;
+  }
+
+  /** One task's tick: fire what is due, remove what expired, commit if anything changed. */
+  private async tick(rt: TaskRuntime, inv: Invocation, summary: TaskSummary): Promise<void> {
+    if (!rt.delivered && !rt.delivery) this.startDelivery(rt);
+    if (!rt.time || !rt.commit) return this.finishDelivery(rt);
+    const epoch = newEpoch(rt.commit.committedOffset - 1n);
+    const failure = this.fireAtBoundary(rt, epoch, true);
+    if (failure !== undefined) {
+      await this.finishDelivery(rt);
+      throw failure;
+    }
+    const expired = rt.store.expire();
+    if (epoch.timersFired > 0 || epoch.timerQuarantine.length > 0 || epoch.watermarkMoved || expired > 0) {
+      rt.clean = false;
+      summary.outputs += await this.checkpoint(rt, epoch, inv);
+      summary.epochsCommitted++;
+      summary.timersFired += epoch.timersFired;
+    }
+    await this.finishDelivery(rt);
   }
 
   /** Closes the sinks' connections (tests and shutdown; a Lambda container just freezes). */
@@ -428,10 +628,13 @@ export class EpochEngine<
     const started = performance.now();
     const descriptors = this.processor.state as StateDescriptors;
     let commit = known ?? (await this.commits.read(task));
-    let loaded: { store: StateStore; bytes: number } = { store: new StateStore(descriptors), bytes: 0 };
+    let loaded: { store: StateStore; bytes: number } = {
+      store: new StateStore(this.descriptors),
+      bytes: 0,
+    };
     for (let attempt = 1; commit; attempt++) {
       try {
-        loaded = await loadCheckpoint(this.snapshots, task, commit, descriptors);
+        loaded = await loadCheckpoint(this.snapshots, task, commit, this.descriptors);
         break;
       } catch (error) {
         // Objects of a checkpoint another container has since subsumed may be gone: if the commit
@@ -454,12 +657,17 @@ export class EpochEngine<
     }
     const store = loaded.store;
     const outputs = new OutputBuffer(this.outputDescriptors, task);
+    const time = this.usesTime ? new TaskTime(store, this.processor.time) : undefined;
     return {
       task,
       commit,
       store,
       outputs,
-      ctx: new RecordContext(store.handles(descriptors), outputs.handles, task, this.keyOf),
+      time,
+      ctx: new RecordContext(store.handles(descriptors), outputs.handles, task, this.keyOf, {
+        clocks: time,
+        timers: this.processor.onTimer !== undefined,
+      }),
       clean: true,
       // A migrated state differs from its chain's values: the next checkpoint must be a full one.
       forceFull: store.migrated,
@@ -500,23 +708,16 @@ export class EpochEngine<
           `${taskLabel(rt.task)}: ${remaining} ms left, ${reserve} ms needed to checkpoint; committed through offset ${rt.commit?.committedOffset ?? 'none'}, ${records.length - i} record(s) left for the retry`,
         );
       }
-      // Step 4.
-      const epoch: Epoch = {
-        records: 0,
-        applied: 0,
-        bytes: 0,
-        lastOffset: -1n,
-        newestTimestamp: undefined,
-        quarantine: [],
-        startedAt: performance.now(),
-      };
-      let failure: unknown;
+      // Step 4. (Processing-time timers due now fire first, in their own undo unit.)
+      const epoch = newEpoch(-1n);
+      let failure: unknown = rt.time ? this.fireAtBoundary(rt, epoch, false) : undefined;
       while (
+        failure === undefined &&
         i < records.length &&
         this.budget.mayExtend(epoch.records, epoch.bytes, inv.remaining, reserve)
       ) {
         const r = records[i]!;
-        const outcome = this.apply(rt, r);
+        const outcome = this.apply(rt, r, epoch);
         if (outcome !== undefined) {
           if (outcome instanceof PoisonRecordError && this.policy === 'quarantine') {
             epoch.quarantine.push({ record: r, error: outcome });
@@ -540,6 +741,7 @@ export class EpochEngine<
       }
       if (epoch.records > 0) {
         summary.outputs += await this.checkpoint(rt, epoch, inv);
+        summary.timersFired += epoch.timersFired;
         summary.applied += epoch.applied;
         summary.quarantined += epoch.quarantine.length;
         summary.epochsCommitted++;
@@ -558,8 +760,18 @@ export class EpochEngine<
    * changes and outputs rolled back): a `PoisonRecordError` for records that will never succeed, a
    * retriable `ProcessingError` otherwise. Throws for processor bugs that make the state untrustworthy.
    */
-  private apply(rt: TaskRuntime, r: KafkaRecord | RecordDefect): TidemarkError | undefined {
+  private apply(rt: TaskRuntime, r: KafkaRecord | RecordDefect, epoch: Epoch): TidemarkError | undefined {
     if (isRecordDefect(r)) return new PoisonRecordError(r.reason, { record: refOf(r) });
+    const time = rt.time;
+    let eventTime = r.timestamp;
+    if (time) {
+      try {
+        eventTime = time.eventTime(r);
+      } catch (error) {
+        return error as PoisonRecordError;
+      }
+      rt.store.eventTime = eventTime;
+    }
     let key: string | null | undefined;
     if (this.eagerKey) {
       try {
@@ -570,7 +782,7 @@ export class EpochEngine<
     }
     const { store, outputs, ctx } = rt;
     store.beginRecord(key ?? null);
-    ctx.begin(r, key);
+    ctx.begin(r, key, eventTime);
     outputs.beginRecord(r.offset, key ?? null);
     let result: unknown;
     try {
@@ -594,8 +806,132 @@ export class EpochEngine<
         'processor.process returned a promise: it must be synchronous (state changes after an await could not be checkpointed)',
       );
     }
+    if (time) {
+      // The watermark advances with the record; the event-time timers it made due fire now, in the
+      // record's undo unit: if one fails the batch, the record and its firings go back together.
+      const clock = time.mark();
+      let failure: TidemarkError | undefined;
+      try {
+        time.advance(r, eventTime);
+      } catch (error) {
+        failure = new PoisonRecordError('watermark cannot be computed', { record: refOf(r), cause: error });
+      }
+      failure ??= this.fireDue(rt, epoch, r.offset, false);
+      if (failure !== undefined) {
+        store.rollbackRecord();
+        outputs.rollbackRecord();
+        time.timers.rollbackTo(0);
+        time.rollbackTo(clock);
+        return failure;
+      }
+      time.timers.commit();
+    }
     store.commitRecord();
     outputs.commitRecord();
+    return undefined;
+  }
+
+  /**
+   * Fires due timers at an epoch's start or at a tick, in one undo unit: processing-time timers due
+   * at the task's processing time (the wall clock now), then event-time timers due at the watermark
+   * (which a tick may first advance, with idle advance on). Returns the error that must fail the
+   * batch, if any (the unit rolled back).
+   */
+  private fireAtBoundary(rt: TaskRuntime, epoch: Epoch, tick: boolean): TidemarkError | undefined {
+    const time = rt.time!;
+    const { store, outputs } = rt;
+    const now = this.now();
+    time.startEpoch(now);
+    const offset = (rt.commit?.committedOffset ?? 0n) - 1n;
+    const clock = time.mark();
+    store.beginRecord(null);
+    outputs.beginRecord(offset, null);
+    epoch.watermarkMoved = tick && time.idleAdvance(now);
+    const before = epoch.timersFired + epoch.timerQuarantine.length;
+    const failure = this.fireDue(rt, epoch, offset, true);
+    if (failure !== undefined) {
+      store.rollbackRecord();
+      outputs.rollbackRecord();
+      time.timers.rollbackTo(0);
+      time.rollbackTo(clock);
+      epoch.watermarkMoved = false;
+      return failure;
+    }
+    store.commitRecord();
+    outputs.commitRecord();
+    time.timers.commit();
+    if (epoch.timersFired + epoch.timerQuarantine.length > before) rt.clean = false;
+    return undefined;
+  }
+
+  /**
+   * Fires every due timer, earliest first: processing-time ones first when `processing` (at an
+   * epoch's start or a tick), event-time ones at the watermark; timers a callback sets that are
+   * already due fire in the same pass.
+   */
+  private fireDue(
+    rt: TaskRuntime,
+    epoch: Epoch,
+    offset: bigint,
+    processing: boolean,
+  ): TidemarkError | undefined {
+    const time = rt.time!;
+    for (;;) {
+      const timer =
+        (processing ? time.timers.pollDue('processing', time.processingTime) : undefined) ??
+        time.timers.pollDue('event', time.watermark);
+      if (timer === undefined) return undefined;
+      const failure = this.fireTimer(rt, timer, epoch, offset);
+      if (failure !== undefined) return failure;
+    }
+  }
+
+  /**
+   * Runs `onTimer` for one timer (already taken out of its table), with state and outputs scoped to
+   * its key. A callback that fails for good, under the quarantine policy, is undone alone: the timer
+   * is dropped and set aside, and the rest goes on. Otherwise the error is returned (the caller undoes
+   * the whole unit and fails the batch there, retriably or not).
+   */
+  private fireTimer(rt: TaskRuntime, timer: Timer, epoch: Epoch, offset: bigint): TidemarkError | undefined {
+    const { store, outputs, ctx } = rt;
+    const time = rt.time!;
+    const onTimer = this.processor.onTimer;
+    if (!onTimer) return undefined; // timers of a processor that no longer declares onTimer lapse
+    const marks = { store: store.mark(), outputs: outputs.mark(), timers: time.timers.mark() };
+    const eventTime = timer.domain === 'event' ? timer.timestamp : time.watermark;
+    store.setKey(timer.key);
+    store.eventTime = eventTime;
+    outputs.setKey(timer.key);
+    ctx.beginTimer(timer.key, eventTime);
+    const ref = { topic: rt.task.topic, partition: rt.task.partition, offset };
+    let result: unknown;
+    try {
+      result = onTimer(timer, ctx as unknown as ProcessContext<S, O>);
+    } catch (error) {
+      store.rollbackTo(marks.store);
+      outputs.rollbackTo(marks.outputs);
+      time.timers.rollbackTo(marks.timers);
+      if (isRetriable(error)) return new ProcessingError(ref, { cause: error, retriable: true });
+      if (this.policy === 'quarantine') {
+        time.timers.delete(timer.domain, timer.key, timer.timestamp, timer.tag);
+        epoch.timerQuarantine.push({ timer, offset, error });
+        this.observer.timerQuarantined?.(rt.task, timer, error);
+        return undefined;
+      }
+      const message = error instanceof Error ? error.message : String(error);
+      return new PoisonRecordError(
+        `${timer.domain}-time timer ${timer.timestamp} of key ${JSON.stringify(timer.key)} failed: ${message}`,
+        { record: ref, cause: error },
+      );
+    }
+    if (typeof (result as { then?: unknown } | undefined)?.then === 'function') {
+      rt.clean = false; // its continuation may still touch the state: never keep it warm
+      throw new ConfigurationError(
+        'processor.onTimer',
+        'processor.onTimer returned a promise: it must be synchronous (state changes after an await could not be checkpointed)',
+      );
+    }
+    epoch.timersFired++;
     return undefined;
   }
 
@@ -612,6 +948,8 @@ export class EpochEngine<
     const committedOffset = epoch.lastOffset + 1n;
     const attempt = this.newAttemptId();
     const createdAt = new Date(this.now()).toISOString();
+    // Expired state leaves the snapshot; the clocks are written (when they changed).
+    rt.time?.beforeCheckpoint(epoch.applied > 0);
     const changedKeys = rt.store.changedKeyCount;
     const snap = planSnapshot(
       rt.store,
@@ -662,6 +1000,9 @@ export class EpochEngine<
     const writes = await Promise.allSettled([
       ...(ref.inline ? [] : [this.putOwn(ref.key, snap.body)]),
       ...(outbox?.key && outboxBody ? [this.putOwn(outbox.key, outboxBody)] : []),
+      ...epoch.timerQuarantine.map((q) =>
+        quarantineTimer(this.snapshots, this.config.prefix, task, nextEpoch, q, createdAt),
+      ),
       ...epoch.quarantine.map((q) =>
         quarantineRecord(this.snapshots, this.config.prefix, task, nextEpoch, q.record, q.error, createdAt),
       ),
@@ -673,19 +1014,22 @@ export class EpochEngine<
       throw failed.reason;
     }
     // Step 6.
-    const next = nextCommit(
-      task,
-      prev,
-      {
-        committedOffset,
-        chain: [...snap.chain, ref],
-        updatedAt: createdAt,
-        attempt,
-        applied: epoch.applied,
-        quarantined: epoch.quarantine.length,
-        outbox,
-      },
-      this.config.retainedCheckpoints,
+    const next = this.withTime(
+      rt,
+      nextCommit(
+        task,
+        prev,
+        {
+          committedOffset,
+          chain: [...snap.chain, ref],
+          updatedAt: createdAt,
+          attempt,
+          applied: epoch.applied,
+          quarantined: epoch.quarantine.length,
+          outbox,
+        },
+        this.config.retainedCheckpoints,
+      ),
     );
     try {
       await this.commits.commit(next, prev?.epoch ?? 0, attached);
@@ -730,6 +1074,12 @@ export class EpochEngine<
     });
     inv.cleanup.committed(task, prev, next);
     return outputCount;
+  }
+
+  /** The commit item with the task's time summary (watermark, next due time), when it uses time. */
+  private withTime(rt: TaskRuntime, next: CommitRecord): CommitRecord {
+    const time = rt.time?.summary();
+    return time ? { ...next, time } : next;
   }
 
   /** PUTs an object under a key unique to this attempt. */

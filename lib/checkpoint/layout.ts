@@ -7,10 +7,12 @@
  *   snapshots     tasks/<topic>/<partition>/<epoch, 12 digits>-<attempt>.snap (full) | .delta
  *   outboxes      tasks/<topic>/<partition>/<epoch, 12 digits>-<attempt>.outbox (outputs awaiting delivery)
  *   quarantine    quarantine/<topic>/<partition>/<offset, 20 digits>.json
+ *                 quarantine/<topic>/<partition>/timers/<domain>-<timestamp>-<hash>.json (failed timers)
  *   savepoints    savepoints/<name>/<topic>/<partition>/<the source object's file name>
  * Kafka topic names use [A-Za-z0-9._-] only, so `#` and `/` are safe separators. Zero-padded
  * numbers make S3 listings come out in epoch and offset order.
  */
+import { createHash } from 'node:crypto';
 import { pipelinePrefix, savepointPkPrefix, taskPkPrefix } from '../config/definitions.ts';
 import type { TaskId } from './stores.ts';
 
@@ -57,6 +59,19 @@ export function quarantinePrefix(prefix: string, task: TaskId): string {
 
 export function quarantineKey(prefix: string, task: TaskId, offset: bigint): string {
   return `${quarantinePrefix(prefix, task)}${offset.toString().padStart(20, '0')}.json`;
+}
+
+/**
+ * Where a timer whose callback failed for good is set aside: `timers/<domain>-<timestamp>-<id>.json`,
+ * `id` a hash of its tag and key (the same timer always lands on the same key, whichever attempt).
+ */
+export function timerQuarantineKey(
+  prefix: string,
+  task: TaskId,
+  timer: { domain: string; timestamp: number; tag: string; key: string },
+): string {
+  const id = createHash('sha256').update(`${timer.tag}\u0000${timer.key}`).digest('hex').slice(0, 16);
+  return `${quarantinePrefix(prefix, task)}timers/${timer.domain}-${timer.timestamp}-${id}.json`;
 }
 
 export function savepointPrefix(prefix: string, pipeline: string, name: string): string {

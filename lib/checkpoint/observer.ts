@@ -3,6 +3,7 @@
  * `lib/observability` turns them into structured logs and CloudWatch metrics, tests count them.
  */
 import type { RecordRef } from '../errors.ts';
+import type { Timer } from '../state/timers.ts';
 import type { TaskId } from './stores.ts';
 
 export interface EpochCommittedInfo {
@@ -18,8 +19,6 @@ export interface EpochCommittedInfo {
   epochMs: number;
   snapshotBytes: number;
   snapshotKind: 'full' | 'delta';
-  /** True when the snapshot travelled inside the commit item (no S3 PUT). */
-  snapshotInline?: boolean;
   stateKeys: number;
   changedKeys: number;
   /** Timestamp (ms since epoch) of the newest record applied in this epoch, if any. */
@@ -54,6 +53,8 @@ export interface EngineObserver {
   taskRestored?(info: TaskRestoredInfo): void;
   duplicatesSkipped?(task: TaskId, count: number): void;
   recordQuarantined?(task: TaskId, record: RecordRef, error: unknown): void;
+  /** A timer's callback failed for good under the quarantine policy: the timer was dropped and set aside. */
+  timerQuarantined?(task: TaskId, timer: Timer, error: unknown): void;
   epochCommitted?(info: EpochCommittedInfo): void;
   outputsDelivered?(info: OutputsDeliveredInfo): void;
   commitConflict?(task: TaskId, expectedEpoch: number, winnerEpoch: number | undefined): void;

@@ -6,7 +6,8 @@
  */
 import { ObjectExistsError } from '../errors.ts';
 import { isRecordDefect, type KafkaRecord, type RecordDefect } from '../event/types.ts';
-import { quarantineKey } from './layout.ts';
+import type { Timer } from '../state/timers.ts';
+import { quarantineKey, timerQuarantineKey } from './layout.ts';
 import type { SnapshotStore, TaskId } from './stores.ts';
 
 function errorJson(error: unknown): Record<string, unknown> {
@@ -67,6 +68,40 @@ export async function quarantineRecord(
     await snapshots.put(
       quarantineKey(prefix, task, record.offset),
       quarantineDocument(task, epoch, record, error, quarantinedAt),
+      { ifAbsent: true, contentType: 'application/json' },
+    );
+  } catch (err) {
+    if (!(err instanceof ObjectExistsError)) throw err;
+  }
+}
+
+/**
+ * Writes the quarantine object of a timer whose callback failed for good (under the quarantine
+ * policy): the timer, the offset of the record after which it fired (or the task's last applied
+ * offset, at an epoch's start or a tick), the epoch, the error. One already there is left as it is.
+ */
+export async function quarantineTimer(
+  snapshots: SnapshotStore,
+  prefix: string,
+  task: TaskId,
+  epoch: number,
+  failed: { timer: Timer; offset: bigint; error: unknown },
+  quarantinedAt: string,
+): Promise<void> {
+  const doc = {
+    pipeline: task.pipeline,
+    topic: task.topic,
+    partition: task.partition,
+    timer: failed.timer,
+    afterOffset: failed.offset.toString(),
+    epoch,
+    quarantinedAt,
+    error: errorJson(failed.error),
+  };
+  try {
+    await snapshots.put(
+      timerQuarantineKey(prefix, task, failed.timer),
+      Buffer.from(JSON.stringify(doc, null, 2)),
       { ifAbsent: true, contentType: 'application/json' },
     );
   } catch (err) {

@@ -12,12 +12,7 @@ export interface TaskId {
   readonly partition: number;
 }
 
-/**
- * A link of a checkpoint's chain as a commit item references it: a snapshot object in S3, or a
- * small snapshot carried inside the commit item itself (`inline`). An inline link still has the key
- * it would have as an object (unique to its attempt): it names the link in errors and listings, and
- * is where a savepoint writes its copy. No object exists under it.
- */
+/** A snapshot object as a commit item references it. */
 export interface SnapshotRef {
   readonly key: string;
   readonly bytes: number;
@@ -26,8 +21,6 @@ export interface SnapshotRef {
   readonly kind: SnapshotKind;
   readonly epoch: number;
   readonly entries: number;
-  /** The snapshot's bytes, when it travels inside the commit item instead of S3. */
-  readonly inline?: Uint8Array;
 }
 
 /** A retained checkpoint: enough to restore it (its chain) and to know what it covers. */
@@ -65,6 +58,17 @@ export interface OutboxRef {
 }
 
 /**
+ * What a commit item says about its task's time (docs/time.md), for ticks and operators: both
+ * follow from the checkpoint's state, which holds the clocks and timers themselves.
+ */
+export interface TaskTimeSummary {
+  /** The task's watermark (ms), once it has one. */
+  readonly watermark?: number;
+  /** Wall time (ms) from which a scheduled tick has work for the task (due timers, expiring state). */
+  readonly dueAt?: number;
+}
+
+/**
  * The commit item: the single source of truth of a task's progress. Epoch E (1, 2, 3, …) says
  * that every record with offset < `committedOffset` has been applied exactly once to the state held
  * by `chain`. Written only by a conditional write that expects epoch E-1.
@@ -80,6 +84,8 @@ export interface CommitRecord extends TaskId, CheckpointSummary {
   readonly history: readonly CheckpointSummary[];
   /** This epoch's outputs awaiting delivery, if it emitted any that did not commit with it. */
   readonly outbox?: OutboxRef;
+  /** The task's watermark and next due time, for processors that use time. */
+  readonly time?: TaskTimeSummary;
 }
 
 export interface CommitStore {

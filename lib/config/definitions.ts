@@ -47,3 +47,18 @@ export const ESM = {
   /** Lambda's invocation payload limit (not configurable). */
   maxPayloadBytes: 6 * 1024 * 1024,
 } as const;
+
+/**
+ * The event a scheduled tick invokes the pipeline's function with (docs/time.md#idle-partitions): the
+ * construct's EventBridge rule sends it, the handler recognises it and runs the engine's tick.
+ */
+export const TICK_EVENT = { tidemark: 'tick' } as const;
+
+/** Whether an invocation's event is a scheduled tick (`TICK_EVENT`). */
+export function isTickEvent(event: unknown): boolean {
+  return (
+    typeof event === 'object' &&
+    event !== null &&
+    (event as Record<string, unknown>).tidemark === TICK_EVENT.tidemark
+  );
+}

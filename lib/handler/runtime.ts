@@ -12,6 +12,7 @@ import { type BatchSummary, EpochEngine, type InvocationContext } from '../check
 import { combineObservers, type EngineObserver } from '../checkpoint/observer.ts';
 import type { NoOutputs, Processor } from '../checkpoint/processor.ts';
 import { loadConfig, type TidemarkConfig } from '../config/config.ts';
+import { isTickEvent } from '../config/definitions.ts';
 import { ConfigurationError } from '../errors.ts';
 import { SERVICE_NAME } from '../observability/metricNames.ts';
 import { createTelemetry, type InvocationInfo, type Telemetry } from '../observability/powertoolsObserver.ts';
@@ -105,7 +106,10 @@ export function createRuntime<S extends StateDescriptors, O extends OutputDescri
     async invoke(event, context = {}) {
       telemetry?.invocationStarted(context as InvocationInfo);
       try {
-        const summary = await engine.processEvent(event, context);
+        // A scheduled tick (docs/time.md#idle-partitions), else an ESM batch.
+        const summary = isTickEvent(event)
+          ? await engine.processTick(context)
+          : await engine.processEvent(event, context);
         telemetry?.invocationSucceeded(summary);
         return summary;
       } catch (err) {
