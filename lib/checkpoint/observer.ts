@@ -19,6 +19,8 @@ export interface EpochCommittedInfo {
   epochMs: number;
   snapshotBytes: number;
   snapshotKind: 'full' | 'delta';
+  /** True when the snapshot travelled inside the commit item (no S3 PUT). */
+  snapshotInline?: boolean;
   stateKeys: number;
   changedKeys: number;
   /** Timestamp (ms since epoch) of the newest record applied in this epoch, if any. */

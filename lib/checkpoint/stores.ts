@@ -12,7 +12,12 @@ export interface TaskId {
   readonly partition: number;
 }
 
-/** A snapshot object as a commit item references it. */
+/**
+ * A link of a checkpoint's chain as a commit item references it: a snapshot object in S3, or a
+ * small snapshot carried inside the commit item itself (`inline`). An inline link still has the key
+ * it would have as an object (unique to its attempt): it names the link in errors and listings, and
+ * is where a savepoint writes its copy. No object exists under it.
+ */
 export interface SnapshotRef {
   readonly key: string;
   readonly bytes: number;
@@ -21,6 +26,8 @@ export interface SnapshotRef {
   readonly kind: SnapshotKind;
   readonly epoch: number;
   readonly entries: number;
+  /** The snapshot's bytes, when it travels inside the commit item instead of S3. */
+  readonly inline?: Uint8Array;
 }
 
 /** A retained checkpoint: enough to restore it (its chain) and to know what it covers. */
