@@ -8,6 +8,7 @@ import {
   type RecordDefect,
   type SchemaMetadata,
   type TaskBatch,
+  TIMESTAMP_TYPES,
   type TimestampType,
 } from './types.ts';
 
@@ -82,6 +83,9 @@ function decodeHeaders(v: unknown): ReadonlyArray<readonly [string, Buffer]> | s
     const h: unknown = v[i];
     if (!isObject(h)) return `headers[${i}] must be a one-key object, got ${describe(h)}`;
     const names = Object.keys(h);
+    // A header whose value is null: the ESM drops its name with its value and delivers `{}`.
+    // Nothing of it is left to hand over; the record's other headers keep their order.
+    if (names.length === 0) continue;
     if (names.length !== 1) return `headers[${i}] must have exactly one key, has ${names.length}`;
     const name = names[0]!;
     const bytes = h[name];
@@ -98,7 +102,7 @@ function decodeHeaders(v: unknown): ReadonlyArray<readonly [string, Buffer]> | s
     }
     out.push([name, buf]);
   }
-  return out;
+  return out.length === 0 ? NO_HEADERS : out;
 }
 
 function schemaMetadata(v: unknown, field: string): SchemaMetadata | undefined | string {
@@ -128,8 +132,10 @@ function decodeRecord(
   if (typeof timestamp !== 'number' || !Number.isFinite(timestamp)) {
     return defect(`timestamp must be a number, got ${describe(timestamp)}`);
   }
-  if (timestampType !== 'CREATE_TIME' && timestampType !== 'LOG_APPEND_TIME') {
-    return defect(`timestampType must be CREATE_TIME or LOG_APPEND_TIME, got ${describe(timestampType)}`);
+  if (typeof timestampType !== 'string' || !(TIMESTAMP_TYPES as readonly string[]).includes(timestampType)) {
+    return defect(
+      `timestampType must be one of ${TIMESTAMP_TYPES.join(', ')}, got ${describe(timestampType)}`,
+    );
   }
   const key = decodeBase64(raw.key);
   if (typeof key === 'string') return defect(`key ${key}`);

@@ -6,7 +6,12 @@
 export const EVENT_SOURCES = ['aws:kafka', 'SelfManagedKafka'] as const;
 export type KafkaEventSource = (typeof EVENT_SOURCES)[number];
 
-export type TimestampType = 'CREATE_TIME' | 'LOG_APPEND_TIME';
+export const TIMESTAMP_TYPES = ['CREATE_TIME', 'LOG_APPEND_TIME', 'NO_TIMESTAMP_TYPE'] as const;
+/**
+ * Kafka's timestamp types. `NO_TIMESTAMP_TYPE` marks a record without a timestamp (written with
+ * the oldest message format): its `timestamp` is then -1.
+ */
+export type TimestampType = (typeof TIMESTAMP_TYPES)[number];
 
 export interface SchemaMetadata {
   dataFormat: string;
@@ -25,7 +30,10 @@ export interface RawKafkaRecord {
   key?: string | null;
   /** base64; `null` or absent for a tombstone. */
   value?: string | null;
-  /** One-key objects `{ name: [signed bytes] }`, in order; names may repeat. */
+  /**
+   * One-key objects `{ name: [signed bytes] }`, in order; names may repeat. A header whose value
+   * is null arrives as an empty object `{}` (its name is lost with its value).
+   */
   headers?: Array<Record<string, number[]>>;
   keySchemaMetadata?: SchemaMetadata;
   valueSchemaMetadata?: SchemaMetadata;
@@ -52,7 +60,10 @@ export interface KafkaRecord {
   readonly key: Buffer | null;
   /** Raw value bytes, or `null` for a tombstone. */
   readonly value: Buffer | null;
-  /** Header name and (unsigned) bytes, in delivery order; a name may repeat. */
+  /**
+   * Header name and (unsigned) bytes, in delivery order; a name may repeat. Headers whose value was
+   * null are not here: the ESM delivers them as `{}`, without their name.
+   */
   readonly headers: ReadonlyArray<readonly [string, Buffer]>;
   readonly keySchemaMetadata?: SchemaMetadata | undefined;
   readonly valueSchemaMetadata?: SchemaMetadata | undefined;

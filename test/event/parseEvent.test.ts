@@ -89,6 +89,23 @@ describe('parseEvent', () => {
     expect(rec.headers.map(([n]) => n)).toEqual(['h', 'h']);
   });
 
+  it('accepts a header whose value was null, delivered as {}: it is left out, the others keep their order', () => {
+    const [r] = only(mskEvent([{ offset: 0, headers: [{ a: [1] }, {}, { b: [] }, {}] }]));
+    expect(isRecordDefect(r!)).toBe(false);
+    expect((r as KafkaRecord).headers.map(([n, b]) => [n, [...b]])).toEqual([
+      ['a', [1]],
+      ['b', []],
+    ]);
+    const [onlyNull] = only(mskEvent([{ offset: 1, headers: [{}] }]));
+    expect((onlyNull as KafkaRecord).headers).toEqual([]);
+  });
+
+  it('accepts records without a timestamp (NO_TIMESTAMP_TYPE, timestamp -1)', () => {
+    const [r] = only(mskEvent([{ offset: 0, timestampType: 'NO_TIMESTAMP_TYPE', timestamp: -1 }]));
+    expect(isRecordDefect(r!)).toBe(false);
+    expect(r).toMatchObject({ timestampType: 'NO_TIMESTAMP_TYPE', timestamp: -1 });
+  });
+
   it('treats null and absent values as tombstones and null keys as null', () => {
     const event = mskEvent([{ offset: 0, key: null, value: null }]);
     const absent = { ...rawRecord({ offset: 1 }) };
@@ -171,7 +188,8 @@ describe('parseEvent', () => {
       ['must be a byte', { headers: [{ a: [300] }] }],
       ['exactly one key', { headers: [{ a: [1], b: [2] }] }],
       ['timestamp must be a number', { timestamp: 'yesterday' }],
-      ['timestampType', { timestampType: 'NO_TIMESTAMP_TYPE' }],
+      ['timestampType', { timestampType: 'SOME_TIME' }],
+      ['headers[0] must be a one-key object', { headers: [null] }],
       ['valueSchemaMetadata', { valueSchemaMetadata: 'AVRO' }],
     ];
     for (const [reason, patch] of cases) {
