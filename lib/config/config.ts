@@ -1,6 +1,14 @@
 import { ConfigurationError } from '../errors.ts';
 import { DEFAULT_PREFIX, PIPELINE_ID_PATTERN, prefixProblem } from './definitions.ts';
-import { COMMIT_STORES, type CommitStoreKind, ENV, REDIS_DURABILITY, type RedisDurability } from './env.ts';
+import {
+  COMMIT_STORES,
+  type CommitStoreKind,
+  ENV,
+  OTHER_ENV_NAMES,
+  OTHER_ENV_PREFIXES,
+  REDIS_DURABILITY,
+  type RedisDurability,
+} from './env.ts';
 
 export type { CommitStoreKind, RedisDurability } from './env.ts';
 
@@ -238,14 +246,51 @@ function oneOf<T extends string>(setting: string, raw: string, allowed: readonly
   return raw as T;
 }
 
+/** Levenshtein distance (a few dozen short names: a library would add weight to every bundle for this). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
+/**
+ * Refuses a `TIDEMARK_*` environment variable that Tidemark does not know (a typo would otherwise
+ * leave the setting at its default without a word), naming the closest known one.
+ */
+export function checkEnvNames(env: Readonly<Record<string, string | undefined>>): void {
+  const known: readonly string[] = [...Object.values(ENV), ...OTHER_ENV_NAMES];
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('TIDEMARK_') || env[name] === undefined || known.includes(name)) continue;
+    if (OTHER_ENV_PREFIXES.some((p) => name.startsWith(p))) continue;
+    let closest = known[0]!;
+    let best = Number.POSITIVE_INFINITY;
+    for (const k of known) {
+      const d = editDistance(name, k);
+      if (d < best) [closest, best] = [k, d];
+    }
+    throw new ConfigurationError(
+      name,
+      `unknown environment variable ${name}: did you mean ${closest}? Tidemark reads ${Object.values(ENV).join(', ')} (docs/configuration.md)`,
+    );
+  }
+}
+
 /**
  * Resolves the configuration from the environment and values given in code, validating every
- * field. A missing required setting fails with a `ConfigurationError` naming the variable.
+ * field. A missing required setting fails with a `ConfigurationError` naming the variable, and so
+ * does a `TIDEMARK_*` variable Tidemark does not know (`checkEnvNames`).
  */
 export function loadConfig(
   env: Readonly<Record<string, string | undefined>> = process.env,
   given: Partial<TidemarkConfig> = {},
 ): TidemarkConfig {
+  checkEnvNames(env);
   const pick = (key: keyof TidemarkConfig): string | number | undefined => {
     const fromEnv = env[ENV[key]];
     if (fromEnv !== undefined && fromEnv.trim() !== '') return fromEnv.trim();

@@ -74,3 +74,27 @@ export const ICEBERG_CATALOGS = ['dynamodb', 's3', 'rest'] as const;
 export type IcebergCatalogKind = (typeof ICEBERG_CATALOGS)[number];
 
 export type EnvName = (typeof ENV)[keyof typeof ENV];
+
+/**
+ * The other `TIDEMARK_*` variables in use, none of them a setting of the function: the operator
+ * commands' Kafka connection, the commit store a bundle was built for (defined by the CDK
+ * construct's bundler), and the development harness (test servers, fuzzers, the fault campaign).
+ */
+export const OTHER_ENV_NAMES = [
+  'TIDEMARK_KAFKA_BROKERS',
+  'TIDEMARK_KAFKA_USERNAME',
+  'TIDEMARK_KAFKA_PASSWORD',
+  'TIDEMARK_BUNDLED_COMMIT_STORE',
+  'TIDEMARK_TEST_POSTGRES_URL',
+  'TIDEMARK_TEST_MYSQL_URL',
+  'TIDEMARK_TEST_REDIS_URL',
+  'TIDEMARK_FC_SEED',
+  'TIDEMARK_FC_PATH',
+  'TIDEMARK_FUZZ_RUNS',
+  'TIDEMARK_CAMPAIGN_SEED',
+  'TIDEMARK_CAMPAIGN_FAULTS',
+  'TIDEMARK_CAMPAIGN_RECORDS',
+] as const;
+
+/** Families of `TIDEMARK_*` variables read by tools that check their own (the CDK app's settings). */
+export const OTHER_ENV_PREFIXES = ['TIDEMARK_DEPLOY_'] as const;
