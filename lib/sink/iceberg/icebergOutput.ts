@@ -276,7 +276,7 @@ export function schemaFingerprint(schema: IcebergTableSchema): string {
  */
 export function icebergOutput<T = Readonly<Record<string, unknown>>>(
   options: IcebergOutputOptions<T>,
-): OutputDescriptor<T, Record<string, CanonicalValue>> {
+): OutputDescriptor<T, Record<string, CanonicalValue>, Record<string, CanonicalValue>> {
   const resolved = resolve(options);
   const { schema } = resolved;
   const row = options.row;

@@ -78,7 +78,7 @@ describe('icebergOutput through TestDriver', () => {
         balances.set(r.key, b);
         return { account: r.key, amount: cents, balance: b };
       });
-    const rows = driver.outputs('movements').map((o) => o.value as unknown as Record<string, unknown>);
+    const rows = driver.outputs('movements').map((o) => o.value);
     expect(
       rows
         .map((r) => ({ account: r.account, amount: r.amount, balance: r.balance }))
