@@ -2,6 +2,7 @@
 // peer dependencies of this entry point).
 export type { TidemarkCommitDatabase } from './commitDatabase.ts';
 export type { KafkaSource, KafkaVpcAccess, MskSource, SelfManagedKafkaSource } from './kafkaSource.ts';
+export { TidemarkIceberg, type TidemarkIcebergProps } from './tidemarkIceberg.ts';
 export {
   type TidemarkAlarms,
   type TidemarkAlarmThresholds,
