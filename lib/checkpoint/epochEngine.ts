@@ -388,6 +388,7 @@ export class EpochEngine<
       },
       options.sinks,
     );
+    this.router.check(this.outputDescriptors);
     this.cache = new WarmCache(options.config.warmCacheMaxTasks);
     this.budget = new EpochBudget(options.config);
     const state = options.processor.state as StateDescriptors;

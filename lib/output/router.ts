@@ -29,6 +29,24 @@ export class OutputRouter {
     this.provider = provider;
   }
 
+  /**
+   * Runs each output's `check` (cold start): a misconfigured output fails the engine's construction,
+   * naming the output. Skipped when a provider replaces the sinks (it decides what it can deliver).
+   */
+  check(descriptors: Readonly<Record<string, OutputDescriptor>>): void {
+    if (this.provider !== defaultSinkProvider) return;
+    for (const [name, descriptor] of Object.entries(descriptors)) {
+      try {
+        descriptor.check?.(this.env);
+      } catch (err) {
+        if (err instanceof ConfigurationError) {
+          throw new ConfigurationError(err.setting, `output '${name}': ${err.message}`, { cause: err });
+        }
+        throw err;
+      }
+    }
+  }
+
   private sink(descriptor: OutputDescriptor): Promise<Sink> {
     let sink = this.sinks.get(descriptor.sinkId);
     if (!sink) {

@@ -72,6 +72,12 @@ export interface OutputDescriptor<T = unknown, E = unknown, R = unknown> {
   decode?(entry: E): R;
   /** Builds the sink that delivers this output (called once per container, on first use). */
   createSink(env: SinkEnvironment): Sink | Promise<Sink>;
+  /**
+   * Checks at cold start (when the engine is built) that this output can be delivered in this
+   * environment, throwing a `ConfigurationError` otherwise (e.g. the SQL output: commits in its
+   * database). Synchronous, no I/O. Not called when a `SinkProvider` replaces the sinks (TestDriver).
+   */
+  check?(env: SinkEnvironment): void;
   /** Sink-specific settings, read by the sink (e.g. the Kafka topic). */
   readonly options: Readonly<Record<string, unknown>>;
   /** Type carrier only; never set. */
