@@ -10,5 +10,13 @@ export {
   type TidemarkMonitoringProps,
   tidemarkMetric,
 } from './tidemarkMonitoring.ts';
+export type {
+  KafkaOutputAuthentication,
+  TidemarkDynamoOutputs,
+  TidemarkFunctionVpc,
+  TidemarkKafkaOutputs,
+  TidemarkOutputs,
+  TidemarkS3Outputs,
+} from './tidemarkOutputs.ts';
 export { TidemarkPipeline, type TidemarkPipelineProps } from './tidemarkPipeline.ts';
 export { TidemarkStorage, type TidemarkStorageProps } from './tidemarkStorage.ts';

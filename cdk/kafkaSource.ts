@@ -114,7 +114,11 @@ export const ENI_ACTIONS = [
 ] as const;
 
 /** `arn:…:cluster/<name>/<uuid>` → `arn:…:<kind>/<name>/<uuid>/<name>`, for tokens too. */
-function mskResourceArn(clusterArn: string, kind: 'topic' | 'group', name: string): string {
+export function mskResourceArn(
+  clusterArn: string,
+  kind: 'topic' | 'group' | 'transactional-id',
+  name: string,
+): string {
   if (!Token.isUnresolved(clusterArn)) {
     const at = clusterArn.indexOf(':cluster/');
     if (at < 0) throw new Error(`not an MSK cluster ARN: ${clusterArn}`);

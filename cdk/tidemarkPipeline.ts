@@ -45,6 +45,12 @@ import { createKafkaMapping, type KafkaSource } from './kafkaSource.ts';
 import { acknowledgeWildcardAction, acknowledgeWildcardResource } from './nagAcknowledgements.ts';
 import { TidemarkIceberg, type TidemarkIcebergProps } from './tidemarkIceberg.ts';
 import { type TidemarkAlarmThresholds, TidemarkMonitoring, tidemarkMetric } from './tidemarkMonitoring.ts';
+import {
+  checkOutputEnvironment,
+  checkOutputs,
+  grantOutputs,
+  type TidemarkOutputs,
+} from './tidemarkOutputs.ts';
 import { TidemarkStorage, type TidemarkStorageProps } from './tidemarkStorage.ts';
 
 /** Same rule as the engine's (lib/config/config.ts): ids end up in S3 and DynamoDB keys. */
@@ -234,6 +240,13 @@ export interface TidemarkPipelineProps {
    * @default - no Iceberg outputs
    */
   readonly iceberg?: TidemarkIcebergProps;
+  /**
+   * The pipeline's Kafka, DynamoDB and S3 outputs (docs/outputs.md): the sinks' settings
+   * (`TIDEMARK_KAFKA_OUTPUT_*`, `TIDEMARK_DYNAMODB_OUTPUT_TABLE`, `TIDEMARK_S3_OUTPUT_BUCKET`) and
+   * exactly the grants their deliveries need (docs/deployment.md#outputs-what-the-function-may-do).
+   * @default - none: no output settings, no grants
+   */
+  readonly outputs?: TidemarkOutputs;
 }
 
 /** Deploys one Tidemark pipeline. */
@@ -275,6 +288,8 @@ export class TidemarkPipeline extends Construct {
 
     const db = props.commitDatabase;
     if (db) checkCommitDatabase(db);
+    if (props.outputs) checkOutputs(props.outputs, db?.vpc);
+    checkOutputEnvironment(props.outputs, props.environment);
 
     const logGroup = new LogGroup(this, 'Logs', { retention: props.logRetention ?? RetentionDays.ONE_MONTH });
     const role = new Role(this, 'Role', {
@@ -288,6 +303,14 @@ export class TidemarkPipeline extends Construct {
       grantCommitDatabase(role, db);
       acknowledgeVpcAccessPolicy(this);
     }
+    const outputs = props.outputs
+      ? grantOutputs(role, props.outputs, {
+          pipelineId: pipeline,
+          topic: props.topic,
+          bucket: this.bucket,
+          inVpc: db !== undefined,
+        })
+      : undefined;
 
     const reserved = new Set<string>([ENV.bucket, ENV.table, ENV.pipeline, ENV.prefix, ENV.commitStore]);
     if (db) for (const name of DATABASE_ENV) reserved.add(name);
@@ -367,8 +390,14 @@ export class TidemarkPipeline extends Construct {
       description: `Tidemark pipeline ${pipeline} (topic ${props.topic})`,
       reservedConcurrentExecutions: props.reservedConcurrentExecutions,
       depsLockFilePath: props.depsLockFilePath,
-      ...(db ? { vpc: db.vpc, vpcSubnets: db.vpcSubnets, securityGroups: db.securityGroups } : {}),
-      environment: { ...environment, ...this.iceberg?.environment },
+      ...(db
+        ? {
+            vpc: db.vpc,
+            vpcSubnets: db.vpcSubnets,
+            securityGroups: [...new Set([...db.securityGroups, ...(outputs?.vpc?.securityGroups ?? [])])],
+          }
+        : (outputs?.vpc ?? {})),
+      environment: { ...environment, ...this.iceberg?.environment, ...outputs?.environment },
       bundling,
     });
 
