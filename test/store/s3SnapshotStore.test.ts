@@ -70,6 +70,22 @@ describe('S3SnapshotStore (S3 server)', () => {
     expect(Buffer.from((await store.get(key))!)).toEqual(body);
   });
 
+  it('uploads a large body in parts, conditionally: the exact bytes, and If-None-Match on completion', async () => {
+    const big = new S3SnapshotStore({
+      client,
+      bucket,
+      multipartThresholdBytes: 4 << 20,
+      multipartPartBytes: 5 << 20,
+    });
+    const key = `${prefix()}big.snap`;
+    const body = Buffer.alloc(11 << 20);
+    for (let i = 0; i < body.length; i += 4096) body.writeUInt32LE(i, i); // every part differs
+    await big.put(key, body);
+    expect(Buffer.compare(Buffer.from((await big.get(key))!), body)).toBe(0);
+    await expect(big.put(key, Buffer.alloc(6 << 20))).rejects.toBeInstanceOf(ObjectExistsError);
+    expect(Buffer.compare(Buffer.from((await big.get(key))!), body)).toBe(0);
+  });
+
   it('reports a missing bucket as StoreMissingError, not retriable', async () => {
     const missing = new S3SnapshotStore({ client, bucket: `no-such-bucket-${Date.now()}` });
     const err = await missing.put('k', Buffer.from('x')).catch((e: unknown) => e);

@@ -1,12 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CopyObjectCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   PutObjectCommand,
   paginateListObjectsV2,
   type S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import type { SnapshotStore, StoredObject } from '../../checkpoint/stores.ts';
 import { ObjectExistsError, StoreError, StoreMissingError } from '../../errors.ts';
@@ -14,6 +18,8 @@ import { ObjectExistsError, StoreError, StoreMissingError } from '../../errors.t
 /** Bodies above this go through a multipart upload (still conditional: If-None-Match on complete). */
 export const MULTIPART_THRESHOLD = 64 * 1024 * 1024;
 const MULTIPART_PART_SIZE = 16 * 1024 * 1024;
+/** Parts of one multipart upload in flight at once. */
+const MULTIPART_CONCURRENCY = 4;
 
 interface SdkError {
   name?: string;
@@ -75,16 +81,24 @@ function isNoSuchKey(err: unknown): boolean {
 export interface S3SnapshotStoreOptions {
   client: S3Client;
   bucket: string;
+  /** Bodies above this many bytes go through a multipart upload. Default 64 MiB (tests lower it). */
+  multipartThresholdBytes?: number;
+  /** Part size of a multipart upload (S3's minimum is 5 MiB, its last part excepted). Default 16 MiB. */
+  multipartPartBytes?: number;
 }
 
 /** `SnapshotStore` on S3: immutable objects created with `If-None-Match: *`. */
 export class S3SnapshotStore implements SnapshotStore {
   readonly bucket: string;
   private readonly client: S3Client;
+  private readonly multipartThreshold: number;
+  private readonly partBytes: number;
 
   constructor(options: S3SnapshotStoreOptions) {
     this.client = options.client;
     this.bucket = options.bucket;
+    this.multipartThreshold = options.multipartThresholdBytes ?? MULTIPART_THRESHOLD;
+    this.partBytes = options.multipartPartBytes ?? MULTIPART_PART_SIZE;
   }
 
   async put(
@@ -102,15 +116,8 @@ export class S3SnapshotStore implements SnapshotStore {
     // A loop, not a retry library: one error, a handful of tries.
     for (let attempt = 1; ; attempt++) {
       try {
-        if (body.length > MULTIPART_THRESHOLD) {
-          // Loaded only for these rare huge objects: off the hot path and out of cold start.
-          const { Upload } = await import('@aws-sdk/lib-storage');
-          await new Upload({
-            client: this.client,
-            params,
-            partSize: MULTIPART_PART_SIZE,
-            queueSize: 4,
-          }).done();
+        if (body.length > this.multipartThreshold) {
+          await this.putMultipart(params, body);
         } else {
           await this.client.send(new PutObjectCommand(params));
         }
@@ -123,6 +130,53 @@ export class S3SnapshotStore implements SnapshotStore {
         // Full jitter: 0–50 ms, 0–100 ms, 0–200 ms, 0–400 ms.
         await sleep(Math.random() * CONFLICT_BACKOFF_MS * 2 ** (attempt - 1));
       }
+    }
+  }
+
+  /**
+   * A multipart upload of an object too large for one PUT, conditional on its completion (S3 checks
+   * `If-None-Match` when it completes the upload); an upload that fails is aborted. Written here with
+   * the client's own commands instead of `@aws-sdk/lib-storage`, which would add the whole S3 client's
+   * command set to the Lambda bundle for objects this rare (and stream support Tidemark does not need).
+   */
+  private async putMultipart(
+    params: { Bucket: string; Key: string; ContentType: string; IfNoneMatch?: string },
+    body: Uint8Array,
+  ): Promise<void> {
+    const { Bucket, Key, ContentType, IfNoneMatch } = params;
+    const { UploadId } = await this.client.send(
+      new CreateMultipartUploadCommand({ Bucket, Key, ContentType }),
+    );
+    try {
+      const count = Math.ceil(body.length / this.partBytes);
+      const etags = new Array<string>(count);
+      let next = 0;
+      const worker = async () => {
+        while (next < count) {
+          const i = next++;
+          const part = body.subarray(i * this.partBytes, Math.min(body.length, (i + 1) * this.partBytes));
+          const out = await this.client.send(
+            new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, Body: part }),
+          );
+          etags[i] = out.ETag!;
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(MULTIPART_CONCURRENCY, count) }, worker));
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket,
+          Key,
+          UploadId,
+          MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+          ...(IfNoneMatch ? { IfNoneMatch } : {}),
+        }),
+      );
+    } catch (err) {
+      // Best effort: the bucket's lifecycle rule aborts incomplete uploads anyway.
+      await this.client
+        .send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }))
+        .catch(() => undefined);
+      throw err;
     }
   }
 
