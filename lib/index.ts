@@ -11,7 +11,15 @@ export type {
   TaskRestoredInfo,
 } from './checkpoint/observer.ts';
 export { combineObservers } from './checkpoint/observer.ts';
-export type { NoOutputs, ProcessContext, Processor } from './checkpoint/processor.ts';
+export type {
+  NoOutputs,
+  ProcessContext,
+  Processor,
+  TimeDomain,
+  TimeOptions,
+  Timer,
+  Timers,
+} from './checkpoint/processor.ts';
 export { defineProcessor, utf8Key } from './checkpoint/processor.ts';
 export type {
   CheckpointSummary,
@@ -25,6 +33,7 @@ export type {
 } from './checkpoint/stores.ts';
 export type { PoisonPolicy, TidemarkConfig } from './config/config.ts';
 export { DEFAULTS, loadConfig } from './config/config.ts';
+export { isTickEvent, TICK_EVENT } from './config/definitions.ts';
 export { ENV } from './config/env.ts';
 export * from './errors.ts';
 export { parseEvent, parseEventJson } from './event/parseEvent.ts';
@@ -61,3 +70,17 @@ export {
 } from './output/types.ts';
 export * from './state/descriptors.ts';
 export { MemoryCommitStore, MemorySnapshotStore } from './store/memory/memoryStores.ts';
+export {
+  type Aggregate,
+  hoppingWindows,
+  type LateRecord,
+  sessionWindows,
+  tumblingWindows,
+  type WindowAssigner,
+  type WindowContext,
+  type WindowedAggregate,
+  type WindowedAggregateOptions,
+  type WindowResult,
+  type WindowSlot,
+  windowedAggregate,
+} from './time/windows.ts';
