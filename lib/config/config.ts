@@ -103,6 +103,14 @@ export interface TidemarkConfig {
    */
   commitInlineMaxBytes: number;
   /**
+   * The event source mapping has `ReportBatchItemFailures` on: when some tasks of a batch fail and
+   * others commit, the invocation succeeds and names the failed tasks' records, so only those are
+   * delivered again. Only with the mapping setting (the CDK construct sets both): a mapping without
+   * it would take the response as success and skip the failed records. Env
+   * `TIDEMARK_REPORT_BATCH_ITEM_FAILURES`. Default false.
+   */
+  reportBatchItemFailures: boolean;
+  /**
    * Where commit items and savepoints live: `dynamodb`, `postgres` (PostgreSQL, Aurora PostgreSQL),
    * `mysql` (MySQL, MariaDB, Aurora MySQL) or `redis` (MemoryDB, ElastiCache, Redis, Valkey); see
    * docs/stores.md. Snapshots stay in S3 whichever it is. Env `TIDEMARK_COMMIT_STORE`. Default `dynamodb`.
@@ -177,6 +185,7 @@ export const DEFAULTS = {
   outboxInlineMaxBytes: 16_384,
   snapshotInlineMaxBytes: 16_384,
   commitInlineMaxBytes: 131_072,
+  reportBatchItemFailures: false,
   commitStore: 'dynamodb',
   dbIamAuth: false,
   dbTls: 'require',
@@ -346,6 +355,7 @@ export function loadConfig(
       nonNegativeInt(ENV.commitInlineMaxBytes, pick('commitInlineMaxBytes')!),
       MAX_COMMIT_INLINE_BYTES,
     ),
+    reportBatchItemFailures: bool(ENV.reportBatchItemFailures, pick('reportBatchItemFailures')!),
     commitStore,
     dbUrl: optional('dbUrl'),
     dbSecret: optional('dbSecret'),

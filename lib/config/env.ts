@@ -23,6 +23,7 @@ export const ENV = {
   outboxInlineMaxBytes: 'TIDEMARK_OUTBOX_INLINE_MAX_BYTES',
   snapshotInlineMaxBytes: 'TIDEMARK_SNAPSHOT_INLINE_MAX_BYTES',
   commitInlineMaxBytes: 'TIDEMARK_COMMIT_INLINE_MAX_BYTES',
+  reportBatchItemFailures: 'TIDEMARK_REPORT_BATCH_ITEM_FAILURES',
   /** Bucket of `s3Output` outputs that name none (read by the S3 sink, not by `loadConfig`). */
   s3OutputBucket: 'TIDEMARK_S3_OUTPUT_BUCKET',
   /** Table of `dynamoOutput` outputs that name none (read by the DynamoDB sink, not by `loadConfig`). */
