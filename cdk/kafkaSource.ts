@@ -97,6 +97,7 @@ export interface KafkaMappingOptions {
   readonly retryAttempts?: number;
   readonly maxRecordAge?: Duration;
   readonly bisectBatchOnError?: boolean;
+  readonly reportBatchItemFailures?: boolean;
   readonly onFailure?: IEventSourceDlq;
   readonly filters?: Array<Record<string, unknown>>;
   readonly provisionedPollers?: ProvisionedPollerConfig;
@@ -257,6 +258,7 @@ export function createKafkaMapping(
     retryAttempts: options.retryAttempts,
     maxRecordAge: options.maxRecordAge,
     bisectBatchOnError: options.bisectBatchOnError,
+    reportBatchItemFailures: options.reportBatchItemFailures,
     onFailure: options.onFailure,
     supportS3OnFailureDestination: true,
     filters: options.filters,

@@ -195,6 +195,13 @@ export interface TidemarkPipelineProps {
    */
   readonly bisectBatchOnError?: boolean;
   /**
+   * Partial batch responses (`ReportBatchItemFailures`, provisioned mode): when some partitions of a
+   * batch commit and others fail, only the failed partitions' records are delivered again instead of
+   * the whole batch. Sets `TIDEMARK_REPORT_BATCH_ITEM_FAILURES` on the function to match.
+   * @default - true with provisioned pollers, false without (the mapping does not offer it)
+   */
+  readonly reportBatchItemFailures?: boolean;
+  /**
    * Destination of discarded batches (SQS, SNS, S3 or a Kafka topic).
    * @default - none
    */
@@ -206,7 +213,7 @@ export interface TidemarkPipelineProps {
    */
   readonly filters?: Array<Record<string, unknown>>;
   /**
-   * Provisioned pollers (needed for retryAttempts, maxRecordAge and bisectBatchOnError).
+   * Provisioned pollers (needed for retryAttempts, maxRecordAge, bisectBatchOnError and reportBatchItemFailures).
    * @default - on-demand pollers
    */
   readonly provisionedPollers?: ProvisionedPollerConfig;
@@ -312,7 +319,20 @@ export class TidemarkPipeline extends Construct {
         })
       : undefined;
 
-    const reserved = new Set<string>([ENV.bucket, ENV.table, ENV.pipeline, ENV.prefix, ENV.commitStore]);
+    const reserved = new Set<string>([
+      ENV.bucket,
+      ENV.table,
+      ENV.pipeline,
+      ENV.prefix,
+      ENV.commitStore,
+      ENV.reportBatchItemFailures,
+    ]);
+    const reportBatchItemFailures = props.reportBatchItemFailures ?? props.provisionedPollers !== undefined;
+    if (reportBatchItemFailures && props.provisionedPollers === undefined) {
+      throw new Error(
+        'reportBatchItemFailures needs provisionedPollers (Kafka mappings offer it in provisioned mode)',
+      );
+    }
     if (db) for (const name of DATABASE_ENV) reserved.add(name);
     if (props.iceberg) {
       for (const name of [
@@ -341,6 +361,7 @@ export class TidemarkPipeline extends Construct {
       [ENV.table]: this.table.tableName,
       [ENV.pipeline]: pipeline,
       [ENV.prefix]: prefix,
+      ...(reportBatchItemFailures ? { [ENV.reportBatchItemFailures]: 'true' } : {}),
     };
     const bundling: BundlingOptions = {
       forceDockerBundling: false,
@@ -419,6 +440,7 @@ export class TidemarkPipeline extends Construct {
         retryAttempts: props.retryAttempts,
         maxRecordAge: props.maxRecordAge,
         bisectBatchOnError: props.bisectBatchOnError,
+        reportBatchItemFailures,
         onFailure: props.onFailure,
         filters: props.filters,
         provisionedPollers: props.provisionedPollers,

@@ -32,6 +32,7 @@ interface Flags {
   batchSize: number;
   json?: boolean;
   log?: string;
+  partialBatchResponse: boolean;
 }
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -100,6 +101,17 @@ export function buildCommand(): Command {
         .argParser(intArg(1, 10_000))
         .default(1000),
     )
+    .addOption(
+      new Option(
+        '--partial-batch-response <on|off>',
+        'the mapping reads partial batch responses (ReportBatchItemFailures): only failed tasks are delivered again',
+      )
+        .argParser((v: string) => {
+          if (v !== 'on' && v !== 'off') throw new InvalidArgumentError('must be on or off');
+          return v === 'on';
+        })
+        .default(true, 'on'),
+    )
     .addOption(new Option('--json', 'print the result as one JSON object instead of the table'))
     .addOption(
       new Option(
@@ -149,6 +161,10 @@ function summaryTable(r: MainJobResult): string {
       `${fmt(s.esm.invocations)} (${s.esm.failed.error} failed, ${s.esm.failed.crash} crashed, ${s.esm.failed.timeout} timed out; ${s.esm.coldStarts} cold starts)`,
     ],
     ['commit conflicts', `${s.commitConflicts} (stale warm state or a racing duplicate; winner reloaded)`],
+    [
+      'records re-delivered',
+      `${fmt(s.redelivery.records)} for ${fmt(s.redelivery.failures)} failures: ${s.redelivery.perFailure.toFixed(1)} per failure (partial batch responses ${s.redelivery.partialBatchResponse ? `on, ${s.esm.partialResponses} sent` : 'off'})`,
+    ],
     [
       'checkpoint latency',
       `p50 ${ms(s.checkpointMs.p50)} · p99 ${ms(s.checkpointMs.p99)} (${fmt(s.checkpointMs.count)} checkpoints)`,
@@ -226,6 +242,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       seed: flags.seed,
       brokers: flags.brokers,
       batchSize: flags.batchSize,
+      partialBatchResponse: flags.partialBatchResponse,
       signal: controller.signal,
       log: diagnostics,
       onStage: (stage, note) => {

@@ -114,6 +114,11 @@ export interface MainJobOptions {
   maxConcurrency?: number;
   /** Give up when no record was committed for this long. Default 120 s. */
   stallTimeoutMs?: number;
+  /**
+   * The mapping reads partial batch responses (ReportBatchItemFailures) and the engine reports the
+   * failed tasks of a batch, so only their records are delivered again. Default true.
+   */
+  partialBatchResponse?: boolean;
   signal?: AbortSignal;
   /** Diagnostics: kafkajs warnings and errors, faults as they start, the emulator's state every 5 s. */
   log?: (line: string) => void;
@@ -165,6 +170,8 @@ export interface JobSummary {
   faults: Record<(typeof FAULT_NAMES)[number], number>;
   brokerFaults: Record<BrokerFaultKind, number> | undefined;
   esm: EsmStats;
+  /** Invocations that failed or named failed records, and the records delivered again for them. */
+  redelivery: { partialBatchResponse: boolean; failures: number; records: number; perFailure: number };
   produceMs: number;
   processMs: number;
   recordsPerSecond: number;
@@ -176,6 +183,17 @@ export interface MainJobResult {
   verdicts: TaskVerdict[];
   summary: JobSummary;
   servers: JobServers;
+}
+
+/** Failures (failed invocations, partial responses naming records) and the records delivered again. */
+function redeliveryOf(esm: EsmStats, partialBatchResponse: boolean): JobSummary['redelivery'] {
+  const failures = esm.failed.error + esm.failed.crash + esm.failed.timeout + esm.partialResponses;
+  return {
+    partialBatchResponse,
+    failures,
+    records: esm.recordsRedelivered,
+    perFailure: failures > 0 ? esm.recordsRedelivered / failures : 0,
+  };
 }
 
 /** Connection-level broker faults are held back while producing (a lost produce response could duplicate records). */
@@ -274,6 +292,7 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
   const topic =
     options.topic ?? (options.brokers ? `transactions-${randomBytes(4).toString('hex')}` : 'transactions');
   const batchSize = options.batchSize ?? 1_000;
+  const partialBatchResponse = options.partialBatchResponse ?? true;
   const timeReserveMs = options.timeReserveMs ?? 1_000;
   const stage = options.onStage ?? (() => {});
   const signal = options.signal;
@@ -329,6 +348,7 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
         table: servers.table,
         pipeline,
         timeReserveMs,
+        reportBatchItemFailures: partialBatchResponse,
         ...(options.epochMaxRecords ? { epochMaxRecords: options.epochMaxRecords } : {}),
       },
       observer: metrics.observer(),
@@ -375,6 +395,7 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
       batchingWindowMs: options.batchingWindowMs ?? 500,
       functionTimeoutMs: options.functionTimeoutMs ?? 30_000,
       maxConcurrency: options.maxConcurrency ?? Math.min(partitions, 8),
+      reportBatchItemFailures: partialBatchResponse,
       faults: new RandomEsmFaults(
         { crash: rates.crash, timeout: rates.timeout, duplicate: rates.duplicate, rebatch: rates.rebatch },
         random.derive('esm-faults'),
@@ -533,6 +554,7 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
       },
       brokerFaults: brokerFaults ? { ...brokerFaults.injected } : undefined,
       esm,
+      redelivery: redeliveryOf(esm, partialBatchResponse),
       produceMs,
       processMs,
       recordsPerSecond: records / (processMs / 1000),

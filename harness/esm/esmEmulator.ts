@@ -13,6 +13,12 @@
  * - offsets are committed to the consumer group only after the invocation succeeded;
  * - a failed batch is retried whole, up to `maximumRetryAttempts` (-1: until it succeeds); when
  *   retries run out, `onFailure` receives the batch and the ESM moves past it;
+ * - with `reportBatchItemFailures` (the mapping's `FunctionResponseTypes: [ReportBatchItemFailures]`),
+ *   a successful invocation may return `{ batchItemFailures: [{ itemIdentifier: { partition:
+ *   "<topic>-<partition>", offset } }] }`: each named topic-partition is committed up to its lowest
+ *   named offset and delivered again from there (a retry of those records only); the others are
+ *   committed whole. An empty or null list is a success; an identifier that is not such an object, or
+ *   names a partition or offset the event did not hold, fails the whole batch;
  * - a "container" (one instance of the function, with its own warm state) handles one invocation
  *   at a time; idle containers are reused, a crashed or timed-out one never is.
  *
@@ -107,6 +113,8 @@ export interface EsmEmulatorOptions {
   functionTimeoutMs?: number;
   /** Retries of a failed batch; -1 retries until it succeeds (the ESM's default). */
   maximumRetryAttempts?: number;
+  /** The mapping reads partial batch responses (`ReportBatchItemFailures`). Default false. */
+  reportBatchItemFailures?: boolean;
   /** Called with a batch whose retries ran out, before the ESM moves past it. */
   onFailure?: (failure: FailedBatch) => void | Promise<void>;
   /** Delay before retry n: min(base × 2^(n-1), 5 s). Default base 100 ms. */
@@ -136,6 +144,12 @@ export interface EsmStats {
   batchesDiscarded: number;
   /** Records in invocations, retries and duplicates included. */
   recordsDelivered: number;
+  /** Invocations that succeeded with a partial batch response naming failed records. */
+  partialResponses: number;
+  /** Partial batch responses that named no record of the event (the whole batch failed). */
+  invalidResponses: number;
+  /** Records delivered again because their invocation failed or named them as failed. */
+  recordsRedelivered: number;
   coldStarts: number;
   faults: Record<EsmFaultKind, number>;
   /** Crash faults whose point the invocation never reached (no crash happened). */
@@ -234,6 +248,9 @@ export class EsmEmulator {
     retries: 0,
     batchesDiscarded: 0,
     recordsDelivered: 0,
+    partialResponses: 0,
+    invalidResponses: 0,
+    recordsRedelivered: 0,
     coldStarts: 0,
     faults: { crash: 0, timeout: 0, duplicate: 0, rebatch: 0 },
     crashesNotReached: 0,
@@ -571,6 +588,14 @@ export class EsmEmulator {
           this.track(this.invoke(batch, undefined, true));
         }
         const outcome = await this.invoke(batch, fault, false);
+        const partial =
+          outcome.outcome === 'success' && this.options.reportBatchItemFailures
+            ? this.partialFailures(batch, outcome.result)
+            : undefined;
+        if (partial && partial !== 'invalid') {
+          await this.partiallySucceeded(batch, partial);
+          return;
+        }
         if (outcome.outcome === 'success') {
           if (fault?.kind === 'duplicate' && fault.mode === 'redeliver') {
             // The offset commit was "lost": the same batch is delivered again.
@@ -594,6 +619,7 @@ export class EsmEmulator {
         }
         if (this.stopping) return;
         this.stats.retries++;
+        this.stats.recordsRedelivered += batch.parts.reduce((n, p) => n + p.records.length, 0);
         if (this.faults.rebatch()) {
           this.stats.faults.rebatch++;
           for (const { state, records } of batch.parts) {
@@ -611,6 +637,80 @@ export class EsmEmulator {
       this.inFlight--;
       this.wake();
     }
+  }
+
+  /**
+   * The lowest offset the function named as failed, per partition of the batch; undefined when it
+   * named none (a success); 'invalid' when an identifier is malformed or names no record of the event.
+   */
+  private partialFailures(
+    batch: Batch,
+    result: unknown,
+  ): Map<PartitionState, bigint> | 'invalid' | undefined {
+    const list = (result as { batchItemFailures?: unknown } | null | undefined)?.batchItemFailures;
+    if (list === undefined || list === null) return undefined;
+    if (!Array.isArray(list)) return 'invalid';
+    if (list.length === 0) return undefined;
+    const out = new Map<PartitionState, bigint>();
+    for (const item of list) {
+      const id = (item as { itemIdentifier?: unknown } | null)?.itemIdentifier as
+        | { partition?: unknown; offset?: unknown }
+        | null
+        | undefined;
+      if (typeof id !== 'object' || id === null) return 'invalid';
+      if (typeof id.partition !== 'string' || !Number.isSafeInteger(id.offset)) return 'invalid';
+      const offset = BigInt(id.offset as number);
+      const part = batch.parts.find((p) => `${p.state.topic}-${p.state.partition}` === id.partition);
+      if (!part?.records.some((r) => r.offset === offset)) return 'invalid';
+      const lowest = out.get(part.state);
+      if (lowest === undefined || offset < lowest) out.set(part.state, offset);
+    }
+    return out;
+  }
+
+  /**
+   * A partial batch response: partitions not named are committed whole; a named one is committed up
+   * to its failed offset and its records from there are delivered again (as a retry), or handed to
+   * `onFailure` once its retries ran out.
+   */
+  private async partiallySucceeded(batch: Batch, failedAt: Map<PartitionState, bigint>): Promise<void> {
+    this.stats.partialResponses++;
+    const attempts = batch.attempts + 1;
+    const exhausted = this.maxRetries >= 0 && attempts > this.maxRetries;
+    const given: BatchPart[] = [];
+    for (const { state, records } of batch.parts) {
+      const from = failedAt.get(state);
+      let next = records[records.length - 1]!.offset + 1n;
+      if (from !== undefined) {
+        const again = records.filter((r) => r.offset >= from);
+        if (exhausted) {
+          given.push({
+            topic: state.topic,
+            partition: state.partition,
+            firstOffset: from.toString(),
+            lastOffset: again[again.length - 1]!.offset.toString(),
+            records: again.length,
+          });
+        } else {
+          next = from;
+          state.failedAt = { offset: from, attempts };
+          state.putBack(again);
+          this.stats.recordsRedelivered += again.length;
+        }
+      } else state.failedAt = undefined;
+      if (state.committable === undefined || next > state.committable) state.committable = next;
+    }
+    if (exhausted) {
+      this.stats.batchesDiscarded++;
+      await this.options.onFailure?.({
+        event: batch.event,
+        parts: given,
+        attempts,
+        error: lambdaError('BatchItemFailures', 'records named as failed after the last retry'),
+      });
+    } else this.stats.retries++;
+    void this.flushCommits();
+    if (!exhausted) await sleep(this.backoff(attempts));
   }
 
   private backoff(attempt: number): number {
@@ -713,7 +813,22 @@ export class EsmEmulator {
         (result) => settle({ outcome: 'success', result }),
         (error: unknown) => settle({ outcome: 'error', error }),
       );
-    const s = await settled;
+    let s = await settled;
+    if (
+      s.outcome === 'success' &&
+      this.options.reportBatchItemFailures &&
+      this.partialFailures(batch, s.result) === 'invalid'
+    ) {
+      // Lambda fails the whole batch on an identifier it cannot place.
+      this.stats.invalidResponses++;
+      s = {
+        outcome: 'error',
+        error: lambdaError(
+          'InvalidBatchItemFailures',
+          'the partial batch response names no record of the event',
+        ),
+      };
+    }
     clearTimeout(deadline);
     clearTimeout(crashTimer);
     container.disarm?.();

@@ -85,6 +85,12 @@ import type { AttachedWrites, Delivery, OutputDescriptors, OutputPart } from '..
 import type { StateDescriptors } from '../state/descriptors.ts';
 import { StateStore } from '../state/stateStore.ts';
 import type { Timer } from '../state/timers.ts';
+import {
+  batchItemFailures,
+  type FailedTask,
+  failedTasks,
+  type KafkaBatchItemFailure,
+} from './batchFailures.ts';
 import { InvocationCleanup } from './cleanup.ts';
 import { historyAfter, nextCommit } from './commitItem.ts';
 import { EpochBudget } from './epochBudget.ts';
@@ -133,6 +139,13 @@ export interface BatchSummary {
   outputs: number;
   timersFired: number;
   tasks: TaskSummary[];
+  /**
+   * With `reportBatchItemFailures`, when some tasks failed and others committed: the records the
+   * event source mapping must deliver again (one per failed task), in the shape Lambda reads.
+   */
+  batchItemFailures?: KafkaBatchItemFailure[];
+  /** The failed tasks behind `batchItemFailures`. */
+  failedTasks?: Array<{ task: string; error: string; retriable: boolean }>;
 }
 
 export interface EpochEngineOptions<S extends StateDescriptors, O extends OutputDescriptors = NoOutputs> {
@@ -301,6 +314,8 @@ interface Invocation {
   remaining: () => number;
   requestId: string | undefined;
   cleanup: InvocationCleanup;
+  /** Committed offset of each task that committed in this invocation, by task label (batches only). */
+  committed?: Map<string, bigint>;
 }
 
 function emptySummary(t: TaskBatch, warm: boolean): TaskSummary {
@@ -422,6 +437,7 @@ export class EpochEngine<
       remaining: () => context.getRemainingTimeInMillis?.() ?? Number.POSITIVE_INFINITY,
       requestId: context.awsRequestId,
       cleanup: new InvocationCleanup(this.snapshots, this.config, this.observer, this.now),
+      committed: new Map(),
     };
     this.observer.batchStarted?.({
       records: batch.recordCount,
@@ -429,19 +445,24 @@ export class EpochEngine<
       requestId: inv.requestId,
     });
     const summaries: TaskSummary[] = [];
-    const failures: Array<{ task: string; error: unknown }> = [];
+    const failures: FailedTask[] = [];
     await eachLimited(batch.tasks, this.config.taskConcurrency, async (t) => {
       const task: TaskId = { pipeline: this.config.pipeline, topic: t.topic, partition: t.partition };
       try {
         summaries.push(await this.runTask(task, t, inv));
       } catch (error) {
         this.observer.taskFailed?.(task, error);
-        failures.push({ task: taskLabel(t), error });
+        failures.push({ task: taskLabel(t), error, batch: t });
       }
     });
     // Deletions of snapshots that left the retention window: after the commits, never before.
     await inv.cleanup.finish();
-    if (failures.length > 0) throw new BatchFailedError(failures);
+    // Some tasks failed: the whole batch fails, or (ReportBatchItemFailures) only theirs is re-delivered.
+    const reported =
+      failures.length > 0 && summaries.length > 0 && this.config.reportBatchItemFailures
+        ? batchItemFailures(failures, inv.committed!)
+        : undefined;
+    if (failures.length > 0 && !reported) throw new BatchFailedError(failures);
     summaries.sort((a, b) => a.topic.localeCompare(b.topic) || a.partition - b.partition);
     const sum = (f: (s: TaskSummary) => number) => summaries.reduce((n, s) => n + f(s), 0);
     return {
@@ -454,6 +475,7 @@ export class EpochEngine<
       outputs: sum((s) => s.outputs),
       timersFired: sum((s) => s.timersFired),
       tasks: summaries,
+      ...(reported ? { batchItemFailures: reported, failedTasks: failedTasks(failures) } : {}),
     };
   }
 
@@ -1074,6 +1096,7 @@ export class EpochEngine<
       outboxBytes: outbox?.bytes ?? 0,
     });
     inv.cleanup.committed(task, prev, next);
+    inv.committed?.set(taskLabel(task), committedOffset);
     return outputCount;
   }
 

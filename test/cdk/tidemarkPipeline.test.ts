@@ -212,6 +212,29 @@ describe('TidemarkPipeline on Amazon MSK (IAM authentication, all defaults)', ()
   });
 });
 
+describe('TidemarkPipeline partial batch responses', () => {
+  it('are off with on-demand pollers (the mapping does not offer them), and refused if asked for there', () => {
+    const { template } = pipelineStack(() => ({}));
+    const mapping = onlyResource(template, 'AWS::Lambda::EventSourceMapping');
+    expect(mapping.props.FunctionResponseTypes).toBeUndefined();
+    const fn = onlyResource(template, 'AWS::Lambda::Function').props as {
+      Environment: { Variables: Record<string, unknown> };
+    };
+    expect(fn.Environment.Variables[ENV.reportBatchItemFailures]).toBeUndefined();
+    expect(() => pipelineStack(() => ({ reportBatchItemFailures: true }))).toThrow(/provisionedPollers/);
+  });
+
+  it('can be turned off with provisioned pollers', () => {
+    const { template } = pipelineStack(() => ({
+      provisionedPollers: { minimumPollers: 1, maximumPollers: 2 },
+      reportBatchItemFailures: false,
+    }));
+    expect(
+      onlyResource(template, 'AWS::Lambda::EventSourceMapping').props.FunctionResponseTypes,
+    ).toBeUndefined();
+  });
+});
+
 describe('TidemarkPipeline settings passed through', () => {
   it('passes batching, starting position, consumer group, retries and on-failure to the mapping', () => {
     const { template } = pipelineStack((stack) => ({
@@ -246,6 +269,8 @@ describe('TidemarkPipeline settings passed through', () => {
       BisectBatchOnFunctionError: true,
       DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [queue.id, 'Arn'] } } },
       ProvisionedPollerConfig: { MinimumPollers: 1, MaximumPollers: 4 },
+      // Provisioned pollers: partial batch responses on, and the function told so.
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
       FilterCriteria: { Filters: [{ Pattern: '{"value":{"amount":[{"numeric":[">",0]}]}}' }] },
       MetricsConfig: { Metrics: ['EventCount', 'ErrorCount', 'KafkaMetrics'] },
     });
@@ -254,7 +279,11 @@ describe('TidemarkPipeline settings passed through', () => {
       Timeout: 300,
       ReservedConcurrentExecutions: 10,
       Environment: {
-        Variables: Match.objectLike({ TIDEMARK_EPOCH_MAX_RECORDS: '2000', [ENV.pipeline]: 'orders' }),
+        Variables: Match.objectLike({
+          TIDEMARK_EPOCH_MAX_RECORDS: '2000',
+          [ENV.pipeline]: 'orders',
+          [ENV.reportBatchItemFailures]: 'true',
+        }),
       },
     });
     // The on-failure destination is the one extra permission.

@@ -457,6 +457,56 @@ describe.each(MODES)('EpochEngine (%s)', (_name, modeConfig) => {
     expect((await stateOf(s, 'orders', 1)).committedOffset).toBeNull();
   });
 
+  it('with reportBatchItemFailures, names only the failed tasks: from their first uncommitted record', async () => {
+    const s = setup({ reportBatchItemFailures: true, epochMaxRecords: 2 });
+    const e = s.engine();
+    // Partition 1 commits its first epoch (offsets 10, 11), then its second commit fails.
+    let p1Commits = 0;
+    s.commits.beforeCommit = (next) => {
+      if (next.partition === 1 && ++p1Commits === 2) throw new SimulatedCrash('p1');
+    };
+    const p0 = stream(5, 'orders', 0);
+    const p1 = stream(5, 'orders', 1, 10);
+    const summary = await e.processEvent(mskEvent([...p0, ...p1]));
+    expect(summary.batchItemFailures).toEqual([{ itemIdentifier: { partition: 'orders-1', offset: 12 } }]);
+    expect(summary.failedTasks).toEqual([
+      { task: 'orders-1', error: expect.stringMatching(/SimulatedCrash/), retriable: false },
+    ]);
+    expect(summary.tasks.map((t) => [t.partition, t.committedOffset])).toEqual([[0, '5']]);
+    expect((await stateOf(s, 'orders', 1)).committedOffset).toBe('12');
+    // The mapping delivers partition 1 again from 12 only: it completes, nothing counted twice.
+    s.commits.beforeCommit = undefined;
+    const retry = await e.processEvent(mskEvent(p1.slice(2)));
+    expect(retry).toMatchObject({ applied: 3, duplicatesSkipped: 0 });
+    expect(retry.batchItemFailures).toBeUndefined();
+    expectBalances((await stateOf(s, 'orders', 0)).state, p0);
+    expectBalances((await stateOf(s, 'orders', 1)).state, p1);
+  });
+
+  it('with reportBatchItemFailures, still fails the whole batch when no task committed, or an offset is beyond 2^53', async () => {
+    const s = setup({ reportBatchItemFailures: true });
+    s.commits.beforeCommit = () => {
+      throw new SimulatedCrash('all');
+    };
+    await failure(s.engine().processEvent(mskEvent([...stream(3, 'orders', 0), ...stream(3, 'orders', 1)])));
+    s.commits.beforeCommit = (next) => {
+      if (next.partition === 1) throw new SimulatedCrash('p1');
+    };
+    const big = 2n ** 60n;
+    const f = await failure(
+      s
+        .engine()
+        .processEvent(
+          mskEvent([
+            ...stream(3, 'orders', 0),
+            deposit('orders', 1, big, 'a', 1),
+            deposit('orders', 1, big + 1n, 'a', 1),
+          ]),
+        ),
+    );
+    expect(f.failures.map((x) => x.task)).toEqual(['orders-1']);
+  });
+
   it('reports through the observer', async () => {
     const s = setup();
     const seen: string[] = [];

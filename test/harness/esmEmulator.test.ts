@@ -303,6 +303,83 @@ describe('ESM emulator: offsets and retries', () => {
     expect(offsetsDuringRetry).toEqual([{ 0: '-1' }]);
   });
 
+  it('with ReportBatchItemFailures: commits up to the named offset, delivers only the named records again', async () => {
+    const topic = await newTopic(2);
+    await produce(topic, [
+      ...Array.from({ length: 10 }, (_, i) => ({ key: `a${i}`, value: String(i), partition: 0 })),
+      ...Array.from({ length: 10 }, (_, i) => ({ key: `b${i}`, value: String(i), partition: 1 })),
+    ]);
+    const groupId = `pipeline-${topic}`;
+    const offsetsAfterPartial: Array<Record<number, string>> = [];
+    const { calls, reports, emulator } = await emulate(
+      topic,
+      async ({ event }, n) => {
+        if (n === 1) {
+          expect(Object.keys(event.records).sort()).toEqual([`${topic}-0`, `${topic}-1`]);
+          // Partition 1 failed from offset 6 on (two named, the lowest counts); partition 0 succeeded.
+          return {
+            batchItemFailures: [
+              { itemIdentifier: { partition: `${topic}-1`, offset: 8 } },
+              { itemIdentifier: { partition: `${topic}-1`, offset: 6 } },
+            ],
+          };
+        }
+        offsetsAfterPartial.push(await groupOffsets(groupId, topic));
+        return { batchItemFailures: [] };
+      },
+      { batchSize: 100, batchingWindowMs: 300, reportBatchItemFailures: true },
+    );
+    await until(async () => (await groupOffsets(groupId, topic))[1] === '10', 'the retry to commit');
+    expect(reports.map((r) => [r.outcome, r.attempt])).toEqual([
+      ['success', 1],
+      ['success', 2],
+    ]);
+    // The retry holds partition 1's records from the named offset only.
+    expect(Object.keys(calls[1]!.event.records)).toEqual([`${topic}-1`]);
+    expect(offsetsOf([calls[1]!], `${topic}-1`)).toEqual([6, 7, 8, 9]);
+    expect(offsetsAfterPartial).toEqual([{ 0: '10', 1: '6' }]);
+    expect(emulator.stats).toMatchObject({ partialResponses: 1, recordsRedelivered: 4, retries: 1 });
+  });
+
+  it('with ReportBatchItemFailures: an identifier naming no record of the event fails the whole batch', async () => {
+    const topic = await newTopic(1);
+    await produce(
+      topic,
+      Array.from({ length: 5 }, (_, i) => ({ key: `k${i}`, value: String(i) })),
+    );
+    const groupId = `pipeline-${topic}`;
+    const bad = [
+      { batchItemFailures: [{ itemIdentifier: `${topic}-0-3` }] }, // a string, as for Kinesis
+      { batchItemFailures: [{ itemIdentifier: { partition: `${topic}-0`, offset: 99 } }] },
+      { batchItemFailures: [{ itemIdentifier: { partition: 'other-0', offset: 1 } }] },
+    ];
+    const { calls, reports, emulator } = await emulate(topic, (_call, n) => bad[n - 1] ?? null, {
+      reportBatchItemFailures: true,
+    });
+    await until(async () => (await groupOffsets(groupId, topic))[0] === '5', 'the commit');
+    expect(reports.map((r) => r.outcome)).toEqual(['error', 'error', 'error', 'success']);
+    for (const c of calls) expect(offsetsOf([c], `${topic}-0`)).toEqual([0, 1, 2, 3, 4]);
+    expect(emulator.stats).toMatchObject({
+      invalidResponses: 3,
+      partialResponses: 0,
+      recordsRedelivered: 15,
+    });
+  });
+
+  it('without ReportBatchItemFailures: a returned failure list is a success (the records are not delivered again)', async () => {
+    const topic = await newTopic(1);
+    await produce(
+      topic,
+      Array.from({ length: 3 }, (_, i) => ({ key: `k${i}`, value: String(i) })),
+    );
+    const groupId = `pipeline-${topic}`;
+    const { calls } = await emulate(topic, () => ({
+      batchItemFailures: [{ itemIdentifier: { partition: `${topic}-0`, offset: 1 } }],
+    }));
+    await until(async () => (await groupOffsets(groupId, topic))[0] === '3', 'the commit');
+    expect(calls).toHaveLength(1);
+  });
+
   it('after maximumRetryAttempts hands the batch to onFailure and moves past it', async () => {
     const topic = await newTopic(1);
     await produce(topic, [{ key: 'poison', value: 'boom' }]);

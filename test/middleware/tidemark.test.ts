@@ -49,4 +49,29 @@ describe('tidemark middy middleware', () => {
     );
     expect(errors.map((e) => (e as Error).name)).toEqual(['MalformedEventError', 'BatchFailedError']);
   });
+
+  it('adds a partial batch response to what the base handler returns, and fails when it cannot', async () => {
+    const failing = () => {
+      const o = { ...options(), config: { reportBatchItemFailures: true } };
+      const commit = o.stores.commits.commit.bind(o.stores.commits);
+      o.stores.commits.commit = async (next, expected, attached) => {
+        if (next.partition === 1) throw new Error('boom');
+        return commit(next, expected, attached);
+      };
+      return o;
+    };
+    const event = mskEvent([deposit('orders', 0, 0, 'a', 1), deposit('orders', 1, 7, 'b', 2)]);
+    const context = lambdaContext() as unknown as Context;
+    const items = [{ itemIdentifier: { partition: 'orders-1', offset: 7 } }];
+    const own = middy<unknown, unknown, Error, Context>()
+      .use(tidemark(balances, failing()))
+      .handler(async () => ({ mine: true, batchItemFailures: [] }));
+    expect(await own(event, context)).toEqual({ mine: true, batchItemFailures: items });
+    const none = middy<unknown, unknown, Error, Context>().use(tidemark(balances, failing()));
+    expect(await none(event, context)).toMatchObject({ batchItemFailures: items });
+    const text = middy<unknown, unknown, Error, Context>()
+      .use(tidemark(balances, failing()))
+      .handler(async () => 'done');
+    await expect(text(event, context)).rejects.toBeInstanceOf(BatchFailedError);
+  });
 });
