@@ -20,3 +20,4 @@ export type {
 } from './tidemarkOutputs.ts';
 export { TidemarkPipeline, type TidemarkPipelineProps } from './tidemarkPipeline.ts';
 export { TidemarkStorage, type TidemarkStorageProps } from './tidemarkStorage.ts';
+export { TidemarkTicks, type TidemarkTicksProps } from './tidemarkTicks.ts';

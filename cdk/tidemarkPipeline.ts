@@ -52,6 +52,7 @@ import {
   type TidemarkOutputs,
 } from './tidemarkOutputs.ts';
 import { TidemarkStorage, type TidemarkStorageProps } from './tidemarkStorage.ts';
+import { TidemarkTicks, type TidemarkTicksProps } from './tidemarkTicks.ts';
 
 /** Same rule as the engine's (lib/config/config.ts): ids end up in S3 and DynamoDB keys. */
 
@@ -254,6 +255,16 @@ export interface TidemarkPipelineProps {
    * @default - none: no output settings, no grants
    */
   readonly outputs?: TidemarkOutputs;
+
+  // Time
+  /**
+   * Scheduled ticks (docs/time.md#idle-partitions): an EventBridge rule invokes the function with a
+   * tick event, so timers of partitions that receive no records fire (and, when the processor opts in,
+   * their event time advances by the wall clock). `true` for the defaults (every minute). With commits
+   * in DynamoDB the function may then Scan the table (the tick lists the commit items).
+   * @default - no ticks
+   */
+  readonly ticks?: boolean | TidemarkTicksProps;
 }
 
 /** Deploys one Tidemark pipeline. */
@@ -270,6 +281,8 @@ export class TidemarkPipeline extends Construct {
   readonly monitoring: TidemarkMonitoring | undefined;
   /** The Iceberg committer and catalog, when the pipeline has Iceberg outputs. */
   readonly iceberg: TidemarkIceberg | undefined;
+  /** The tick schedule, when `ticks` is set. */
+  readonly ticks: TidemarkTicks | undefined;
 
   constructor(scope: Construct, id: string, props: TidemarkPipelineProps) {
     super(scope, id);
@@ -447,6 +460,15 @@ export class TidemarkPipeline extends Construct {
         esmMetrics: props.esmMetrics ?? false,
       },
     );
+    this.ticks = props.ticks
+      ? new TidemarkTicks(this, 'Ticks', {
+          ...(props.ticks === true ? {} : props.ticks),
+          pipelineId: pipeline,
+          function: this.function,
+          role,
+          table: db ? undefined : this.table,
+        })
+      : undefined;
     this.monitoring =
       props.monitoring === false
         ? undefined
