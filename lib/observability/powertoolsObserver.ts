@@ -149,6 +149,12 @@ export function createTelemetry(
         changedKeys: i.changedKeys,
       });
     },
+    outputsDelivered: (i) =>
+      logger.debug('outputs delivered', {
+        ...taskKeys(i.task, i.epoch),
+        outputs: i.outputs,
+        durationMs: Math.round(i.durationMs),
+      }),
     commitConflict: (task, expectedEpoch, winnerEpoch) => {
       add(METRIC.commitConflicts, 1);
       logger.warn('commit conflict: another attempt committed first; continuing from its checkpoint', {

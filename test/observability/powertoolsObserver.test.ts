@@ -223,3 +223,57 @@ describe('structured logs of a handler run', () => {
     expect(find('batch failed', 'req-bad')).toMatchObject({ level: 'ERROR', retriable: false });
   });
 });
+
+describe("the user's own Powertools Logger and Metrics", () => {
+  it('carry Tidemark’s keys, logs and metrics, next to the user’s own', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const docs: EmfDocument[] = [];
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: unknown) => {
+      for (const line of String(chunk).split('\n').filter(Boolean)) {
+        const j = JSON.parse(line) as Record<string, unknown>;
+        if (j._aws) docs.push(j as EmfDocument);
+        else lines.push(j);
+      }
+      return true;
+    });
+    const saved = process.env.POWERTOOLS_METRICS_DISABLED;
+    process.env.POWERTOOLS_METRICS_DISABLED = 'false';
+    try {
+      const { Logger } = await import('@aws-lambda-powertools/logger');
+      const { Metrics } = await import('@aws-lambda-powertools/metrics');
+      const logger = new Logger({
+        serviceName: 'orders-service',
+        logLevel: 'INFO',
+        persistentKeys: { team: 'payments' },
+      });
+      const metrics = new Metrics({ namespace: 'Payments', serviceName: 'orders-service' });
+      const handler = createKafkaHandler(balances, {
+        stores: { snapshots: new MemorySnapshotStore(), commits: new MemoryCommitStore() },
+        env: { ...process.env, TIDEMARK_PIPELINE: 'own-telemetry' },
+        logger,
+        metrics,
+      });
+      logger.info('user line before');
+      await handler(
+        mskEvent([{ topic: 'deposits', partition: 0, offset: 0, key: 'a', value: { amount: 1 } }]),
+        {
+          ...lambdaContext(),
+          awsRequestId: 'req-own',
+        },
+      );
+    } finally {
+      out.mockRestore();
+      process.env.POWERTOOLS_METRICS_DISABLED = saved;
+    }
+    const committed = lines.find((l) => l.message === 'batch committed');
+    expect(committed).toMatchObject({
+      service: 'orders-service',
+      team: 'payments',
+      pipeline: 'own-telemetry',
+    });
+    expect(lines.find((l) => l.message === 'user line before')).toMatchObject({ team: 'payments' });
+    const doc = docs.find((d) => d[METRIC.epochsCommitted] !== undefined)!;
+    expect(doc._aws.CloudWatchMetrics[0]!.Namespace).toBe('Payments');
+    expect(doc[PIPELINE_DIMENSION]).toBe('own-telemetry');
+  });
+});
