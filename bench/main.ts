@@ -85,7 +85,7 @@ async function main(): Promise<number> {
       : path.join(root, 'bench', 'results'));
 
   console.log(
-    `tidemark bench: ${profile} profile, ${sections.join(', ')}; starting DynamoDB Local and the S3 server`,
+    `tidemark bench: ${profile} profile, ${sections.join(', ')}; starting DynamoDB Local and the S3 server${sections.includes('outputs') ? ' (the outputs benchmark starts the local Kafka cluster)' : ''}`,
   );
   let stack: LocalStack | undefined;
   const stop = async () => {

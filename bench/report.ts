@@ -2,6 +2,7 @@
 import type { CostResult } from './costModel.ts';
 import { fmt, fmtSpread } from './goals.ts';
 import { icebergSection } from './iceberg.ts';
+import { outputsSection } from './outputs.ts';
 import type { OverheadResult } from './overhead.ts';
 import type { RequestsResult } from './requests.ts';
 import type { BenchResult } from './run.ts';
@@ -229,5 +230,6 @@ ${r.requests ? requestsSection(r.requests) : ''}
 ${r.stateSize ? stateSection(r.stateSize) : ''}
 ${r.cost ? costSection(r.cost) : ''}
 ${r.iceberg ? icebergSection(r.iceberg) : ''}
+${r.outputs ? outputsSection(r.outputs) : ''}
 ${chartFile ? `## Chart\n\n![Throughput, requests and overhead per approach](${chartFile})\n` : ''}`;
 }

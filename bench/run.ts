@@ -10,11 +10,12 @@ import { S3SnapshotStore } from '../lib/store/s3/S3SnapshotStore.ts';
 import { type CostOptions, type CostResult, costModel } from './costModel.ts';
 import { evaluateGoals, type GoalCheck } from './goals.ts';
 import { type IcebergBenchOptions, type IcebergBenchResult, runIcebergBench } from './iceberg.ts';
+import { OUTPUTS_PROFILES, type OutputsBenchResult, outputGoals, runOutputsBench } from './outputs.ts';
 import { type OverheadOptions, type OverheadResult, runOverhead } from './overhead.ts';
 import { type RequestsOptions, type RequestsResult, type RequestsTarget, runRequests } from './requests.ts';
 import { runStateSize, type StateSizeOptions, type StateSizeResult } from './stateSize.ts';
 
-export const SECTIONS = ['overhead', 'requests', 'state', 'cost', 'iceberg'] as const;
+export const SECTIONS = ['overhead', 'requests', 'state', 'cost', 'iceberg', 'outputs'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export type ProfileName = 'full' | 'quick' | 'smoke';
@@ -154,6 +155,7 @@ export interface BenchResult {
   stateSize?: StateSizeResult;
   cost?: CostResult;
   iceberg?: IcebergBenchResult;
+  outputs?: OutputsBenchResult;
   goals: GoalCheck[];
 }
 
@@ -236,7 +238,11 @@ export async function runBenchmarks(options: {
     log('== 5. Iceberg output (DynamoDB Local + S3 server)');
     result.iceberg = await runIcebergBench(profile.iceberg, options.target, log);
   }
-  result.goals = evaluateGoals(result);
+  if (sections.includes('outputs')) {
+    log('== 6. outputs: state only against state plus each sink (DynamoDB Local + S3 server + local Kafka)');
+    result.outputs = await runOutputsBench(OUTPUTS_PROFILES[options.profile], options.target, log);
+  }
+  result.goals = [...evaluateGoals(result), ...outputGoals(result.outputs)];
   const finished = new Date();
   result.finishedAt = finished.toISOString();
   result.durationSeconds = Math.round((finished.getTime() - started.getTime()) / 100) / 10;
