@@ -93,7 +93,13 @@ export class SqlCommitStore implements CommitStore {
         await this.driver.transaction(async (s) => {
           const r = await cas(s);
           if (r.affected !== 1) throw new LostRace();
-          for (const w of writes) await s.query(w.sql, w.values ?? []);
+          for (const [i, w] of writes.entries()) {
+            try {
+              await s.query(w.sql, w.values ?? []);
+            } catch (err) {
+              throw this.attachedWriteFailed(i, writes.length, err);
+            }
+          }
         });
         return 'won';
       } catch (err) {
@@ -102,6 +108,24 @@ export class SqlCommitStore implements CommitStore {
       }
     };
     await commitResolvingOutcome(this.driver, next, expectedEpoch, attempt, () => this.read(next));
+  }
+
+  /**
+   * An attached write's own failure (rolled back with the commit). A duplicate key there is the
+   * output table's, not the compare-and-set's: it must not read as a lost race (the task would be
+   * restored and fail the same way), and it is not retriable. A lost connection stays a driver error
+   * (the commit's outcome is unknown).
+   */
+  private attachedWriteFailed(index: number, count: number, err: unknown): unknown {
+    const kind = this.driver.classify(err);
+    if (kind === 'connection') return err;
+    const base = this.driver.storeError('commit', err);
+    return new StoreError(
+      this.kind,
+      'commit',
+      `an output write attached to the commit failed (statement ${index + 1} of ${count}), the commit is rolled back: ${base.message.replace(/^\S+ commit: /, '')}`,
+      { cause: err, retriable: kind === 'conflict' ? false : base.retriable },
+    );
   }
 
   async probe(): Promise<void> {
