@@ -192,6 +192,12 @@ export class PostgresDriver implements SqlDriver {
   async session<T>(fn: (s: SqlSession) => Promise<T>): Promise<T> {
     const client = await (await this.getPool()).connect();
     let broken: unknown;
+    // A checked-out client whose connection dies emits 'error' (the pool listens to idle ones only):
+    // without a listener that would crash the process, e.g. while a transaction sends its ROLLBACK.
+    const onError = (err: unknown) => {
+      broken ??= err;
+    };
+    client.on('error', onError);
     try {
       return await fn({
         async query(sql, values) {
@@ -205,6 +211,7 @@ export class PostgresDriver implements SqlDriver {
         },
       });
     } finally {
+      client.off('error', onError);
       // A connection that failed is destroyed, not returned to the pool.
       client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
     }
