@@ -19,7 +19,8 @@ export interface BalancesStackProps extends StackProps {
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
-function kafkaSource(scope: Construct, c: ClusterSettings): KafkaSource {
+/** The event source of the example app's pipelines, from its cluster settings. */
+export function kafkaSource(scope: Construct, c: ClusterSettings): KafkaSource {
   const secret = c.secretArn
     ? Secret.fromSecretAttributes(scope, 'KafkaSecret', {
         secretCompleteArn: c.secretArn,
