@@ -121,32 +121,42 @@ function schemaMetadata(v: unknown, field: string): SchemaMetadata | undefined |
  * Decodes one record whose identity is already validated. Returns a `RecordDefect` when a field
  * other than topic/partition/offset is wrong: the record can then be quarantined by offset.
  */
+function defectOf(raw: Json, topic: string, partition: number, offset: bigint, reason: string): RecordDefect {
+  return { topic, partition, offset, reason, raw };
+}
+
 function decodeRecord(
   raw: Json,
   topic: string,
   partition: number,
   offset: bigint,
 ): KafkaRecord | RecordDefect {
-  const defect = (reason: string): RecordDefect => ({ topic, partition, offset, reason, raw });
+  // (Hot path: nothing allocated but the record, unless it is defective.)
   const { timestamp, timestampType } = raw;
   if (typeof timestamp !== 'number' || !Number.isFinite(timestamp)) {
-    return defect(`timestamp must be a number, got ${describe(timestamp)}`);
+    return defectOf(raw, topic, partition, offset, `timestamp must be a number, got ${describe(timestamp)}`);
   }
   if (typeof timestampType !== 'string' || !(TIMESTAMP_TYPES as readonly string[]).includes(timestampType)) {
-    return defect(
+    return defectOf(
+      raw,
+      topic,
+      partition,
+      offset,
       `timestampType must be one of ${TIMESTAMP_TYPES.join(', ')}, got ${describe(timestampType)}`,
     );
   }
   const key = decodeBase64(raw.key);
-  if (typeof key === 'string') return defect(`key ${key}`);
+  if (typeof key === 'string') return defectOf(raw, topic, partition, offset, `key ${key}`);
   const value = decodeBase64(raw.value);
-  if (typeof value === 'string') return defect(`value ${value}`);
+  if (typeof value === 'string') return defectOf(raw, topic, partition, offset, `value ${value}`);
   const headers = decodeHeaders(raw.headers);
-  if (typeof headers === 'string') return defect(headers);
+  if (typeof headers === 'string') return defectOf(raw, topic, partition, offset, headers);
   const keySchemaMetadata = schemaMetadata(raw.keySchemaMetadata, 'keySchemaMetadata');
-  if (typeof keySchemaMetadata === 'string') return defect(keySchemaMetadata);
+  if (typeof keySchemaMetadata === 'string')
+    return defectOf(raw, topic, partition, offset, keySchemaMetadata);
   const valueSchemaMetadata = schemaMetadata(raw.valueSchemaMetadata, 'valueSchemaMetadata');
-  if (typeof valueSchemaMetadata === 'string') return defect(valueSchemaMetadata);
+  if (typeof valueSchemaMetadata === 'string')
+    return defectOf(raw, topic, partition, offset, valueSchemaMetadata);
   return {
     topic,
     partition,
@@ -209,26 +219,30 @@ export function parseEvent(event: unknown): ParsedEvent {
       throw new MalformedEventError(gpath, `topic-partition ${groupKey} appears twice`);
     seenTasks.add(taskId);
 
-    const decoded: Array<KafkaRecord | RecordDefect> = [];
+    const decoded: Array<KafkaRecord | RecordDefect> = new Array(list.length);
     for (let i = 0; i < list.length; i++) {
-      const rpath = `${gpath}[${i}]`;
+      // Paths are built only for an error (a string per record would cost more than the checks).
       const raw: unknown = list[i];
       if (!isObject(raw))
-        throw new MalformedEventError(rpath, `record must be an object, got ${describe(raw)}`);
+        throw new MalformedEventError(`${gpath}[${i}]`, `record must be an object, got ${describe(raw)}`);
       if (raw.topic !== topic) {
         throw new MalformedEventError(
-          `${rpath}.topic`,
+          `${gpath}[${i}].topic`,
           `expected ${JSON.stringify(topic)}, got ${describe(raw.topic)}`,
         );
       }
       if (raw.partition !== partition) {
         throw new MalformedEventError(
-          `${rpath}.partition`,
+          `${gpath}[${i}].partition`,
           `expected ${partition}, got ${describe(raw.partition)}`,
         );
       }
-      const offset = parseOffset(raw.offset, `${rpath}.offset`);
-      decoded.push(decodeRecord(raw, topic, partition, offset));
+      const o = raw.offset;
+      const offset =
+        typeof o === 'number' && Number.isSafeInteger(o) && o >= 0
+          ? BigInt(o)
+          : parseOffset(o, `${gpath}[${i}].offset`);
+      decoded[i] = decodeRecord(raw, topic, partition, offset);
     }
     // Lambda delivers each partition in order; do not rely on it.
     let sorted = true;

@@ -26,16 +26,25 @@ export class OutputBuffer<O extends OutputDescriptors = OutputDescriptors> {
   /** Emits in order: the slot of each (for rollback). */
   private readonly order: Slot[] = [];
   private recordStart = 0;
-  /** What `encode` sees about the current record. */
-  emitContext: EmitContext;
+  private readonly base: Omit<EmitContext, 'offset' | 'key'>;
+  private offset = -1n;
+  private key: string | null = null;
+  /** Built on the first emit of a record (most records emit nothing: no allocation for them). */
+  private context: EmitContext | undefined;
   readonly handles: OutputHandles<O>;
 
   constructor(descriptors: O, context: Omit<EmitContext, 'offset' | 'key'>) {
-    this.emitContext = { ...context, offset: -1n, key: null };
+    this.base = context;
     this.slots = Object.entries(descriptors).map(([name, descriptor]) => ({ name, descriptor, entries: [] }));
     const handles: Record<string, OutputHandle<unknown>> = {};
     for (const slot of this.slots) handles[slot.name] = { emit: (value: unknown) => this.emit(slot, value) };
     this.handles = Object.freeze(handles) as OutputHandles<O>;
+  }
+
+  /** What `encode` sees about the current record. */
+  get emitContext(): EmitContext {
+    this.context ??= { ...this.base, offset: this.offset, key: this.key };
+    return this.context;
   }
 
   /** Whether the processor declared any output. */
@@ -65,7 +74,9 @@ export class OutputBuffer<O extends OutputDescriptors = OutputDescriptors> {
   /** Starts a record (its emits can be rolled back until `commitRecord`). */
   beginRecord(offset: bigint, key: string | null): void {
     this.recordStart = this.order.length;
-    this.emitContext = { ...this.emitContext, offset, key };
+    this.offset = offset;
+    this.key = key;
+    this.context = undefined;
   }
 
   commitRecord(): void {
@@ -79,7 +90,10 @@ export class OutputBuffer<O extends OutputDescriptors = OutputDescriptors> {
 
   /** Changes the key `encode` sees, within the current record (a timer firing after it). */
   setKey(key: string | null): void {
-    if (this.emitContext.key !== key) this.emitContext = { ...this.emitContext, key };
+    if (this.key !== key) {
+      this.key = key;
+      this.context = undefined;
+    }
   }
 
   /** A point of the current record to roll back to (`rollbackTo`), e.g. before a timer fires. */

@@ -260,8 +260,9 @@ export class StateStore {
 
   /** Journals how to restore `key` of `map` (a table's data or an inner map) to what it is now. */
   private remember(map: Map<string, unknown>, key: string): void {
-    const had = map.has(key);
-    this.journal.push(UNDO_ENTRY, map, key, had ? map.get(key) : undefined, had);
+    // One lookup for a key that holds a value (stored values are never undefined).
+    const previous = map.get(key);
+    this.journal.push(UNDO_ENTRY, map, key, previous, previous !== undefined || map.has(key));
   }
 
   private requireSlot(name: string, kind: StateKind): Slot {
