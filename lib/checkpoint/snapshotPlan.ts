@@ -75,27 +75,43 @@ function sectionEntries(sections: readonly SnapshotSection[]): number {
   );
 }
 
+/**
+ * The keys (changed or deleted, per table) each inline link holds, remembered by its bytes: a warm
+ * container planned those links itself and merges them without decoding them again; links restored
+ * from a commit item are decoded once. Entries go with their bytes.
+ */
+const linkChanges = new WeakMap<Uint8Array, ReadonlyMap<string, ReadonlySet<string>>>();
+
+function changesOf(ref: SnapshotRef): ReadonlyMap<string, ReadonlySet<string>> {
+  const bytes = ref.inline!;
+  let changes = linkChanges.get(bytes);
+  if (!changes) {
+    const decoded = new Map<string, Set<string>>();
+    for (const s of decodeSnapshot(bytes, ref.key).sections) {
+      decoded.set(s.name, new Set([...s.entries.keys(), ...s.deletes]));
+    }
+    changes = decoded;
+    linkChanges.set(bytes, changes);
+  }
+  return changes;
+}
+
 /** The epoch's changes plus every key the inline links changed or deleted, per table. */
 function mergedChanges(
   links: readonly SnapshotRef[],
   changes: ReadonlyMap<string, ReadonlySet<string>>,
 ): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>();
-  const add = (name: string, keys: Iterable<string>) => {
-    let set = out.get(name);
-    if (!set) {
-      set = new Set();
-      out.set(name, set);
-    }
-    for (const k of keys) set.add(k);
-  };
-  for (const ref of links) {
-    for (const s of decodeSnapshot(ref.inline!, ref.key).sections) {
-      add(s.name, s.entries.keys());
-      add(s.name, s.deletes);
+  for (const source of [...links.map(changesOf), changes]) {
+    for (const [name, keys] of source) {
+      let set = out.get(name);
+      if (!set) {
+        set = new Set();
+        out.set(name, set);
+      }
+      for (const k of keys) set.add(k);
     }
   }
-  for (const [name, keys] of changes) add(name, keys);
   return out;
 }
 
@@ -139,6 +155,7 @@ export function planSnapshot(
     };
     const own = delta(chain, changes);
     if (fitsInline(own.body.length, chainInline, keptInline)) {
+      linkChanges.set(own.body, changes);
       return { ...own, kind: 'delta', inline: true, chain, merged: 0 };
     }
     // To S3. Inline links form the chain's tail: a delta after them merges them (a spill).
@@ -159,10 +176,11 @@ export function planSnapshot(
     fullSections(store.allTables()),
     c.compression,
   );
+  const inline = fitsInline(body.length, 0, historyInline);
   return {
     body,
     kind: 'full',
-    inline: fitsInline(body.length, 0, historyInline),
+    inline,
     chain: [],
     entries: store.keyCount,
     merged: 0,

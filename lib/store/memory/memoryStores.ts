@@ -64,6 +64,19 @@ export class MemorySnapshotStore implements SnapshotStore {
   }
 }
 
+/**
+ * A copy of a commit item, as a store keeps it apart from the writer's object: objects and arrays
+ * are copied, bytes (inline snapshots and outboxes, never mutated) are shared. Hand-written rather
+ * than `structuredClone`, which would copy every inline byte at every commit and read.
+ */
+function copyRecord<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || value instanceof Uint8Array) return value;
+  if (Array.isArray(value)) return value.map(copyRecord) as T;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = copyRecord(v);
+  return out as T;
+}
+
 export class MemoryCommitStore implements CommitStore {
   readonly kind = 'memory';
   readonly items = new Map<string, CommitRecord>();
@@ -73,7 +86,7 @@ export class MemoryCommitStore implements CommitStore {
     this.calls.read++;
     await Promise.resolve();
     const item = this.items.get(taskKey(task));
-    return item ? structuredClone(item) : undefined;
+    return item ? copyRecord(item) : undefined;
   }
 
   /**
@@ -92,9 +105,9 @@ export class MemoryCommitStore implements CommitStore {
     const key = taskKey(next);
     const current = this.items.get(key);
     if ((current?.epoch ?? 0) !== expectedEpoch || (expectedEpoch === 0 && current)) {
-      throw new CommitConflictError(expectedEpoch, current ? structuredClone(current) : undefined);
+      throw new CommitConflictError(expectedEpoch, current ? copyRecord(current) : undefined);
     }
-    this.items.set(key, structuredClone(next));
+    this.items.set(key, copyRecord(next));
     for (const write of attached?.writes ?? []) (write as () => void)();
   }
 
@@ -103,6 +116,6 @@ export class MemoryCommitStore implements CommitStore {
   async *list(pipeline: string): AsyncIterable<CommitRecord> {
     this.calls.list++;
     await Promise.resolve();
-    for (const item of this.items.values()) if (item.pipeline === pipeline) yield structuredClone(item);
+    for (const item of this.items.values()) if (item.pipeline === pipeline) yield copyRecord(item);
   }
 }
