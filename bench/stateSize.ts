@@ -122,7 +122,7 @@ async function writeSnapshot(
         compression,
       );
     }
-    for (const keys of changes.values()) entries += keys.size;
+    for (const keys of changes.values()) entries += keys.length;
     return encodeSnapshot(
       { ...meta, kind, baseEpoch: chain!.baseEpoch, parentEpoch: chain!.parentEpoch },
       deltaSections(store, changes),

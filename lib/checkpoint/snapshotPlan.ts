@@ -80,15 +80,15 @@ function sectionEntries(sections: readonly SnapshotSection[]): number {
  * container planned those links itself and merges them without decoding them again; links restored
  * from a commit item are decoded once. Entries go with their bytes.
  */
-const linkChanges = new WeakMap<Uint8Array, ReadonlyMap<string, ReadonlySet<string>>>();
+const linkChanges = new WeakMap<Uint8Array, ReadonlyMap<string, Iterable<string>>>();
 
-function changesOf(ref: SnapshotRef): ReadonlyMap<string, ReadonlySet<string>> {
+function changesOf(ref: SnapshotRef): ReadonlyMap<string, Iterable<string>> {
   const bytes = ref.inline!;
   let changes = linkChanges.get(bytes);
   if (!changes) {
-    const decoded = new Map<string, Set<string>>();
+    const decoded = new Map<string, string[]>();
     for (const s of decodeSnapshot(bytes, ref.key).sections) {
-      decoded.set(s.name, new Set([...s.entries.keys(), ...s.deletes]));
+      decoded.set(s.name, [...s.entries.keys(), ...s.deletes]);
     }
     changes = decoded;
     linkChanges.set(bytes, changes);
@@ -99,7 +99,7 @@ function changesOf(ref: SnapshotRef): ReadonlyMap<string, ReadonlySet<string>> {
 /** The epoch's changes plus every key the inline links changed or deleted, per table. */
 function mergedChanges(
   links: readonly SnapshotRef[],
-  changes: ReadonlyMap<string, ReadonlySet<string>>,
+  changes: ReadonlyMap<string, Iterable<string>>,
 ): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>();
   for (const source of [...links.map(changesOf), changes]) {
@@ -143,7 +143,7 @@ export function planSnapshot(
     last &&
     chain.length <= c.compactAfterDeltas
   ) {
-    const delta = (links: readonly SnapshotRef[], keys: ReadonlyMap<string, ReadonlySet<string>>) => {
+    const delta = (links: readonly SnapshotRef[], keys: ReadonlyMap<string, Iterable<string>>) => {
       const sections = deltaSections(store, keys);
       const parent = links[links.length - 1]!;
       const body = encodeSnapshot(

@@ -520,12 +520,12 @@ export function fullSections(tables: Iterable<StateTable>): SnapshotSection[] {
  */
 export function deltaSections(
   store: { table(name: string): StateTable | undefined },
-  changes: ReadonlyMap<string, ReadonlySet<string>>,
+  changes: ReadonlyMap<string, Iterable<string>>,
 ): SnapshotSection[] {
   const out: SnapshotSection[] = [];
   for (const [name, keys] of changes) {
     const t = store.table(name);
-    if (!t || keys.size === 0) continue;
+    if (!t) continue;
     const present: string[] = [];
     const values: unknown[] = [];
     const deletes: string[] = [];
@@ -537,6 +537,7 @@ export function deltaSections(
         values.push(v);
       } else if (!data.has(k)) deletes.push(k);
     }
+    if (present.length === 0 && deletes.length === 0) continue;
     out.push({
       name,
       kind: t.kind,

@@ -1,4 +1,5 @@
 import { StateError } from '../errors.ts';
+import { ChangeSet } from './changeSet.ts';
 import type {
   ListState,
   MapState,
@@ -62,7 +63,7 @@ const UNDO_TRUNCATE = 1; // target: a list; key: its previous length
 /** A table and the keys changed in it since the last checkpoint. */
 interface Slot {
   table: StateTable;
-  changed: Set<string>;
+  changed: ChangeSet;
   /** The state's TTL, when its entries expire. */
   ttl?: TtlIndex;
 }
@@ -133,7 +134,7 @@ export class StateStore {
   }
 
   private install(table: StateTable): void {
-    this.slots.set(table.name, { table, changed: new Set() });
+    this.slots.set(table.name, { table, changed: new ChangeSet() });
   }
 
   /** Installs restored data, checking kind and migrating older value versions. */
@@ -215,13 +216,12 @@ export class StateStore {
     j.length = mark;
   }
 
-  /** Names and keys changed since the last call (or since creation). */
-  takeChanges(): Map<string, Set<string>> {
-    const out = new Map<string, Set<string>>();
+  /** Names and keys changed since the last call (or since creation), each key once. */
+  takeChanges(): Map<string, readonly string[]> {
+    const out = new Map<string, readonly string[]>();
     for (const [name, slot] of this.slots) {
       if (slot.changed.size === 0) continue;
-      out.set(name, slot.changed);
-      slot.changed = new Set();
+      out.set(name, slot.changed.take());
     }
     return out;
   }
