@@ -132,10 +132,17 @@ export function mergeRowWrites(
   writes: ReadonlyArray<{ entry: SqlEntry; identity: ReadonlyArray<[string, SqlValue]> }>,
 ): RowEffect[] {
   const rows = new Map<string, RowEffect>();
+  const keyIndex = new Map(key.map((k, i) => [k, i]));
+  const keyTypes = key.map((k) => types.get(k)!);
   for (const { entry, identity } of writes) {
-    const byName = new Map(entry.columns.map((c, i) => [c, entry.values[i]!]));
-    const keyValues = key.map((k) => byName.get(k)!);
-    const id = JSON.stringify(key.map((k, i) => keyValueId(types.get(k)!, keyValues[i]!)));
+    const keyValues: SqlValue[] = new Array(key.length);
+    entry.columns.forEach((c, i) => {
+      const k = keyIndex.get(c);
+      if (k !== undefined) keyValues[k] = entry.values[i]!;
+    });
+    // Key values hold no NUL (text is checked at emit time, bytes are base64): a safe separator.
+    let id = keyValueId(keyTypes[0]!, keyValues[0]!);
+    for (let k = 1; k < key.length; k++) id += `\u0000${keyValueId(keyTypes[k]!, keyValues[k]!)}`;
     let row = rows.get(id);
     if (!row) {
       row = { key: keyValues, deleteFirst: false, ins: undefined, set: undefined };
@@ -147,20 +154,27 @@ export function mergeRowWrites(
       row.set = undefined;
       continue;
     }
-    const written = [...byName, ...identity];
     if (entry.op === 'insert') {
       // Once the row exists (an earlier write in the epoch), an insert changes nothing.
-      if (!row.ins) {
-        row.ins = new Map(written);
-        row.set = new Map();
-      }
+      if (row.ins) continue;
+      const ins = new Map<string, SqlValue>();
+      for (let i = 0; i < entry.columns.length; i++) ins.set(entry.columns[i]!, entry.values[i]!);
+      for (const [c, v] of identity) ins.set(c, v);
+      row.ins = ins;
+      row.set = new Map();
       continue;
     }
     row.ins ??= new Map();
     row.set ??= new Map();
-    for (const [c, v] of written) {
-      row.ins.set(c, v);
-      if (!key.includes(c)) row.set.set(c, v);
+    const { ins, set } = row;
+    for (let i = 0; i < entry.columns.length; i++) {
+      const c = entry.columns[i]!;
+      ins.set(c, entry.values[i]!);
+      if (!keyIndex.has(c)) set.set(c, entry.values[i]!);
+    }
+    for (const [c, v] of identity) {
+      ins.set(c, v);
+      set.set(c, v);
     }
   }
   return [...rows.values()];
@@ -195,15 +209,16 @@ function valueBytes(v: SqlValue): number {
   return 24;
 }
 
-function ordered(types: ReadonlyMap<string, SqlColumnType>, names: Iterable<string>): string[] {
-  const set = new Set(names);
-  return [...types.keys()].filter((c) => set.has(c));
+/** Column names in the table's column order (`position`: each column's place in it). */
+function ordered(position: ReadonlyMap<string, number>, names: Iterable<string>): string[] {
+  return [...names].sort((a, b) => position.get(a)! - position.get(b)!);
 }
 
 /** The statements of one delivery (every SQL output of one task-epoch), in the dialect given. */
 export function sqlStatements(d: SqlDialect, delivery: Delivery): SqlWrite[] {
   const out: SqlWrite[] = [];
   for (const t of tablesOf(d, delivery)) {
+    const position = new Map([...t.types.keys()].map((c, i) => [c, i]));
     const insert = (
       columns: readonly string[],
       rows: ReadonlyArray<ReadonlyMap<string, SqlValue>>,
@@ -231,7 +246,7 @@ export function sqlStatements(d: SqlDialect, delivery: Delivery): SqlWrite[] {
           ...w.entry.columns.map((c, i): [string, SqlValue] => [c, w.entry.values[i]!]),
           ...w.identity,
         ]);
-        const columns = ordered(t.types, row.keys());
+        const columns = ordered(position, row.keys());
         if (run.length > 0 && columns.join('\u0000') !== runColumns.join('\u0000')) {
           insert(runColumns, run, '');
           run = [];
@@ -267,8 +282,8 @@ export function sqlStatements(d: SqlDialect, delivery: Delivery): SqlWrite[] {
     const groups = new Map<string, { ins: string[]; set: string[]; rows: Array<Map<string, SqlValue>> }>();
     for (const r of rows) {
       if (!r.ins) continue;
-      const ins = ordered(t.types, r.ins.keys());
-      const set = ordered(t.types, r.set!.keys());
+      const ins = ordered(position, r.ins.keys());
+      const set = ordered(position, r.set!.keys());
       const shape = `${ins.join(',')}|${set.join(',')}`;
       let g = groups.get(shape);
       if (!g) {
