@@ -91,7 +91,12 @@ interface TtlIndex {
  */
 export class StateStore {
   private readonly slots = new Map<string, Slot>();
-  private readonly journal: unknown[] = [];
+  private journal: unknown[] = [];
+  /**
+   * Entries of the journal in use (it is never truncated: truncating an array and growing it again
+   * at every record costs more than the record's own state writes).
+   */
+  private journalSize = 0;
   private key: string | null = null;
   private readonly ttls: TtlIndex[] = [];
   /** True when restored values were upgraded by a `migrate` function (they now differ from their snapshot). */
@@ -178,7 +183,7 @@ export class StateStore {
   /** Sets the key that keyed state handles read and write (the current record's key). */
   beginRecord(key: string | null): void {
     this.key = key;
-    this.journal.length = 0;
+    this.resetJournal();
   }
 
   /** Changes the key keyed state follows, within the same record (a timer firing after it). */
@@ -188,7 +193,24 @@ export class StateStore {
 
   /** Keeps the current record's changes. */
   commitRecord(): void {
-    this.journal.length = 0;
+    this.resetJournal();
+  }
+
+  private resetJournal(): void {
+    // A record that wrote a lot leaves a large journal: let it go rather than hold its old values.
+    if (this.journalSize > 4096) this.journal = [];
+    this.journalSize = 0;
+  }
+
+  private journalPush(op: number, target: unknown, key: unknown, previous: unknown, had: unknown): void {
+    const j = this.journal;
+    let n = this.journalSize;
+    j[n++] = op;
+    j[n++] = target;
+    j[n++] = key;
+    j[n++] = previous;
+    j[n++] = had;
+    this.journalSize = n;
   }
 
   /** Undoes every change made since `beginRecord`. */
@@ -198,13 +220,13 @@ export class StateStore {
 
   /** A point of the current record to roll back to (`rollbackTo`), e.g. before a timer fires. */
   mark(): number {
-    return this.journal.length;
+    return this.journalSize;
   }
 
   /** Undoes every change made since `mark` returned `mark`. */
   rollbackTo(mark: number): void {
     const j = this.journal;
-    for (let i = j.length - 5; i >= mark; i -= 5) {
+    for (let i = this.journalSize - 5; i >= mark; i -= 5) {
       if (j[i] === UNDO_TRUNCATE) {
         (j[i + 1] as unknown[]).length = j[i + 2] as number;
       } else if (j[i + 4]) {
@@ -212,8 +234,9 @@ export class StateStore {
       } else {
         (j[i + 1] as Map<string, unknown>).delete(j[i + 2] as string);
       }
+      j[i + 1] = j[i + 3] = undefined; // hold nothing of what was undone
     }
-    j.length = mark;
+    this.journalSize = mark;
   }
 
   /** Names and keys changed since the last call (or since creation), each key once. */
@@ -262,7 +285,7 @@ export class StateStore {
   private remember(map: Map<string, unknown>, key: string): void {
     // One lookup for a key that holds a value (stored values are never undefined).
     const previous = map.get(key);
-    this.journal.push(UNDO_ENTRY, map, key, previous, previous !== undefined || map.has(key));
+    this.journalPush(UNDO_ENTRY, map, key, previous, previous !== undefined || map.has(key));
   }
 
   private requireSlot(name: string, kind: StateKind): Slot {
@@ -527,7 +550,7 @@ export class StateStore {
         list = list ? [...list] : [];
         data.set(k, list);
       } else {
-        this.journal.push(UNDO_TRUNCATE, list, list.length, undefined, undefined);
+        this.journalPush(UNDO_TRUNCATE, list, list.length, undefined, undefined);
       }
       for (const v of values) list.push(freeze(v));
       s.changed.add(k);
