@@ -1,6 +1,7 @@
 /**
  * `npm run bench [-- --quick | --smoke] [--only a,b] [--out dir] [--memory-mb n] [--docs]`
  * `npm run bench -- --stores [--quick | --smoke]`: commit latency and throughput of every commit store
+ * `npm run bench -- --time [--quick | --smoke]`: event time's costs (bench/time.ts)
  *
  * Starts DynamoDB Local and the S3 server (stopped at the end, also on Ctrl-C), runs the
  * benchmarks, and writes the run's JSON, `latest.md` and `latest.svg` under bench/results/.
@@ -13,10 +14,12 @@ import { type LocalStack, startLocalStack } from '../harness/localStack.ts';
 import { writeOutputs, writePerformanceDoc } from './output.ts';
 import { type BenchResult, type ProfileName, runBenchmarks, SECTIONS, type Section } from './run.ts';
 import { runStoreBench } from './stores.ts';
+import { runTimeBench } from './time.ts';
 
 const USAGE = `usage: npm run bench -- [--quick | --smoke] [--only ${SECTIONS.join(',')}] [--out dir] [--memory-mb n] [--docs]
        npm run bench -- --render <run.json> [--out dir] [--docs]
        npm run bench -- --stores [--quick | --smoke] [--out dir]
+       npm run bench -- --time [--quick | --smoke] [--out dir]
   --quick       smaller sizes, fewer repeats (under 5 minutes)
   --smoke       tiny sizes, seconds; figures are meaningless (checks that the code runs)
   --only        run some benchmarks only (cost needs requests, which then runs too)
@@ -24,7 +27,8 @@ const USAGE = `usage: npm run bench -- [--quick | --smoke] [--only ${SECTIONS.jo
   --memory-mb   Lambda memory size for the cost model (default 1024)
   --docs        also regenerate docs/performance.md from this run
   --render      no measurement: render the summary and chart (and --docs) of a saved run's JSON
-  --stores      commit latency and throughput of each commit store (memory, DynamoDB Local, PostgreSQL, MariaDB, Redis)`;
+  --stores      commit latency and throughput of each commit store (memory, DynamoDB Local, PostgreSQL, MariaDB, Redis)
+  --time        windowed vs plain processing, and 100 k / 1 M timers per task (memory, checkpoint bytes)`;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -37,6 +41,7 @@ async function main(): Promise<number> {
       docs: { type: 'boolean', default: false },
       render: { type: 'string' },
       stores: { type: 'boolean', default: false },
+      time: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -58,6 +63,15 @@ async function main(): Promise<number> {
     return 0;
   }
   const profile: ProfileName = values.smoke ? 'smoke' : values.quick ? 'quick' : 'full';
+  if (values.time) {
+    const dir =
+      values.out ??
+      (profile === 'smoke'
+        ? mkdtempSync(path.join(tmpdir(), 'tidemark-bench-'))
+        : path.join(root, 'bench', 'results'));
+    await runTimeBench(profile, dir, (line) => console.log(line));
+    return 0;
+  }
   if (values.stores) {
     const dir =
       values.out ??
