@@ -8,14 +8,12 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CommitConflictError, ConfigurationError, StoreError } from '../../../lib/errors.ts';
+import { CommitConflictError, StoreError } from '../../../lib/errors.ts';
 import {
   readSqlOutputRows,
-  type SqlDialectName,
   SqlOutputModel,
   type SqlRowWrite,
   sqlOutput,
-  sqlOutputTableDdl,
 } from '../../../lib/sink/sql/index.ts';
 import { SqlOutputSink } from '../../../lib/sink/sql/SqlOutputSink.ts';
 import { withDefaults } from '../../../lib/store/database/options.ts';
