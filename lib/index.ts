@@ -1,7 +1,7 @@
 // `tidemark`: the runtime — processors, state and outputs, the Lambda handler, errors and types.
 // It loads nothing of the CDK constructs (`tidemark/cdk`), the operator commands (`tidemark/ops`), the
 // middy middleware (`tidemark/middy`), the test driver (`tidemark/testing`) or the sinks' clients
-// (`tidemark/kafka`, `tidemark/dynamodb`, `tidemark/s3`, `tidemark/iceberg`).
+// (`tidemark/kafka`, `tidemark/dynamodb`, `tidemark/s3`, `tidemark/iceberg`, `tidemark/sql`).
 export type { BatchSummary, InvocationContext, TaskSummary } from './checkpoint/epochEngine.ts';
 export { EpochEngine, type EpochEngineOptions } from './checkpoint/epochEngine.ts';
 export type {

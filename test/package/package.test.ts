@@ -83,7 +83,7 @@ describe('the npm package, installed in a project that cannot see this repositor
       `
 import { createKafkaHandler, defineProcessor, PoisonRecordError, valueState, taskValueState } from 'tidemark';
 import { TestDriver } from 'tidemark/testing';
-const entries = ['tidemark/middy', 'tidemark/cdk', 'tidemark/ops', 'tidemark/kafka', 'tidemark/dynamodb', 'tidemark/s3', 'tidemark/iceberg'];
+const entries = ['tidemark/middy', 'tidemark/cdk', 'tidemark/ops', 'tidemark/kafka', 'tidemark/dynamodb', 'tidemark/s3', 'tidemark/iceberg', 'tidemark/sql'];
 const loaded = {};
 for (const e of entries) loaded[e] = Object.keys(await import(e)).length;
 const processor = defineProcessor({
