@@ -840,6 +840,23 @@ ${r.scenarios
   .map((s) => `- ${s.label}: ${meaning(s, base)}`)
   .join('\n')}
 
+How to read it. Every sink's cost is per task-epoch, not per record. **Kafka**: one transaction per
+task-epoch — AddPartitionsToTxn once per broker leading a partition the epoch writes (before the
+first Produce there), Produce once per such broker and request of about 512 KiB of records (all
+outputs together), AddOffsetsToTxn and TxnOffsetCommit for the
+task's marker, EndTxn — and kafkajs looks the coordinator up (FindCoordinator) before each
+transactional request; the one DynamoDB write more is the settle, which rewrites the commit item once
+per task and invocation (here every invocation gives each task one epoch, so once per task-epoch).
+**DynamoDB in the commit** adds no request: the commit's PutItem becomes one TransactWriteItems of the
+commit item and one write per item the epoch touched (its writes merged), each billed twice (2 write
+units per started KB), the commit item too. **DynamoDB after the commit**: the commit stays a
+PutItem, then one TransactWriteItems per 99 items with the task's fence item, also at 2 units per KB.
+**S3**: a data object and a manifest per output and task-epoch. The outbox (the outputs waiting for
+delivery) travels inside the commit item up to 16 KiB (\`TIDEMARK_OUTBOX_INLINE_MAX_BYTES\`): it makes
+the commit's write larger (more write units) instead of adding an S3 PUT. Latency: a sink that delivers
+after the commit adds its delivery to the epoch's; DynamoDB in the commit makes the commit itself a
+larger transaction.
+
 Kafka requests of the warm-up invocation (connections, metadata, each task's producer: InitProducerId,
 and the marker read):
 ${warm.join('\n') || '- none'}
