@@ -1,5 +1,5 @@
 /**
- * Windows over keyed records, built on the processor API: state (one map per key: its open windows)
+ * Windows over keyed records, built on the processor API: state (one value per key: its open windows)
  * and event-time timers (one per window, at the moment it closes). Tumbling, hopping and session
  * windows, an aggregate function, allowed lateness, a policy for late records, and emission on close
  * (one final result per window) or on every update. Results are emitted through the processor's
@@ -35,13 +35,7 @@
 import type { ProcessContext } from '../checkpoint/processor.ts';
 import { StateError } from '../errors.ts';
 import type { OutputDescriptors } from '../output/types.ts';
-import {
-  type MapState,
-  mapState,
-  type StateDescriptor,
-  taskValueState,
-  type ValueState,
-} from '../state/descriptors.ts';
+import { type StateDescriptor, taskValueState, type ValueState, valueState } from '../state/descriptors.ts';
 import type { Timer } from '../state/timers.ts';
 
 /** How records are grouped into windows. */
@@ -160,7 +154,7 @@ export interface WindowedAggregateOptions<N extends string, V, A, R, C extends A
 }
 
 export type WindowedState<N extends string, A> = {
-  readonly [K in `${N}.windows`]: StateDescriptor<'map', WindowSlot<A>>;
+  readonly [K in `${N}.windows`]: StateDescriptor<'value', readonly WindowSlot<A>[]>;
 } & { readonly [K in `${N}.late`]: StateDescriptor<'value', number> };
 
 export interface WindowedAggregate<N extends string, V, A, C extends AnyContext> {
@@ -172,8 +166,34 @@ export interface WindowedAggregate<N extends string, V, A, C extends AnyContext>
   onTimer(timer: Timer, ctx: C): boolean;
 }
 
+/**
+ * A key's open windows: one value per key holding its windows by start (a key has few open windows
+ * at a time; one value, not a map, keeps a million of them cheap to hold and to restore).
+ */
+class OpenWindows<A> {
+  private readonly state: ValueState<readonly WindowSlot<A>[]>;
+  constructor(state: ValueState<readonly WindowSlot<A>[]>) {
+    this.state = state;
+  }
+  get(start: number): WindowSlot<A> | undefined {
+    return this.state.get()?.find((w) => w.start === start);
+  }
+  all(): readonly WindowSlot<A>[] {
+    return this.state.get() ?? [];
+  }
+  put(slot: WindowSlot<A>): void {
+    const rest = this.all().filter((w) => w.start !== slot.start);
+    this.state.set([...rest, slot].sort((a, b) => a.start - b.start));
+  }
+  remove(start: number): void {
+    const rest = this.all().filter((w) => w.start !== start);
+    if (rest.length === 0) this.state.clear();
+    else this.state.set(rest);
+  }
+}
+
 interface Handles<A> {
-  windows: MapState<WindowSlot<A>>;
+  windows: OpenWindows<A>;
   late: ValueState<number>;
 }
 
@@ -199,7 +219,7 @@ export function windowedAggregate<N extends string, V, A, R = A, C extends AnyCo
   const windowsName = `${name}.windows`;
   const lateName = `${name}.late`;
   const state = Object.freeze({
-    [windowsName]: mapState<WindowSlot<A>>(),
+    [windowsName]: valueState<readonly WindowSlot<A>[]>(),
     [lateName]: taskValueState<number>(),
   }) as WindowedState<N, A>;
   const result = aggregate.result ?? ((acc: A) => acc as unknown as R);
@@ -209,7 +229,10 @@ export function windowedAggregate<N extends string, V, A, R = A, C extends AnyCo
   const isClosed = (end: number, watermark: number) => watermark >= closesAt(end);
   const handles = (ctx: C): Handles<A> => {
     const s = ctx.state as Record<string, unknown>;
-    return { windows: s[windowsName] as MapState<WindowSlot<A>>, late: s[lateName] as ValueState<number> };
+    return {
+      windows: new OpenWindows(s[windowsName] as ValueState<readonly WindowSlot<A>[]>),
+      late: s[lateName] as ValueState<number>,
+    };
   };
   const keyOf = (ctx: C): string => {
     const k = ctx.key;
@@ -270,8 +293,7 @@ export function windowedAggregate<N extends string, V, A, R = A, C extends AnyCo
         closed.push({ start, end });
         continue;
       }
-      const mk = String(start);
-      const cur = h.windows.get(mk);
+      const cur = h.windows.get(start);
       const next: WindowSlot<A> = cur
         ? {
             start,
@@ -281,7 +303,7 @@ export function windowedAggregate<N extends string, V, A, R = A, C extends AnyCo
             maxTimestamp: Math.max(cur.maxTimestamp, t),
           }
         : { start, end, acc: aggregate.add(aggregate.init(), value), count: 1, maxTimestamp: t };
-      h.windows.put(mk, next);
+      h.windows.put(next);
       if (!cur) ctx.timers.registerEventTime(closesAt(end), name);
       if (emit === 'onUpdate') options.onResult(resultOf(key, next, 'update'), ctx);
       added = true;
@@ -293,10 +315,8 @@ export function windowedAggregate<N extends string, V, A, R = A, C extends AnyCo
     const gap = (assigner as { gapMs: number }).gapMs;
     let start = t;
     let end = t + gap;
-    const merged: Array<[string, WindowSlot<A>]> = [];
-    for (const [mk, w] of h.windows.entries()) {
-      if (w.start <= end && w.end >= start) merged.push([mk, w]); // overlapping or touching
-    }
+    // Sessions overlapping or touching the record's [t, t + gap).
+    const merged = h.windows.all().filter((w) => w.start <= end && w.end >= start);
     if (merged.length === 0 && isClosed(end, ctx.watermark)) {
       late(ctx, h, key, value, t, [{ start, end }]);
       return;
@@ -304,20 +324,20 @@ export function windowedAggregate<N extends string, V, A, R = A, C extends AnyCo
     let acc = aggregate.add(aggregate.init(), value);
     let count = 1;
     let maxTimestamp = t;
-    for (const [mk, w] of merged) {
+    for (const w of merged) {
       start = Math.min(start, w.start);
       end = Math.max(end, w.end);
       acc = aggregate.merge!(w.acc, acc);
       count += w.count;
       maxTimestamp = Math.max(maxTimestamp, w.maxTimestamp);
-      h.windows.remove(mk);
+      h.windows.remove(w.start);
     }
     // The merged sessions' timers go, but for the one whose end the merged session keeps.
-    for (const [, w] of merged) {
+    for (const w of merged) {
       if (w.end !== end) ctx.timers.deleteEventTime(closesAt(w.end), name);
     }
     const next: WindowSlot<A> = { start, end, acc, count, maxTimestamp };
-    h.windows.put(String(start), next);
+    h.windows.put(next);
     ctx.timers.registerEventTime(closesAt(end), name);
     if (emit === 'onUpdate') options.onResult(resultOf(key, next, 'update'), ctx);
   };
@@ -336,12 +356,10 @@ export function windowedAggregate<N extends string, V, A, R = A, C extends AnyCo
     onTimer(timer, ctx) {
       if (timer.domain !== 'event' || timer.tag !== name) return false;
       const h = handles(ctx);
-      const due: Array<[string, WindowSlot<A>]> = [];
-      for (const [mk, w] of h.windows.entries()) if (closesAt(w.end) <= timer.timestamp) due.push([mk, w]);
-      due.sort((a, b) => a[1].start - b[1].start);
-      for (const [mk, w] of due) {
+      const due = h.windows.all().filter((w) => closesAt(w.end) <= timer.timestamp);
+      for (const w of due) {
         if (emit === 'onClose') options.onResult(resultOf(timer.key, w, 'final'), ctx);
-        h.windows.remove(mk);
+        h.windows.remove(w.start);
       }
       return true;
     },

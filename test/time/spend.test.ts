@@ -15,7 +15,7 @@ const deposit = (account: string, amount: number, timestamp: number) => ({
 
 describe('spend per minute (examples/spend.ts)', () => {
   it('emits one result per account and minute when the window closes, 10 s after its end', async () => {
-    expect(spend.outputs.windows.options).toMatchObject({ topic: SPEND_OUTPUT_TOPIC });
+    expect(spend.outputs?.windows.options).toMatchObject({ topic: SPEND_OUTPUT_TOPIC });
     const d = new TestDriver(spend, { topic: 'deposits' });
     await d.send([
       deposit('a', 5, 1_000),
