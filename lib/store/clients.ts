@@ -5,62 +5,6 @@
  * do we switch on what local S3 servers need: path-style addressing, and checksums only when an
  * operation requires them (streamed bodies are otherwise stored with their aws-chunked framing).
  */
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { S3Client } from '@aws-sdk/client-s3';
-
-/**
- * Timeouts: a hung connection or a server that never answers must fail (retriably, through the
- * SDK's retries) long before the function times out. `requestTimeout` only warns in the SDK's HTTP
- * handler unless `throwOnRequestTimeout` is set; `socketTimeout` bounds inactivity on the socket.
- */
-export const CLIENT_TIMEOUTS = {
-  connectionTimeout: 3_000,
-  requestTimeout: 30_000,
-  throwOnRequestTimeout: true,
-  socketTimeout: 30_000,
-} as const;
-
-type Env = Readonly<Record<string, string | undefined>>;
-
-export function s3EndpointOverride(env: Env = process.env): string | undefined {
-  return env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
-}
-
-export function dynamoEndpointOverride(env: Env = process.env): string | undefined {
-  return env.AWS_ENDPOINT_URL_DYNAMODB || env.AWS_ENDPOINT_URL || undefined;
-}
-
-/** Region and credentials taken from `env` when it is not the process environment (which the SDK reads itself). */
-function explicit(env: Env) {
-  if (env === process.env) return {};
-  const { AWS_REGION: region, AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey } = env;
-  return {
-    ...(region ? { region } : {}),
-    ...(accessKeyId && secretAccessKey ? { credentials: { accessKeyId, secretAccessKey } } : {}),
-  };
-}
-
-export function createS3Client(env: Env = process.env): S3Client {
-  const endpoint = s3EndpointOverride(env);
-  return new S3Client({
-    requestHandler: CLIENT_TIMEOUTS,
-    ...explicit(env),
-    ...(endpoint
-      ? {
-          endpoint,
-          forcePathStyle: true,
-          requestChecksumCalculation: 'WHEN_REQUIRED',
-          responseChecksumValidation: 'WHEN_REQUIRED',
-        }
-      : {}),
-  });
-}
-
-export function createDynamoDBClient(env: Env = process.env): DynamoDBClient {
-  const endpoint = dynamoEndpointOverride(env);
-  return new DynamoDBClient({
-    requestHandler: CLIENT_TIMEOUTS,
-    ...explicit(env),
-    ...(endpoint ? { endpoint } : {}),
-  });
-}
+export { CLIENT_TIMEOUTS, dynamoEndpointOverride, s3EndpointOverride } from './clientOptions.ts';
+export { createDynamoDBClient } from './dynamodb/client.ts';
+export { createS3Client } from './s3/client.ts';

@@ -5,15 +5,12 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { CommitStore, SnapshotStore } from '../checkpoint/stores.ts';
+import type { CommitStore, SnapshotStore, StoredObject } from '../checkpoint/stores.ts';
 import type { TidemarkConfig } from '../config/config.ts';
 import { ENV } from '../config/env.ts';
 import { ConfigurationError } from '../errors.ts';
-import { createDynamoDBClient, createS3Client } from './clients.ts';
 import type { DatabaseStores } from './database/DatabaseStores.ts';
 import { databaseOptions, type RedisStoreOptions } from './database/options.ts';
-import { DynamoCommitStore } from './dynamodb/DynamoCommitStore.ts';
-import { S3SnapshotStore } from './s3/S3SnapshotStore.ts';
 
 export interface Stores {
   snapshots: SnapshotStore;
@@ -48,14 +45,29 @@ export async function loadDatabaseStores(
   );
 }
 
-/** A database store whose module loads on first use (the handler is built synchronously at cold start). */
+/** Memoizes a load; a failed one is tried again on the next use. */
+function once<T>(load: () => Promise<T>): () => Promise<T> {
+  let loaded: Promise<T> | undefined;
+  return () => {
+    if (!loaded) {
+      const p = load();
+      loaded = p;
+      p.catch(() => {
+        if (loaded === p) loaded = undefined;
+      });
+    }
+    return loaded;
+  };
+}
+
+/** A commit store whose module (and driver, or SDK) loads on first use (the handler is built synchronously at cold start). */
 export class DeferredCommitStore implements CommitStore {
   readonly kind: string;
-  private readonly load: () => Promise<DatabaseStores>;
+  private readonly load: () => Promise<Pick<DatabaseStores, 'commits'>>;
 
-  constructor(kind: string, load: () => Promise<DatabaseStores>) {
+  constructor(kind: string, load: () => Promise<Pick<DatabaseStores, 'commits'>>) {
     this.kind = kind;
-    this.load = load;
+    this.load = once(load);
   }
 
   async read(...args: Parameters<CommitStore['read']>) {
@@ -75,6 +87,44 @@ export class DeferredCommitStore implements CommitStore {
   }
 }
 
+/** The S3 snapshot store, whose module and SDK client load on first use. */
+class DeferredSnapshotStore implements SnapshotStore {
+  private readonly load: () => Promise<SnapshotStore>;
+
+  constructor(load: () => Promise<SnapshotStore>) {
+    this.load = once(load);
+  }
+
+  async put(...args: Parameters<SnapshotStore['put']>) {
+    return (await this.load()).put(...args);
+  }
+
+  async get(key: string) {
+    return (await this.load()).get(key);
+  }
+
+  async delete(keys: readonly string[]) {
+    return (await this.load()).delete(keys);
+  }
+
+  async *list(prefix: string): AsyncIterable<StoredObject> {
+    yield* (await this.load()).list(prefix);
+  }
+
+  async copy(fromKey: string, toKey: string): Promise<boolean> {
+    const store = await this.load();
+    if (store.copy) return store.copy(fromKey, toKey);
+    const body = await store.get(fromKey);
+    if (!body) return false;
+    await store.put(toKey, body, { ifAbsent: false, contentType: 'application/octet-stream' });
+    return true;
+  }
+
+  async probe() {
+    return (await this.load()).probe();
+  }
+}
+
 /**
  * What the handler needs, and nothing more (the Lambda bundle carries no savepoint or provisioning
  * code): snapshots on S3, and commit items in the configured commit store (`TIDEMARK_COMMIT_STORE`,
@@ -84,19 +134,29 @@ export function createRuntimeStores(
   config: StoreSettings,
   clients: { s3?: S3Client; dynamodb?: DynamoDBClient } = {},
 ): Stores {
-  const snapshots = new S3SnapshotStore({ client: clients.s3 ?? createS3Client(), bucket: config.bucket });
+  // The AWS SDK loads on first use, not at cold start: a task whose snapshots all travel inline in
+  // its commit item never loads the S3 client at all.
+  const snapshots = new DeferredSnapshotStore(async () => {
+    const [{ S3SnapshotStore }, { createS3Client }] = await Promise.all([
+      import('./s3/S3SnapshotStore.ts'),
+      import('./s3/client.ts'),
+    ]);
+    return new S3SnapshotStore({ client: clients.s3 ?? createS3Client(), bucket: config.bucket });
+  });
   const kind = config.commitStore;
   if (kind === 'dynamodb') {
-    const client = clients.dynamodb ?? createDynamoDBClient();
-    return { snapshots, commits: new DynamoCommitStore({ client, table: config.table }) };
+    return {
+      snapshots,
+      commits: new DeferredCommitStore('dynamodb', async () => {
+        const [{ DynamoCommitStore }, { createDynamoDBClient }] = await Promise.all([
+          import('./dynamodb/DynamoCommitStore.ts'),
+          import('./dynamodb/client.ts'),
+        ]);
+        const client = clients.dynamodb ?? createDynamoDBClient();
+        return { commits: new DynamoCommitStore({ client, table: config.table }) };
+      }),
+    };
   }
   const options = databaseOptions(config);
-  let loaded: Promise<DatabaseStores> | undefined;
-  return {
-    snapshots,
-    commits: new DeferredCommitStore(kind, () => {
-      loaded ??= loadDatabaseStores(kind, options);
-      return loaded;
-    }),
-  };
+  return { snapshots, commits: new DeferredCommitStore(kind, () => loadDatabaseStores(kind, options)) };
 }
