@@ -381,7 +381,10 @@ export class TidemarkPipeline extends Construct {
       // The sources are ES modules importing `.ts` files: bundle to one ES module for Node 24.
       format: OutputFormat.ESM,
       target: 'node24',
-      mainFields: ['module', 'main'],
+      // CommonJS builds of dependencies first: their Node built-ins are then required when first used,
+      // not imported at the top of the bundle, where the ES module facade of each built-in is built at
+      // cold start (node:http's alone loads Node's fetch implementation, tens of milliseconds).
+      mainFields: ['main', 'module'],
       // CommonJS dependencies bundled into an ES module still call require() for Node built-ins.
       banner:
         "import { createRequire as __tidemarkRequire } from 'node:module'; const require = __tidemarkRequire(import.meta.url);",

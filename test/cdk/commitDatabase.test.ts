@@ -223,7 +223,7 @@ describe('bundles (esbuild, locally): only the chosen commit store’s driver', 
       platform: 'node',
       format: 'esm',
       target: 'node24',
-      mainFields: ['module', 'main'],
+      mainFields: ['main', 'module'],
       banner: {
         js: "import { createRequire as __tidemarkRequire } from 'node:module'; const require = __tidemarkRequire(import.meta.url);",
       },
