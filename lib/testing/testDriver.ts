@@ -418,7 +418,12 @@ export class TestDriver<
   }
 
   /** Timers set aside under the quarantine policy (their callback failed for good), with their errors. */
-  quarantinedTimers(): Array<{ timer: Timer; afterOffset: bigint; epoch: number; error: { message: string } }> {
+  quarantinedTimers(): Array<{
+    timer: Timer;
+    afterOffset: bigint;
+    epoch: number;
+    error: { message: string };
+  }> {
     const prefix = `${pipelinePrefix(this.runtime.config.prefix, this.pipeline)}quarantine/`;
     return [...this.snapshots.objects.keys()]
       .filter((k) => k.startsWith(prefix) && k.includes('/timers/'))
