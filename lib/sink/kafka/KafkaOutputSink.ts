@@ -41,6 +41,7 @@ import {
   Partitioners,
   type PartitionMetadata,
   type Producer,
+  type RecordMetadata,
   type TopicMessages,
   type Transaction,
 } from 'kafkajs';
@@ -346,11 +347,12 @@ export class KafkaOutputSink implements Sink {
       }
       // Step 3.
       for (let i = 0; i < requests.length; i++) {
-        await tx.sendBatch({
+        const written = await tx.sendBatch({
           topicMessages: requests[i]!,
           acks: -1,
           compression: this.cluster.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
         });
+        this.checkWritten(requests[i]!, written, entry.transactionalId, delivery.epoch);
         await this.hooks.step?.('request-sent', { ...info, request: i, requests: requests.length });
       }
       // Step 4.
@@ -379,6 +381,34 @@ export class KafkaOutputSink implements Sink {
     } catch (err) {
       if (!ending && tx.isActive()) await this.abortQuietly(tx);
       throw err;
+    }
+  }
+
+  /**
+   * Throws (retriable: the attempt aborts and sends again) when a partition of the request has no
+   * answer. kafkajs 2.2.4 retries a failed produce only towards brokers that have not answered yet:
+   * when a partition's new leader already answered for other partitions of the same send, the
+   * partition's records are never sent, and the send resolves without them (kafkajs issue 1303).
+   */
+  private checkWritten(
+    request: Request,
+    written: RecordMetadata[],
+    transactionalId: string,
+    epoch: number,
+  ): void {
+    const answered = new Set(written.map((m) => `${m.topicName}\u0000${m.partition}`));
+    const missing: string[] = [];
+    for (const { topic, messages } of request) {
+      for (const partition of new Set(messages.map((m) => m.partition))) {
+        if (!answered.has(`${topic}\u0000${partition}`)) missing.push(`${topic}-${partition}`);
+      }
+    }
+    if (missing.length > 0) {
+      throw new KafkaOutputError(
+        transactionalId,
+        `delivery of epoch ${epoch}: the producer returned no answer for ${missing.join(', ')} (a partition leadership change during the send); the transaction is aborted and the records sent again`,
+        { retriable: true },
+      );
     }
   }
 
