@@ -74,7 +74,8 @@ export function buildCheckpoint(
   for (let i = 0; i < chain.length; i++) {
     const ref = chain[i]!;
     const bytes = objects[i]!;
-    const decoded = decodeSnapshot(bytes, ref.key);
+    // The base (most of the state) decodes into lazily built tables; deltas are applied onto them.
+    const decoded = decodeSnapshot(bytes, ref.key, { columnar: i === 0 });
     const h = decoded.header;
     const last = i === chain.length - 1;
     verifySnapshotIdentity(

@@ -5,25 +5,10 @@
  * growing its table again and again, about 300 ns per new key on this project's benchmark machine,
  * a third of the whole cost of a record in the raw loop. This one keeps its table from one epoch to
  * the next and forgets its entries in O(1) (a generation number per slot), so adding a key is a
- * hash, a probe and a push. Keys come from records, i.e. from outside: the hash is seeded per
- * process, like V8's own string hash, so crafted keys cannot choose their slots.
+ * hash, a probe and a push (the hash is seeded: ./stringHash.ts).
  */
 
-const SEED = (Math.random() * 0x100000000) >>> 0;
-
-/** FNV-1a over the UTF-16 code units (long keys: their first and last 32 and their length). */
-function hashOf(key: string): number {
-  let h = (0x811c9dc5 ^ SEED) >>> 0;
-  const n = key.length;
-  if (n <= 64) {
-    for (let i = 0; i < n; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  } else {
-    for (let i = 0; i < 32; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-    for (let i = n - 32; i < n; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-    h = Math.imul(h ^ n, 0x01000193);
-  }
-  return h >>> 0;
-}
+import { hashString as hashOf } from './stringHash.ts';
 
 export class ChangeSet {
   private keys: Array<string | undefined>;

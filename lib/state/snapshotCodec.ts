@@ -27,6 +27,7 @@
 import { crc32, constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { addExtension, Packr } from 'msgpackr';
 import { SnapshotCorruptError, SnapshotIdentityError, StateError } from '../errors.ts';
+import { ColumnarTable } from './columnarTable.ts';
 import type { StateKind, StateScope } from './descriptors.ts';
 import type { StateTable } from './stateStore.ts';
 
@@ -409,8 +410,16 @@ function decodeEnvelope(
   return { header, body: b.subarray(28 + headerLen, end), raw: Number(rawLen) };
 }
 
-/** Decodes and checks a snapshot object. Throws `SnapshotCorruptError` on anything wrong. */
-export function decodeSnapshot(bytes: Uint8Array, key?: string): DecodedSnapshot {
+/**
+ * Decodes and checks a snapshot object. Throws `SnapshotCorruptError` on anything wrong. With
+ * `columnar`, value and list tables come back as `ColumnarTable`s (a `Map` built lazily from the
+ * columns: what a restore uses, see ./columnarTable.ts); otherwise as plain `Map`s.
+ */
+export function decodeSnapshot(
+  bytes: Uint8Array,
+  key?: string,
+  options: { columnar?: boolean } = {},
+): DecodedSnapshot {
   const { header, body, raw: rawLen } = decodeEnvelope(bytes, key);
   let raw: Buffer;
   if (header.compression === 'zstd') {
@@ -446,16 +455,20 @@ export function decodeSnapshot(bytes: Uint8Array, key?: string): DecodedSnapshot
       p += t.deleteBytes;
       if (!Array.isArray(values) || values.length !== t.entries) throw new Error('value count mismatch');
       if (!Array.isArray(deletes) || deletes.length !== t.deletes) throw new Error('delete count mismatch');
-      const entries = new Map<string, unknown>();
-      let pos = 0;
-      for (let i = 0; i < t.entries; i++) {
-        const len = lens[i]!;
-        const v = values[i];
-        entries.set(joined.slice(pos, pos + len), t.kind === 'map' ? unflattenMap(v) : v);
-        pos += len;
+      let entries: Map<string, unknown>;
+      if (options.columnar && t.kind !== 'map') entries = ColumnarTable.fromColumns(joined, lens, values);
+      else {
+        entries = new Map<string, unknown>();
+        let pos = 0;
+        for (let i = 0; i < t.entries; i++) {
+          const len = lens[i]!;
+          const v = values[i];
+          entries.set(joined.slice(pos, pos + len), t.kind === 'map' ? unflattenMap(v) : v);
+          pos += len;
+        }
+        if (pos !== joined.length || entries.size !== t.entries)
+          throw new Error('keys do not match their lengths');
       }
-      if (pos !== joined.length || entries.size !== t.entries)
-        throw new Error('keys do not match their lengths');
       sections.push({ name: t.name, kind: t.kind, scope: t.scope, version: t.version, entries, deletes });
       entryCount += t.entries;
     } catch (err) {

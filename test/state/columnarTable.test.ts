@@ -1,0 +1,66 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { ColumnarTable } from '../../lib/state/columnarTable.ts';
+
+function table(entries: Array<[string, number]>): ColumnarTable<number> {
+  const lengths = new Uint32Array(entries.map(([k]) => k.length));
+  return ColumnarTable.fromColumns(
+    entries.map(([k]) => k).join(''),
+    lengths,
+    entries.map(([, v]) => v),
+  );
+}
+
+const key = fc.oneof(fc.string({ maxLength: 4 }), fc.string({ minLength: 65, maxLength: 80 }));
+
+describe('ColumnarTable', () => {
+  it('behaves as a Map built from the same entries, under any reads, writes and deletes (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.tuple(key, fc.integer()), { selector: ([k]) => k, maxLength: 60 }),
+        fc.array(
+          fc.tuple(fc.constantFrom('get', 'has', 'set', 'delete', 'size', 'iterate'), key, fc.integer()),
+          { maxLength: 80 },
+        ),
+        (entries, ops) => {
+          const t = table(entries);
+          const m = new Map(entries);
+          for (const [op, k, v] of ops) {
+            if (op === 'get') expect(t.get(k)).toBe(m.get(k));
+            else if (op === 'has') expect(t.has(k)).toBe(m.has(k));
+            else if (op === 'set') t.set(k, v), m.set(k, v);
+            else if (op === 'delete') expect(t.delete(k)).toBe(m.delete(k));
+            else if (op === 'size') expect(t.size).toBe(m.size);
+            else expect(new Map(t)).toEqual(m);
+          }
+          expect(t.size).toBe(m.size);
+          expect(new Map([...t.entries()])).toEqual(m);
+          expect(new Set(t.keys())).toEqual(new Set(m.keys()));
+          expect([...t.values()].sort()).toEqual([...m.values()].sort());
+          const seen: Array<[string, number]> = [];
+          t.forEach((value, k) => seen.push([k, value]));
+          expect(new Map(seen)).toEqual(m);
+          expect(t).toBeInstanceOf(Map);
+        },
+      ),
+    );
+  });
+
+  it('refuses columns whose lengths do not add up, or a key twice', () => {
+    expect(() => ColumnarTable.fromColumns('abc', new Uint32Array([1, 1]), [1, 2])).toThrow(/lengths/);
+    expect(() => ColumnarTable.fromColumns('abab', new Uint32Array([2, 2]), [1, 2])).toThrow(/twice/);
+    expect(() => ColumnarTable.fromColumns('ab', new Uint32Array([1, 1]), [1])).toThrow(/count/);
+  });
+
+  it('clears', () => {
+    const t = table([
+      ['a', 1],
+      ['b', 2],
+    ]);
+    t.set('c', 3);
+    t.clear();
+    expect(t.size).toBe(0);
+    expect(t.get('a')).toBeUndefined();
+    expect([...t]).toEqual([]);
+  });
+});
