@@ -48,7 +48,10 @@ export interface TestRecord {
   key?: TestBytes;
   /** Null (or absent) is a tombstone. */
   value?: TestBytes;
-  /** Header values: a string, bytes, or null (the ESM delivers a null header value as `{}`). */
+  /**
+   * Header values: a string, bytes, or null. A null value travels as the ESM sends it, an empty
+   * object without the header's name, so the processor does not see that header (docs/processors.md).
+   */
   headers?: Record<string, TestBytes> | ReadonlyArray<readonly [string, TestBytes]>;
   /** Milliseconds since the epoch. Default: the driver's clock. */
   timestamp?: number;
@@ -206,10 +209,8 @@ export class TestDriver<
         timestampType: r.timestampType ?? 'CREATE_TIME',
         key,
         value: bytes(r.value),
-        // A null header value travels as an empty object, as the ESM sends it.
-        headers: headers.map(([name, v]) => ({
-          [name]: v === null ? ({} as unknown as number[]) : signedBytes(v),
-        })),
+        // A header with a null value travels as an empty object: the ESM drops its name with its value.
+        headers: headers.map(([name, v]) => (v === null ? {} : { [name]: signedBytes(v) })),
       });
       let g = groups.get(id);
       if (!g) {
