@@ -7,8 +7,14 @@
  *   when the response starts (the write happened; the client never learns it);
  * - `stall`: forwards the request and swallows the response, so the client's request timeout fires.
  * Unmarked traffic passes through untouched (HTTP keep-alive connections included).
+ *
+ * With `latency`, every response is held back as a latency model says (the AWS-latency profile of
+ * the benchmark, harness/latency.ts): the first byte of each response by a drawn per-request time,
+ * and its bytes by their transfer time. Clients send one request at a time per connection (HTTP/1.1
+ * without pipelining), so a response starts with the first bytes from the server after a request.
  */
 import net from 'node:net';
+import type { LatencyModel } from '../latency.ts';
 
 export const FAULT_HEADER = 'x-tidemark-fault';
 export const NET_FAULTS = ['reset-request', 'reset-response', 'stall'] as const;
@@ -32,7 +38,11 @@ function markedFault(chunk: Buffer): NetFault | undefined {
   return (NET_FAULTS as readonly string[]).includes(value) ? (value as NetFault) : undefined;
 }
 
-export async function startFaultProxy(target: { host: string; port: number }): Promise<FaultProxy> {
+export async function startFaultProxy(
+  target: { host: string; port: number },
+  options: { latency?: LatencyModel } = {},
+): Promise<FaultProxy> {
+  const latency = options.latency;
   const sockets = new Set<net.Socket>();
   const broken: Record<NetFault, number> = { 'reset-request': 0, 'reset-response': 0, stall: 0 };
   const server = net.createServer((client) => {
@@ -40,6 +50,27 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     sockets.add(client);
     sockets.add(upstream);
     let mode: 'pass' | 'reset-response' | 'stall' = 'pass';
+    // Latency: when the response under way may be forwarded (its first byte held back by a drawn time).
+    let awaitingResponse = false;
+    let releaseAt = 0;
+    const forward = (chunk: Buffer) => {
+      if (!latency) {
+        client.write(chunk);
+        return;
+      }
+      const now = performance.now();
+      if (awaitingResponse) {
+        awaitingResponse = false;
+        releaseAt = Math.max(releaseAt, now + latency.requestMs());
+      }
+      releaseAt = Math.max(releaseAt, now) + latency.transferMs(chunk.length);
+      const wait = releaseAt - now;
+      if (wait < 1) client.write(chunk);
+      else
+        setTimeout(() => {
+          if (!client.destroyed) client.write(chunk);
+        }, wait);
+    };
     const kill = () => {
       client.resetAndDestroy();
       upstream.destroy();
@@ -52,6 +83,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
         return;
       }
       if (fault) mode = fault;
+      awaitingResponse = true;
       upstream.write(chunk);
     });
     let stalled = false;
@@ -59,7 +91,7 @@ export async function startFaultProxy(target: { host: string; port: number }): P
       if (mode === 'reset-response') {
         broken['reset-response']++;
         kill();
-      } else if (mode === 'pass') client.write(chunk);
+      } else if (mode === 'pass') forward(chunk);
       else if (!stalled) {
         // The response goes nowhere; the connection stays open until the client gives up on it.
         stalled = true;
@@ -75,7 +107,12 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     client.on('error', close);
     upstream.on('error', close);
     client.on('close', close);
-    upstream.on('close', close);
+    // A response still held back is delivered before the connection closes behind it.
+    upstream.on('close', () => {
+      const left = releaseAt - performance.now();
+      if (latency && left > 0) setTimeout(close, left + 1);
+      else close();
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
