@@ -68,7 +68,10 @@ export interface ProcessContext<S extends StateDescriptors, O extends OutputDesc
    * `onTimer`: the watermark that made the timer due (event time) or the current one.
    */
   readonly watermark: number;
-  /** The task's processing time: the wall clock (ms) read when the current epoch or tick started. */
+  /**
+   * The task's processing time: the wall clock (ms) read when the current epoch or tick started
+   * (`-Infinity` for a processor that uses no time: no `time`, `onTimer` or TTL).
+   */
   readonly processingTime: number;
   /** Event time of the current record, or the firing timer's timestamp (event-time timers; else the watermark). */
   readonly eventTime: number;
