@@ -66,7 +66,8 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
     }
     table.#joined = joined;
     table.#starts = starts;
-    table.#values = values;
+    // A copy the table may clear: a row's value goes when the row does (decoded arrays are frozen).
+    table.#values = Array.from(values);
     table.#index = index;
     table.#gone = new Uint8Array(rows);
     table.#live = rows;
@@ -92,11 +93,26 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
     }
   }
 
+  /** Marks a row gone; the columns go once no row is left in them. */
+  #drop(r: number): void {
+    this.#gone[r] = 1;
+    this.#values[r] = undefined as V;
+    if (--this.#live === 0) this.#release();
+  }
+
+  #release(): void {
+    this.#joined = '';
+    this.#starts = new Uint32Array(1);
+    this.#values = [];
+    this.#index = new Int32Array(0);
+    this.#gone = new Uint8Array(0);
+    this.#live = 0;
+  }
+
   /** Moves a row into the Map itself (once read or written). */
   #materialize(key: string, r: number): V {
     const v = this.#values[r]!;
-    this.#gone[r] = 1;
-    this.#live--;
+    this.#drop(r);
     super.set(key, v);
     return v;
   }
@@ -115,10 +131,7 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
   override set(key: string, value: V): this {
     if (this.#live > 0 && !super.has(key)) {
       const r = this.#row(key);
-      if (r >= 0) {
-        this.#gone[r] = 1;
-        this.#live--;
-      }
+      if (r >= 0) this.#drop(r);
     }
     return super.set(key, value);
   }
@@ -126,21 +139,13 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
   override delete(key: string): boolean {
     const inMap = super.delete(key);
     const r = inMap ? -1 : this.#row(key);
-    if (r >= 0) {
-      this.#gone[r] = 1;
-      this.#live--;
-    }
+    if (r >= 0) this.#drop(r);
     return inMap || r >= 0;
   }
 
   override clear(): void {
     super.clear();
-    this.#joined = '';
-    this.#starts = new Uint32Array(1);
-    this.#values = [];
-    this.#index = new Int32Array(0);
-    this.#gone = new Uint8Array(0);
-    this.#live = 0;
+    this.#release();
   }
 
   override get size(): number {
