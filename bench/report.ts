@@ -1,7 +1,10 @@
 /** The markdown summary of a run: machine, date, every figure (median, min–max) and the goals. */
+import type { AwsLatencyResult } from './awsLatency.ts';
+import type { ColdStartResult } from './coldStart.ts';
 import type { CostResult } from './costModel.ts';
 import { fmt, fmtSpread } from './goals.ts';
 import { icebergSection } from './iceberg.ts';
+import type { MemoryResult } from './memory.ts';
 import { outputsSection } from './outputs.ts';
 import type { OverheadResult } from './overhead.ts';
 import type { RequestsResult } from './requests.ts';
@@ -105,8 +108,9 @@ Ratios (per repeat, side by side):
 
 Ceiling of these ratios for this input: a batch of ${fmt(o.batchRecords)} records over ${o.partitions}
 partitions gives task-epochs of ${fmt(o.batchRecords / o.partitions)} records (an epoch never spans
-invocations), so even at exactly 1 PUT + 1 write per task-epoch, (c) ÷ (a) ≤
-${fmt(o.batchRecords / o.partitions / 2)}× and (d) ÷ (a) ≤ ${fmt((3 * o.batchRecords) / o.partitions / 2)}×.
+invocations), so even at exactly one durable request per task-epoch (the commit write, the snapshot
+inline in it), (c) ÷ (a) ≤ ${fmt(o.batchRecords / o.partitions)}× and (d) ÷ (a) ≤
+${fmt((3 * o.batchRecords) / o.partitions)}×.
 
 Per task-epoch (Tidemark):
 ${tidemark
@@ -206,6 +210,86 @@ ${table(['Price', 'USD', 'Unit', 'Verified on the AWS page'], priceRows)}
 `;
 }
 
+function awsLatencySection(a: AwsLatencyResult): string {
+  const o = a.options;
+  const p = a.profile;
+  return `## 7. AWS-latency profile (DynamoDB Local and the S3 server behind a latency proxy)
+
+The balances stream (${o.partitions} partitions, ${fmt(o.batchRecords)}-record batches) through (a) Tidemark
+warm (${fmt(o.tidemarkRecords)} records per repeat) and (c) one UpdateItem per record (a sample of
+${fmt(o.baselineRecords)}), with every response held back by the project's TCP proxy
+(\`harness/campaign/proxy.ts\`) as AWS documents or users report (sources in docs/performance.md):
+DynamoDB p50 ${p.dynamodb.p50Ms} ms, p99 ${p.dynamodb.p99Ms} ms; S3 p50 ${p.s3.p50Ms} ms, p99 ${p.s3.p99Ms} ms, plus
+${fmt(p.s3.bytesPerSecond / 1e6)} MB/s per connection (log-normal, seeded). ${o.repeats} repeat(s).
+
+${table(
+  [
+    'Approach',
+    'Records measured',
+    'Records/s per partition',
+    'Epoch (write) latency p50 / p99',
+    'Record age at commit p50 / p99',
+  ],
+  a.approaches.map((x) => [
+    x.label,
+    fmt(x.recordsMeasured),
+    fmtSpread(x.recordsPerSecondPerPartition),
+    `${fmt(x.epochMsP50, 1)} / ${fmt(x.epochMsP99, 1)} ms`,
+    `${fmt(x.recordAgeMsP50, 0)} / ${fmt(x.recordAgeMsP99, 0)} ms`,
+  ]),
+)}
+
+Throughput (a) ÷ (c), per repeat: ${fmtSpread(a.throughputRatio, 0)}×. An epoch's latency is its records'
+application plus its checkpoint (for (c): one record's UpdateItem); a record's age is the time from
+the start of its invocation until its effect is durable (its epoch's commit; for (c) its UpdateItem).
+`;
+}
+
+function coldStartSection(c: ColdStartResult): string {
+  return `## 8. Cold start (the bundle the CDK construct builds)
+
+The balances handler bundled by \`TidemarkPipeline\` (esbuild, ${fmt(c.bundleBytes / 1000)} KB), imported in a fresh
+Node process per repeat with the function's environment (\`NODE_OPTIONS=${c.nodeOptions}\`), then invoked
+once with a two-record MSK event against the local servers.
+
+${table(
+  ['Module load (wall)', 'Module load (CPU)', 'First invocation'],
+  [
+    [
+      fmtSpread(c.moduleLoadMs, 1, ' ms'),
+      fmtSpread(c.moduleLoadCpuMs, 1, ' ms'),
+      fmtSpread(c.firstInvocationMs, 1, ' ms'),
+    ],
+  ],
+)}
+`;
+}
+
+function memorySection(m: MemoryResult): string {
+  return `## 9. Memory per million keys of state
+
+Balances state of ${fmt(m.keys)} keys (snapshot ${fmt(m.snapshotBytes)} B), heap and array buffers after a
+garbage collection, scaled to a million keys.
+
+${table(
+  [
+    'Restored (columnar, untouched)',
+    'Every key then read and written',
+    'Built key by key',
+    'Restore: peak RSS growth',
+  ],
+  [
+    [
+      `${fmt(m.restoredMbPerMillion)} MB`,
+      `${fmt(m.touchedMbPerMillion)} MB`,
+      `${fmt(m.builtMbPerMillion)} MB`,
+      `${fmt(m.restorePeakRssMbPerMillion)} MB`,
+    ],
+  ],
+)}
+`;
+}
+
 export function renderSummary(r: BenchResult, chartFile: string | undefined): string {
   const m = r.machine;
   const goals = table(
@@ -231,5 +315,8 @@ ${r.stateSize ? stateSection(r.stateSize) : ''}
 ${r.cost ? costSection(r.cost) : ''}
 ${r.iceberg ? icebergSection(r.iceberg) : ''}
 ${r.outputs ? outputsSection(r.outputs) : ''}
+${r.awsLatency ? awsLatencySection(r.awsLatency) : ''}
+${r.coldStart ? coldStartSection(r.coldStart) : ''}
+${r.memory ? memorySection(r.memory) : ''}
 ${chartFile ? `## Chart\n\n![Throughput, requests and overhead per approach](${chartFile})\n` : ''}`;
 }

@@ -295,7 +295,8 @@ async function runTidemark(
       observer: {
         epochCommitted: (info) => {
           snapshotBytes.push(info.snapshotBytes);
-          snapshotKinds[info.snapshotKind] = (snapshotKinds[info.snapshotKind] ?? 0) + 1;
+          const kind = `${info.snapshotKind}${info.snapshotInline ? ' inline' : ''}`;
+          snapshotKinds[kind] = (snapshotKinds[kind] ?? 0) + 1;
         },
       },
     });

@@ -7,15 +7,28 @@ import os from 'node:os';
 import { DEFAULTS } from '../lib/config/config.ts';
 import { createS3Client } from '../lib/store/clients.ts';
 import { S3SnapshotStore } from '../lib/store/s3/S3SnapshotStore.ts';
+import { AWS_LATENCY_PROFILES, type AwsLatencyResult, runAwsLatency } from './awsLatency.ts';
+import { COLD_START_PROFILES, type ColdStartResult, runColdStart } from './coldStart.ts';
 import { type CostOptions, type CostResult, costModel } from './costModel.ts';
 import { evaluateGoals, type GoalCheck } from './goals.ts';
 import { type IcebergBenchOptions, type IcebergBenchResult, runIcebergBench } from './iceberg.ts';
+import { MEMORY_PROFILES, type MemoryResult, runMemory } from './memory.ts';
 import { OUTPUTS_PROFILES, type OutputsBenchResult, outputGoals, runOutputsBench } from './outputs.ts';
 import { type OverheadOptions, type OverheadResult, runOverhead } from './overhead.ts';
 import { type RequestsOptions, type RequestsResult, type RequestsTarget, runRequests } from './requests.ts';
 import { runStateSize, type StateSizeOptions, type StateSizeResult } from './stateSize.ts';
 
-export const SECTIONS = ['overhead', 'requests', 'state', 'cost', 'iceberg', 'outputs'] as const;
+export const SECTIONS = [
+  'overhead',
+  'requests',
+  'state',
+  'cost',
+  'iceberg',
+  'outputs',
+  'aws',
+  'coldstart',
+  'memory',
+] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export type ProfileName = 'full' | 'quick' | 'smoke';
@@ -156,6 +169,9 @@ export interface BenchResult {
   cost?: CostResult;
   iceberg?: IcebergBenchResult;
   outputs?: OutputsBenchResult;
+  awsLatency?: AwsLatencyResult;
+  coldStart?: ColdStartResult;
+  memory?: MemoryResult;
   goals: GoalCheck[];
 }
 
@@ -241,6 +257,18 @@ export async function runBenchmarks(options: {
   if (sections.includes('outputs')) {
     log('== 6. outputs: state only against state plus each sink (DynamoDB Local + S3 server + local Kafka)');
     result.outputs = await runOutputsBench(OUTPUTS_PROFILES[options.profile], options.target, log);
+  }
+  if (sections.includes('aws')) {
+    log('== 7. AWS-latency profile (DynamoDB Local + S3 server behind a latency proxy)');
+    result.awsLatency = await runAwsLatency(AWS_LATENCY_PROFILES[options.profile], options.target, log);
+  }
+  if (sections.includes('coldstart')) {
+    log('== 8. cold start (the bundle the CDK construct builds)');
+    result.coldStart = runColdStart(COLD_START_PROFILES[options.profile], options.target, log);
+  }
+  if (sections.includes('memory')) {
+    log('== 9. memory per million keys');
+    result.memory = runMemory(MEMORY_PROFILES[options.profile], log);
   }
   result.goals = [...evaluateGoals(result), ...outputGoals(result.outputs)];
   const finished = new Date();

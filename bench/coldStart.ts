@@ -1,0 +1,150 @@
+/**
+ * Benchmark 8, cold start: the balances handler bundled exactly as the CDK construct bundles it (the
+ * `TidemarkPipeline` of a synthesized app, esbuild run locally by the construct), then, in a fresh
+ * Node process per repeat, with the function's own environment (`NODE_OPTIONS` from the template)
+ * and the local servers' endpoints:
+ *   - module load: `import()` of the bundle, wall time and the process's CPU time over it;
+ *   - first invocation: the handler's first call with a small MSK event (reads an absent commit item,
+ *     applies two records, commits inline), against the local servers (AWS would add its latencies
+ *     and the first TLS handshakes).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { App, Stack } from 'aws-cdk-lib';
+import { TidemarkPipeline } from '../cdk/tidemarkPipeline.ts';
+import type { RequestsTarget } from './requests.ts';
+import { type Spread, spread } from './stats.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CLUSTER_ARN =
+  'arn:aws:kafka:us-east-1:111122223333:cluster/bench/5a7b3c1d-1111-2222-3333-444455556666-3';
+
+export interface ColdStartOptions {
+  repeats: number;
+}
+
+export interface ColdStartResult {
+  bundleBytes: number;
+  nodeOptions: string;
+  moduleLoadMs: Spread;
+  moduleLoadCpuMs: Spread;
+  firstInvocationMs: Spread;
+}
+
+/** Synthesizes the construct with bundling on; returns the asset directory and the function's environment. */
+function bundleAsConstruct(outdir: string): { dir: string; environment: Record<string, string> } {
+  const app = new App({ outdir, context: { 'aws:cdk:enable-asset-metadata': true } });
+  const stack = new Stack(app, 'ColdStart', { env: { account: '111122223333', region: 'us-east-1' } });
+  new TidemarkPipeline(stack, 'Pipeline', {
+    pipelineId: 'coldstart',
+    entry: join(ROOT, 'functions/balances.ts'),
+    source: { kind: 'msk', clusterArn: CLUSTER_ARN },
+    topic: 'payments',
+  });
+  const template = app.synth().getStackArtifact(stack.artifactId).template as {
+    Resources: Record<
+      string,
+      { Type: string; Properties: Record<string, unknown>; Metadata?: Record<string, unknown> }
+    >;
+  };
+  const fn = Object.values(template.Resources).find(
+    (r) => r.Type === 'AWS::Lambda::Function' && r.Properties.Handler === 'index.handler',
+  );
+  if (!fn?.Metadata?.['aws:asset:path']) throw new Error('no bundled function in the synthesized template');
+  const environment =
+    (fn.Properties.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables ?? {};
+  return {
+    dir: join(outdir, fn.Metadata['aws:asset:path'] as string),
+    environment: Object.fromEntries(
+      Object.entries(environment).filter(([, v]) => typeof v === 'string'),
+    ) as Record<string, string>,
+  };
+}
+
+/** Runs in the child process: prints { load, loadCpu, first } as JSON. */
+const CHILD = `
+const c0 = process.cpuUsage();
+const t0 = performance.now();
+const m = await import(process.env.BENCH_BUNDLE_URL);
+const load = performance.now() - t0;
+const c = process.cpuUsage(c0);
+const t1 = performance.now();
+const summary = await m.handler(JSON.parse(process.env.BENCH_EVENT), { awsRequestId: 'cold', getRemainingTimeInMillis: () => 60000, functionName: 'bench' });
+const first = performance.now() - t1;
+if (summary.applied !== 2) throw new Error('first invocation applied ' + summary.applied);
+console.log(JSON.stringify({ load, loadCpu: (c.user + c.system) / 1000, first }));
+`;
+
+function event(): string {
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const rec = (offset: number) => ({
+    topic: 'payments',
+    partition: 0,
+    offset,
+    timestamp: 1_700_000_000_000,
+    timestampType: 'CREATE_TIME',
+    key: b64('acct-1'),
+    value: b64('{"amount":5}'),
+    headers: [],
+  });
+  return JSON.stringify({
+    eventSource: 'aws:kafka',
+    eventSourceArn: CLUSTER_ARN,
+    bootstrapServers: 'b-1.bench:9092',
+    records: { 'payments-0': [rec(0), rec(1)] },
+  });
+}
+
+export function runColdStart(
+  o: ColdStartOptions,
+  target: RequestsTarget,
+  log: (line: string) => void = () => {},
+): ColdStartResult {
+  const outdir = mkdtempSync(join(tmpdir(), 'tidemark-coldstart-'));
+  try {
+    log('cold start: bundling the balances handler through the CDK construct');
+    const { dir, environment } = bundleAsConstruct(outdir);
+    const file = join(dir, 'index.mjs');
+    const bundleBytes = statSync(file).size;
+    readFileSync(file); // in the page cache, as a warm Lambda host's disk would be
+    const samples: Array<{ load: number; loadCpu: number; first: number }> = [];
+    for (let i = 0; i < o.repeats; i++) {
+      const out = execFileSync(process.execPath, ['--input-type=module', '-e', CHILD], {
+        encoding: 'utf8',
+        env: {
+          PATH: process.env.PATH,
+          ...target.env,
+          ...environment,
+          TIDEMARK_BUCKET: target.bucket,
+          TIDEMARK_TABLE: target.table,
+          TIDEMARK_PIPELINE: `cold-${target.runId}-${i}`,
+          BENCH_BUNDLE_URL: pathToFileURL(file).href,
+          BENCH_EVENT: event(),
+        },
+      });
+      samples.push(JSON.parse(out.trim().split('\n').pop()!));
+    }
+    const result: ColdStartResult = {
+      bundleBytes,
+      nodeOptions: environment.NODE_OPTIONS ?? '',
+      moduleLoadMs: spread(samples.map((s) => s.load)),
+      moduleLoadCpuMs: spread(samples.map((s) => s.loadCpu)),
+      firstInvocationMs: spread(samples.map((s) => s.first)),
+    };
+    log(
+      `cold start: ${bundleBytes} B bundle, module load ${result.moduleLoadMs.median.toFixed(1)} ms (CPU ${result.moduleLoadCpuMs.median.toFixed(1)} ms), first invocation ${result.firstInvocationMs.median.toFixed(1)} ms`,
+    );
+    return result;
+  } finally {
+    rmSync(outdir, { recursive: true, force: true });
+  }
+}
+
+export const COLD_START_PROFILES: Record<'full' | 'quick' | 'smoke', ColdStartOptions> = {
+  full: { repeats: 9 },
+  quick: { repeats: 5 },
+  smoke: { repeats: 1 },
+};
