@@ -754,7 +754,11 @@ export class EpochEngine<
           epoch.applied++;
           const rec = r as KafkaRecord;
           epoch.bytes += rec.size;
-          if (epoch.newestTimestamp === undefined || rec.timestamp > epoch.newestTimestamp) {
+          // A record without a timestamp (NO_TIMESTAMP_TYPE: -1) says nothing about record age.
+          if (
+            rec.timestamp >= 0 &&
+            (epoch.newestTimestamp === undefined || rec.timestamp > epoch.newestTimestamp)
+          ) {
             epoch.newestTimestamp = rec.timestamp;
           }
         }
