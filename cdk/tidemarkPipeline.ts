@@ -141,6 +141,13 @@ export interface TidemarkPipelineProps {
    */
   readonly bundling?: BundlingOptions;
   /**
+   * Map stack traces to the sources at run time (`NODE_OPTIONS=--enable-source-maps`). Node then
+   * parses the bundle's source map when the module loads, about a third of a cold start's module
+   * load (docs/performance.md). The source map ships either way, for symbolicating traces offline.
+   * @default false
+   */
+  readonly enableSourceMaps?: boolean;
+  /**
    * Lock file whose directory is the bundling root.
    * @default - the nearest package-lock.json (or other lock file) above the working directory
    */
@@ -362,8 +369,8 @@ export class TidemarkPipeline extends Construct {
         throw new Error(`${name} is set by TidemarkPipeline; do not pass it in environment`);
     }
     const environment: Record<string, string> = {
-      // Stack traces point into the sources, not the minified bundle.
-      NODE_OPTIONS: '--enable-source-maps',
+      // Stack traces point into the sources, not the minified bundle (costs cold-start time).
+      ...(props.enableSourceMaps ? { NODE_OPTIONS: '--enable-source-maps' } : {}),
       // RDS server certificates chain to the RDS CAs, which Lambda's Node.js keeps in this bundle.
       ...(db && db.engine !== 'redis' && db.tls !== 'off'
         ? { NODE_EXTRA_CA_CERTS: LAMBDA_RDS_CA_BUNDLE }

@@ -49,7 +49,6 @@ describe('TidemarkPipeline on Amazon MSK (IAM authentication, all defaults)', ()
       LoggingConfig: { LogGroup: { Ref: logs.id } },
     });
     expect((fn.props.Environment as { Variables: Record<string, unknown> }).Variables).toEqual({
-      NODE_OPTIONS: '--enable-source-maps',
       [ENV.bucket]: { Ref: bucket.id },
       [ENV.table]: { Ref: table.id },
       [ENV.pipeline]: 'orders',
@@ -209,6 +208,21 @@ describe('TidemarkPipeline on Amazon MSK (IAM authentication, all defaults)', ()
       },
     });
     expect(stack.node.tryFindChild('Pipeline')).toBeDefined();
+  });
+});
+
+describe('TidemarkPipeline source maps', () => {
+  it('maps stack traces at run time only when asked (parsing the map costs cold-start time)', () => {
+    const env = (t: ReturnType<typeof pipelineStack>['template']) =>
+      (
+        onlyResource(t, 'AWS::Lambda::Function').props as {
+          Environment: { Variables: Record<string, unknown> };
+        }
+      ).Environment.Variables;
+    expect(env(pipelineStack(() => ({})).template).NODE_OPTIONS).toBeUndefined();
+    expect(env(pipelineStack(() => ({ enableSourceMaps: true })).template).NODE_OPTIONS).toBe(
+      '--enable-source-maps',
+    );
   });
 });
 
