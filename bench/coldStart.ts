@@ -28,6 +28,7 @@ export interface ColdStartOptions {
 
 export interface ColdStartResult {
   bundleBytes: number;
+  /** The function's NODE_OPTIONS (empty: none). */
   nodeOptions: string;
   moduleLoadMs: Spread;
   moduleLoadCpuMs: Spread;

@@ -249,7 +249,7 @@ function coldStartSection(c: ColdStartResult): string {
   return `## 8. Cold start (the bundle the CDK construct builds)
 
 The balances handler bundled by \`TidemarkPipeline\` (esbuild, ${fmt(c.bundleBytes / 1000)} KB), imported in a fresh
-Node process per repeat with the function's environment (\`NODE_OPTIONS=${c.nodeOptions}\`), then invoked
+Node process per repeat with the function's environment (NODE_OPTIONS ${c.nodeOptions ? `\`${c.nodeOptions}\`` : "unset, the construct's default"}), then invoked
 once with a two-record MSK event against the local servers.
 
 ${table(
