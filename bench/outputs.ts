@@ -845,8 +845,9 @@ task-epoch — AddPartitionsToTxn once per broker leading a partition the epoch 
 first Produce there), Produce once per such broker and request of about 512 KiB of records (all
 outputs together), AddOffsetsToTxn and TxnOffsetCommit for the
 task's marker, EndTxn — and kafkajs looks the coordinator up (FindCoordinator) before each
-transactional request; the one DynamoDB write more is the settle, which rewrites the commit item once
-per task and invocation (here every invocation gives each task one epoch, so once per task-epoch).
+transactional request; the one DynamoDB write more is the settle, which rewrites the whole commit item
+(with its inline snapshot and outbox, so it costs the commit's write units again) once per task and
+invocation (here every invocation gives each task one epoch, so once per task-epoch).
 **DynamoDB in the commit** adds no request: the commit's PutItem becomes one TransactWriteItems of the
 commit item and one write per item the epoch touched (its writes merged), each billed twice (2 write
 units per started KB), the commit item too. **DynamoDB after the commit**: the commit stays a
@@ -855,7 +856,9 @@ PutItem, then one TransactWriteItems per 99 items with the task's fence item, al
 delivery) travels inside the commit item up to 16 KiB (\`TIDEMARK_OUTBOX_INLINE_MAX_BYTES\`): it makes
 the commit's write larger (more write units) instead of adding an S3 PUT. Latency: a sink that delivers
 after the commit adds its delivery to the epoch's; DynamoDB in the commit makes the commit itself a
-larger transaction.
+larger transaction. The DynamoDB rows' records/s and latency are mostly DynamoDB Local's time for a
+transaction of one action per item (compare the epoch latency with state only's): they say little about
+DynamoDB's own, which this benchmark cannot measure.
 
 Kafka requests of the warm-up invocation (connections, metadata, each task's producer: InitProducerId,
 and the marker read):
