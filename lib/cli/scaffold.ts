@@ -15,6 +15,7 @@ const DEV_DEPENDENCIES = [
   '@types/node',
   'aws-cdk',
   'aws-cdk-lib',
+  'cdk-nag',
   'constructs',
   'esbuild',
   'typescript',
