@@ -293,7 +293,7 @@ describe('inline snapshots', () => {
   });
 
   /** A state whose full snapshot is far above `snapshotInlineMaxBytes`, so it goes to S3. */
-  async function bigBase(s: ReturnType<typeof setup>, e: EpochEngine<typeof kitchen.state>) {
+  async function bigBase(_s: ReturnType<typeof setup>, e: EpochEngine<typeof kitchen.state>) {
     await e.processEvent(mskEvent(Array.from({ length: 400 }, (_, i) => rec(i, `key-${i}`, 'set', i))));
     return 400;
   }

@@ -28,8 +28,10 @@ describe('ColumnarTable', () => {
           for (const [op, k, v] of ops) {
             if (op === 'get') expect(t.get(k)).toBe(m.get(k));
             else if (op === 'has') expect(t.has(k)).toBe(m.has(k));
-            else if (op === 'set') t.set(k, v), m.set(k, v);
-            else if (op === 'delete') expect(t.delete(k)).toBe(m.delete(k));
+            else if (op === 'set') {
+              t.set(k, v);
+              m.set(k, v);
+            } else if (op === 'delete') expect(t.delete(k)).toBe(m.delete(k));
             else if (op === 'size') expect(t.size).toBe(m.size);
             else expect(new Map(t)).toEqual(m);
           }
@@ -38,7 +40,9 @@ describe('ColumnarTable', () => {
           expect(new Set(t.keys())).toEqual(new Set(m.keys()));
           expect([...t.values()].sort()).toEqual([...m.values()].sort());
           const seen: Array<[string, number]> = [];
-          t.forEach((value, k) => seen.push([k, value]));
+          t.forEach((value, k) => {
+            seen.push([k, value]);
+          });
           expect(new Map(seen)).toEqual(m);
           expect(t).toBeInstanceOf(Map);
         },
