@@ -5,7 +5,7 @@
  * type check and `cdk synth`.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -13,10 +13,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
-  version: string;
-  devDependencies: Record<string, string>;
-};
 const INSTALL = ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'];
 
 async function sh(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
@@ -37,24 +33,37 @@ async function sh(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessE
 describe('the npm package, installed in a project that cannot see this repository', () => {
   let work = '';
   let tarball = '';
+  /** The project `tidemark new` made, with its own `npm install`: the consumer of every check. */
   let consumer = '';
+  let created = '';
 
   beforeAll(async () => {
     work = mkdtempSync(path.join(tmpdir(), 'tidemark-package-'));
     // prepack builds dist/ (tsc): a type error anywhere in what ships fails here.
     const packed = await sh('npm', ['pack', '--pack-destination', work, '--loglevel=error'], ROOT);
     tarball = path.join(work, packed.stdout.trim().split('\n').pop()!);
-    consumer = path.join(work, 'consumer');
-    mkdirSync(consumer);
-    writeFileSync(
-      path.join(consumer, 'package.json'),
-      JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
-    );
-    const peers = ['aws-cdk-lib', 'constructs', 'cdk-nag', 'esbuild'].map(
-      (p) => `${p}@${pkg.devDependencies[p]}`,
-    );
-    await sh('npm', [...INSTALL, tarball, ...peers], consumer);
-  }, 600_000);
+    // As a user without a project would: run the package's CLI once (npm exec installs it apart).
+    created = (
+      await sh(
+        'npm',
+        [
+          'exec',
+          '--yes',
+          '--prefer-offline',
+          `--package=${tarball}`,
+          '--',
+          'tidemark',
+          'new',
+          'orders',
+          '--tidemark',
+          `file:${tarball}`,
+        ],
+        work,
+      )
+    ).stdout;
+    consumer = path.join(work, 'orders');
+    await sh('npm', INSTALL, consumer);
+  }, 900_000);
 
   afterAll(() => {
     if (work) rmSync(work, { recursive: true, force: true });
@@ -178,20 +187,22 @@ app.synth();
     expect(code).toMatch(/createKafkaHandler|tidemark/);
   }, 300_000);
 
-  it('scaffolds a project (tidemark new) whose npm test, type check and cdk synth pass', async () => {
-    const { stdout } = await sh(
-      'npx',
-      ['--no-install', 'tidemark', 'new', 'orders', '--tidemark', `file:${tarball}`],
-      consumer,
-    );
-    expect(stdout).toMatch(/created pipeline orders/);
-    const project = path.join(consumer, 'orders');
-    await sh('npm', INSTALL, project);
-    const test = await sh('npm', ['test'], project);
+  it('scaffolds a project (tidemark new) whose npm install, npm test, type check and cdk synth pass', async () => {
+    expect(created).toMatch(/created pipeline orders/);
+    for (const f of [
+      'src/processor.ts',
+      'src/handler.ts',
+      'test/processor.test.ts',
+      'cdk/app.ts',
+      'README.md',
+    ]) {
+      expect(readdirSync(path.join(consumer, path.dirname(f)))).toContain(path.basename(f));
+    }
+    const test = await sh('npm', ['test'], consumer);
     expect(test.stdout).toMatch(/2 passed/);
-    await sh('npm', ['run', 'typecheck'], project);
-    await sh('npx', ['--no-install', 'cdk', 'synth', '--quiet'], project);
-    const template = readdirSync(path.join(project, 'cdk.out')).find((f) => f.endsWith('.template.json'));
+    await sh('npm', ['run', 'typecheck'], consumer);
+    await sh('npx', ['--no-install', 'cdk', 'synth', '--quiet', '--output', 'cdk.synth'], consumer);
+    const template = readdirSync(path.join(consumer, 'cdk.synth')).find((f) => f.endsWith('.template.json'));
     expect(template).toBeDefined();
   }, 900_000);
 });
