@@ -194,6 +194,7 @@ describe('npm start flags', () => {
     expect(parse().faults).toEqual(parseFaults('on'));
     expect(parse().brokers).toBeUndefined();
     expect(parse().keep).toBeUndefined();
+    expect(parse().partialBatchResponse).toBe(true);
   });
 
   it('parses every flag', () => {
@@ -215,6 +216,8 @@ describe('npm start flags', () => {
         '--json',
         '--log',
         'x.log',
+        '--partial-batch-response',
+        'off',
       ),
     ).toEqual({
       records: 5_000,
@@ -226,6 +229,7 @@ describe('npm start flags', () => {
       batchSize: 10,
       json: true,
       log: 'x.log',
+      partialBatchResponse: false,
     });
   });
 
@@ -234,5 +238,6 @@ describe('npm start flags', () => {
     expect(() => parse('--brokers', 'nohost')).toThrow(/host:port/);
     expect(() => parse('--faults', 'crash=7')).toThrow(/above 1/);
     expect(() => parse('--batch-size', '10001')).toThrow(/integer from 1 to 10000/);
+    expect(() => parse('--partial-batch-response', 'maybe')).toThrow(/on or off/);
   });
 });
