@@ -72,6 +72,21 @@ export function effectOfRaw(raw: Pick<RawKafkaRecord, 'key' | 'value'>): Effect 
   return effectOf(key, value);
 }
 
+/**
+ * One applied record as the fold saw it: the account's balance and count right after it (a
+ * tombstone: 0 and 0). What a processor that emits per record must emit (harness/campaign/outputs.ts,
+ * the main job's outputs).
+ */
+export interface AppliedRecord {
+  readonly offset: bigint;
+  readonly account: string;
+  readonly kind: 'deposit' | 'tombstone';
+  /** The deposit's amount (0 for a tombstone). */
+  readonly amount: number;
+  readonly balance: number;
+  readonly count: number;
+}
+
 /** The fold of one task's records, fed in offset order. */
 export class TaskFold {
   records = 0;
@@ -85,6 +100,8 @@ export class TaskFold {
   readonly balances = new Map<string, AccountBalance>();
   /** The ledger: tombstones reset the balance; every applied offset listed once, in order. */
   readonly ledger = new Map<string, LedgerEntry>();
+  /** Every applied record, in offset order. */
+  readonly applications: AppliedRecord[] = [];
   private readonly ordered: boolean;
 
   /** `ordered`: refuse an offset below one already observed (a task's records come in order). */
@@ -115,6 +132,14 @@ export class TaskFold {
     }
     entry.offsets.push(offset.toString());
     this.ledger.set(effect.account, entry);
+    this.applications.push({
+      offset,
+      account: effect.account,
+      kind: effect.kind,
+      amount: effect.kind === 'deposit' ? effect.amount : 0,
+      balance: entry.balance,
+      count: entry.count,
+    });
     this.applied++;
     return effect.kind;
   }
@@ -196,6 +221,8 @@ export interface Expectation {
   ledger: Map<string, LedgerEntry>;
   /** Records whose generated intent disagrees with the oracle's reading (a harness bug if > 0). */
   disagreements: number;
+  /** Every applied record, in offset order (what an emitting processor emits for). */
+  applications: readonly AppliedRecord[];
 }
 
 /** A task's records as the campaign generates them: the raw ESM form and the generator's intent. */
@@ -221,6 +248,7 @@ export function expectTask(records: readonly IntendedRecord[]): Expectation {
     balances: fold.balances,
     ledger: fold.ledger,
     disagreements,
+    applications: fold.applications,
   };
 }
 

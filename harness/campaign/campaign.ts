@@ -1,8 +1,10 @@
 /**
  * The fault campaign: generates a keyed input stream over several partitions, delivers it through
- * lanes of a simulated Kafka ESM to real handlers (`createKafkaHandler`) running against DynamoDB
- * Local and the S3 server, with faults injected at every step of the commit protocol, then reads
- * every task back through the public inspect path and compares it with the oracle.
+ * lanes of a simulated Kafka ESM to real handlers (`createKafkaHandler`) running against the S3
+ * server and a commit store (DynamoDB Local, PostgreSQL, MariaDB or Redis), with faults injected at
+ * every step of the commit protocol and of the outputs' deliveries (Kafka, DynamoDB, S3), then reads
+ * every task back through the public inspect path and every sink with an independent reader, and
+ * compares them with the oracle.
  *
  * A seed fixes the input, every batch composition and every fault's placement. Interleavings of
  * concurrent attempts (two invocations of one batch, a zombie and its retry, tasks of one batch
@@ -12,15 +14,37 @@ import { randomBytes } from 'node:crypto';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { quarantinePrefix } from '../../lib/checkpoint/layout.ts';
-import { DEFAULTS, type TidemarkConfig } from '../../lib/config/config.ts';
+import type { CommitStore, SnapshotStore } from '../../lib/checkpoint/stores.ts';
+import { type CommitStoreKind, DEFAULTS, type TidemarkConfig } from '../../lib/config/config.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
+import type { DatabaseStores } from '../../lib/store/database/DatabaseStores.ts';
+import type { RedisStoreOptions } from '../../lib/store/database/options.ts';
+import { ensureTable } from '../../lib/store/provision.ts';
+import { loadDatabaseStores } from '../../lib/store/runtimeStores.ts';
+import { S3SnapshotStore } from '../../lib/store/s3/S3SnapshotStore.ts';
 import { createAwsStores } from '../../lib/store/stores.ts';
+import { type BrokerFaultKind, BrokerFaults } from '../brokerFaults.ts';
+import { type KafkaMock, startKafkaMock } from '../kafka/kafkaMock.ts';
 import { type LocalStack, startLocalStack } from '../localStack.ts';
 import { compareBalances, compareLedger, expectTask } from '../oracle.ts';
 import { SeededRandom } from '../seededRandom.ts';
+import { startMariaDb } from '../servers/mariadb.ts';
+import { startPostgres } from '../servers/postgres.ts';
+import { startRedis } from '../servers/redis.ts';
+import { CommitLedger } from './commits.ts';
 import { FAULT_KINDS, type FaultKind, type RequestObserver, STORE_OPS } from './faults.ts';
 import { type CampaignTask, generateTaskRecords } from './input.ts';
 import { emptyLaneStats, Lane, type LaneStats, type ProcessorName, type Sabotage } from './lane.ts';
+import {
+  CAMPAIGN_SINKS,
+  type CampaignSink,
+  type ExpectedTask,
+  expectedOutputs,
+  groupKey,
+  type SinkVerdict,
+  verdictProblems,
+} from './outputCheck.ts';
+import { CampaignOutputs, type OutputSabotage, type OutputTargets } from './outputs.ts';
 import { type FaultProxy, NET_FAULTS, startFaultProxy } from './proxy.ts';
 
 /** Relative frequency of each fault kind. */
@@ -42,7 +66,28 @@ export const DEFAULT_WEIGHTS: Readonly<Record<FaultKind, number>> = {
   'processor-transient': 6,
   'time-budget': 6,
   zombie: 4,
+  'crash-before-delivery': 5,
+  'crash-mid-delivery': 5,
+  'crash-after-delivery': 5,
+  'kafka-error': 5,
+  'kafka-lost-commit': 4,
+  'delivery-zombie': 4,
+  'db-error': 8,
+  'db-lost-response': 8,
 };
+
+/** The commit stores the campaign runs on. */
+export const CAMPAIGN_COMMIT_STORES = ['dynamodb', 'postgres', 'mysql', 'redis'] as const;
+
+/** Broker faults the campaign injects (the ones a transactional producer meets). */
+const CAMPAIGN_BROKER_FAULTS: readonly BrokerFaultKind[] = [
+  'broker-down',
+  'slow-broker',
+  'produce-errors',
+  'leader-move',
+];
+/** A failure this long after a broker fault started may be its doing (not counted as unexplained). */
+const BROKER_FAULT_SHADOW_MS = 15_000;
 
 export interface CampaignOptions {
   seed: number;
@@ -73,8 +118,26 @@ export interface CampaignOptions {
    * side as in production, and a replay may part from the original run where timing decided.
    */
   deterministic?: boolean;
-  /** Harness self-check: break exactly-once on purpose in lane 0 (see `LaneOptions.sabotage`). */
-  sabotage?: Sabotage;
+  /**
+   * Harness self-check: break exactly-once on purpose in lane 0: `lose`/`double` a record of the
+   * state (see `LaneOptions.sabotage`), `lose-output`/`duplicate-output` a sink's output (outputs.ts).
+   */
+  sabotage?: Sabotage | OutputSabotage;
+  /** Where commits go (docs/stores.md). Default `dynamodb`. */
+  commitStore?: CommitStoreKind;
+  /**
+   * The database of a `postgres`, `mysql` or `redis` commit store (a URL). Default: a server of that
+   * kind started for the run in a temporary directory (and stopped after it).
+   */
+  databaseUrl?: string;
+  /** Sinks the processors emit to, for every record they apply. Default: Kafka, DynamoDB and S3. */
+  outputs?: readonly CampaignSink[];
+  /** An existing Kafka cluster for the Kafka outputs. Default: a local cluster started for the run. */
+  kafkaBrokers?: readonly string[];
+  /** Chance per invocation of starting a Kafka broker fault (local cluster only). Default 0.02. */
+  brokerFaultRate?: number;
+  /** Diagnostics: invocations, commits, every delivery and Kafka step, one line each. */
+  trace?: (line: string) => void;
 }
 
 export interface TaskVerdict {
@@ -109,6 +172,8 @@ export interface CampaignReport {
     processor: string;
     skip: string[];
     deterministic: boolean;
+    commitStore: CommitStoreKind;
+    outputs: CampaignSink[];
   };
   replay: string;
   durationMs: number;
@@ -118,6 +183,8 @@ export interface CampaignReport {
     processor: ProcessorName;
     tasks: number;
     config: Partial<TidemarkConfig>;
+    /** DynamoDB outputs in the commit's transaction (commits in DynamoDB), else after it. */
+    dynamoInCommit?: boolean;
   }>;
   records: { total: number; poison: number; applied: number };
   stats: LaneStats;
@@ -125,6 +192,12 @@ export interface CampaignReport {
   orphanReads: string[];
   zombieOrphanReads: string[];
   tasks: TaskVerdict[];
+  /** Per sink: what it holds against the fold (none without outputs). */
+  outputs: Partial<Record<CampaignSink, SinkVerdict>>;
+  /** Kafka broker faults injected (local cluster), by kind. */
+  brokerFaults: Partial<Record<BrokerFaultKind, number>>;
+  /** Commits the run saw, and contradictions among them (two commits of one epoch). */
+  commits: { epochs: number; contradictions: string[] };
   totals: {
     faultsFired: number;
     faultsSurfaced: number;
@@ -140,9 +213,40 @@ export interface CampaignReport {
   passed: boolean;
 }
 
-function replayCommand(o: CampaignOptions, lanes: number, processor: string): string {
+function replayCommand(
+  o: CampaignOptions,
+  lanes: number,
+  processor: string,
+  store: CommitStoreKind,
+  sinks: readonly CampaignSink[],
+): string {
   const skip = o.skip && o.skip.length > 0 ? ` --skip ${o.skip.join(',')}` : '';
-  return `npm run campaign -- --seed ${o.seed} --faults ${o.faults} --records ${o.records} --partitions ${o.partitions} --lanes ${lanes} --processor ${processor}${skip}${o.deterministic ? ' --deterministic' : ''}`;
+  return `npm run campaign -- --seed ${o.seed} --faults ${o.faults} --records ${o.records} --partitions ${o.partitions} --lanes ${lanes} --processor ${processor} --commit-store ${store} --outputs ${sinks.length > 0 ? sinks.join(',') : 'none'}${skip}${o.deterministic ? ' --deterministic' : ''}`;
+}
+
+/** A database server of the kind a commit store needs, started for the run. */
+async function startDatabase(
+  kind: Exclude<CommitStoreKind, 'dynamodb'>,
+): Promise<{ url: string; stop(): Promise<void> }> {
+  if (kind === 'postgres') return startPostgres();
+  if (kind === 'mysql') return startMariaDb();
+  return startRedis();
+}
+
+/**
+ * The record whose epoch `lose-output` drops: the last deposit of the task that is also the last
+ * record of its account, so every sink must show it (a later record of the account would hide it
+ * from the DynamoDB table).
+ */
+function lastVisibleDeposit(records: CampaignTask['records']): bigint | undefined {
+  const apps = expectTask(records).applications;
+  const later = new Set<string>();
+  for (let i = apps.length - 1; i >= 0; i--) {
+    const a = apps[i]!;
+    if (a.kind === 'deposit' && !later.has(a.account)) return a.offset;
+    later.add(a.account);
+  }
+  return undefined;
 }
 
 function laneConfig(rnd: SeededRandom): Partial<TidemarkConfig> {
@@ -195,6 +299,8 @@ function mergeStats(all: LaneStats[]): LaneStats {
     for (const k of ['invocations', 'succeeded', 'failed', 'containers', 'crashed'] as const) out[k] += s[k];
     for (const k of Object.keys(out.zombies) as Array<keyof LaneStats['zombies']>)
       out.zombies[k] += s.zombies[k];
+    for (const k of Object.keys(out.deliveryZombies) as Array<keyof LaneStats['deliveryZombies']>)
+      out.deliveryZombies[k] += s.deliveryZombies[k];
     out.untyped.push(...s.untyped);
     out.unexplained.push(...s.unexplained);
     out.stuck.push(...s.stuck);
@@ -212,6 +318,16 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
   validateSkip(skip);
   const log = options.log ?? (() => {});
   const root = new SeededRandom(options.seed);
+  const commitStore = options.commitStore ?? 'dynamodb';
+  const sinks = [...(options.outputs ?? CAMPAIGN_SINKS)];
+  const stateSabotage =
+    options.sabotage === 'lose' || options.sabotage === 'double' ? options.sabotage : undefined;
+  const outputSabotage =
+    options.sabotage === 'lose-output' || options.sabotage === 'duplicate-output'
+      ? options.sabotage
+      : undefined;
+  if (outputSabotage && sinks.length === 0)
+    throw new RangeError(`--sabotage ${outputSabotage} needs outputs`);
 
   let stack: LocalStack | undefined;
   let env = options.env;
@@ -244,8 +360,33 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     dynamodb: new DynamoDBClient({ endpoint: ddbEndpoint, region, credentials }),
   };
   const lanes: Lane[] = [];
+  let databaseServer: { stop(): Promise<void> } | undefined;
+  let databaseStores: DatabaseStores | undefined;
+  let mock: KafkaMock | undefined;
+  let brokerFaults: BrokerFaults | undefined;
   try {
     proxies.push(await startFaultProxy(hostPort(s3Endpoint)), await startFaultProxy(hostPort(ddbEndpoint)));
+    // The commit store: DynamoDB (the run's table), or a database each container connects to.
+    let database: RedisStoreOptions | undefined;
+    if (commitStore !== 'dynamodb') {
+      let url = options.databaseUrl;
+      if (!url) {
+        log(`starting ${commitStore}`);
+        const server = await startDatabase(commitStore);
+        databaseServer = server;
+        url = server.url;
+      }
+      database = {
+        url,
+        prefix: 'cmp',
+        tls: 'off',
+        poolMax: 2,
+        connectTimeoutMs: 2_000,
+        ...(commitStore === 'redis' ? { durability: 'accept-loss' as const } : {}),
+      };
+      databaseStores = await loadDatabaseStores(commitStore, database);
+      await databaseStores.ensureSchema();
+    }
     const [s3Proxy, ddbProxy] = proxies as [FaultProxy, FaultProxy];
 
     // Not derived from the seed: keeps runs on long-lived servers apart without changing the schedule.
@@ -274,17 +415,82 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     }
     const weights = { ...DEFAULT_WEIGHTS, ...options.weights };
     const observer: RequestObserver = { committedKeys: new Set(), snapshotReads: new Map() };
+    const commitLedger = new CommitLedger();
+
+    // Outputs: the sinks' destinations, created for the run.
+    let outputs: CampaignOutputs | undefined;
+    const brokerCounts: Partial<Record<BrokerFaultKind, number>> = {};
+    let lastBrokerFault = Number.NEGATIVE_INFINITY;
+    if (sinks.length > 0) {
+      const targets: { -readonly [K in keyof OutputTargets]: OutputTargets[K] } = { sinks };
+      if (sinks.includes('kafka')) {
+        let brokers = options.kafkaBrokers;
+        if (!brokers) {
+          log('starting the Kafka cluster');
+          mock = await startKafkaMock({ brokers: 3 });
+          brokers = mock.brokers;
+        }
+        targets.kafka = {
+          brokers,
+          topic: `cmp-out-${runId}`,
+          markerTopic: `cmp-markers-${runId}`,
+          partitions: 4,
+          transactionTimeoutMs: 5_000,
+        };
+      }
+      if (sinks.includes('dynamodb')) targets.dynamodb = { table: `${table}-outputs` };
+      if (sinks.includes('s3')) targets.s3 = { bucket, prefix: 'campaign-outputs' };
+      outputs = new CampaignOutputs(targets, commitLedger, outputSabotage, options.trace);
+      await outputs.setup(direct, ensureTable);
+      if (outputSabotage) {
+        const t = laneTasks[0]![0]!;
+        outputs.aim(
+          { pipeline: t.pipeline, topic: t.topic, partition: t.partition },
+          t.label,
+          lastVisibleDeposit(t.records) ?? t.records[0]!.offset,
+        );
+      }
+      const rate = options.brokerFaultRate ?? 0.02;
+      if (mock && targets.kafka && rate > 0) {
+        brokerFaults = new BrokerFaults(mock, root.derive('broker-faults'), {
+          topic: targets.kafka.topic,
+          partitions: targets.kafka.partitions,
+          onFault: (kind) => {
+            options.trace?.(`broker fault ${kind}`);
+            lastBrokerFault = performance.now();
+            brokerCounts[kind] = (brokerCounts[kind] ?? 0) + 1;
+          },
+        });
+      }
+    }
+    const brokerSource = brokerFaults
+      ? {
+          trigger: () => brokerFaults?.trigger(CAMPAIGN_BROKER_FAULTS),
+          recent: () => performance.now() - lastBrokerFault < BROKER_FAULT_SHADOW_MS,
+        }
+      : undefined;
+
     const laneInfo: CampaignReport['lanes'] = [];
     for (let i = 0; i < lanesCount; i++) {
       const rnd = root.derive(`lane-${i}`);
       const config = laneConfig(rnd.derive('config'));
       if (options.deterministic) config.taskConcurrency = 1;
+      // Both DynamoDB paths, whatever the lane count: lanes 0 and 3 (of 4) in the commit.
+      const outputRnd = rnd.derive('outputs');
+      const settings = {
+        inCommit: i % 4 === 0 || i % 4 === 3,
+        gzip: outputRnd.chance(0.5),
+        maxObjectBytes: outputRnd.pick([4_096, 16 * 1024 * 1024]),
+      };
       laneInfo.push({
         index: i,
         pipeline: pipelineOf(i),
         processor: laneProcessor(i),
         tasks: laneTasks[i]!.length,
         config,
+        ...(sinks.includes('dynamodb')
+          ? { dynamoInCommit: commitStore === 'dynamodb' && settings.inCommit }
+          : {}),
       });
       lanes.push(
         new Lane({
@@ -304,12 +510,19 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
           config,
           observer,
           log,
-          sabotage: i === 0 ? options.sabotage : undefined,
+          sabotage: i === 0 ? stateSabotage : undefined,
+          commitStore,
+          database,
+          commitLedger,
+          ...(outputs ? { outputs: { campaign: outputs, settings } } : {}),
+          brokerFaults: brokerSource,
+          brokerFaultRate: options.brokerFaultRate ?? 0.02,
+          ...(options.trace ? { trace: options.trace } : {}),
         }),
       );
     }
     log(
-      `seed ${options.seed}: ${options.records} records, ${partitions} tasks, ${lanesCount} lanes, ${options.faults} faults`,
+      `seed ${options.seed}: ${options.records} records, ${partitions} tasks, ${lanesCount} lanes, ${options.faults} faults, commits in ${commitStore}, outputs ${sinks.join(', ') || 'none'}`,
     );
     const ticker = setInterval(() => {
       for (const l of lanes) log(l.progress());
@@ -320,10 +533,17 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
       clearInterval(ticker);
     }
     const stats = mergeStats(lanes.map((l) => l.stats));
+    await brokerFaults?.stop();
+    if (outputSabotage === 'duplicate-output' && outputs) {
+      await outputs.replayCaptured(direct, { pipeline: pipelineOf(0), env: {}, commitStore });
+    }
 
     // Verification: every task read back through the public inspect path, against the oracle.
     log('verifying every task against the oracle');
-    const stores = createAwsStores({ bucket, table, s3: direct.s3, dynamodb: direct.dynamodb });
+    const stores: { snapshots: SnapshotStore; commits: CommitStore } = databaseStores
+      ? { snapshots: new S3SnapshotStore({ client: direct.s3, bucket }), commits: databaseStores.commits }
+      : createAwsStores({ bucket, table, s3: direct.s3, dynamodb: direct.dynamodb });
+    const expectedOutputsByTask = new Map<string, ExpectedTask>();
     const verdicts: TaskVerdict[] = [];
     let oracleDisagreements = 0;
     let totalRecords = 0;
@@ -332,6 +552,10 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     for (let i = 0; i < lanesCount; i++) {
       for (const task of laneTasks[i]!) {
         const exp = expectTask(task.records);
+        expectedOutputsByTask.set(groupKey(task.pipeline, task.label), {
+          id: { pipeline: task.pipeline, topic: task.topic, partition: task.partition },
+          outputs: expectedOutputs(exp.applications),
+        });
         oracleDisagreements += exp.disagreements;
         totalRecords += task.records.length;
         totalPoison += exp.poisonOffsets.size;
@@ -386,6 +610,16 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
         verdicts.push(v);
       }
     }
+    // Every sink read back by its own reader, against the fold.
+    let outputVerdicts: Partial<Record<CampaignSink, SinkVerdict>> = {};
+    if (outputs) {
+      log(`verifying the outputs (${sinks.join(', ')}) against the fold`);
+      outputVerdicts = await outputs.verify(
+        expectedOutputsByTask,
+        direct,
+        laneInfo.map((l) => l.pipeline),
+      );
+    }
     const orphanReads = [...observer.snapshotReads.keys()].filter(
       (k) => k.includes('/tasks/') && !observer.committedKeys.has(k),
     );
@@ -429,6 +663,12 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     if (stats.stuck.length > 0)
       problems.push(`${stats.stuck.length} task(s) stuck: ${stats.stuck.slice(0, 3).join('; ')}`);
     if (faultsFired < options.faults) problems.push(`only ${faultsFired} of ${options.faults} faults fired`);
+    for (const v of Object.values(outputVerdicts)) problems.push(...verdictProblems(v));
+    if (commitLedger.contradictions.length > 0) {
+      problems.push(
+        `${commitLedger.contradictions.length} epoch(s) committed twice: ${commitLedger.contradictions.slice(0, 3).join('; ')}`,
+      );
+    }
     const inspectedRecords = totalRecords;
     return {
       seed: options.seed,
@@ -440,8 +680,10 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
         processor,
         skip,
         deterministic: options.deterministic ?? false,
+        commitStore,
+        outputs: sinks,
       },
-      replay: replayCommand(options, lanesCount, processor),
+      replay: replayCommand(options, lanesCount, processor, commitStore, sinks),
       durationMs: Math.round(performance.now() - started),
       lanes: laneInfo,
       records: { total: inspectedRecords, poison: totalPoison, applied: totalApplied },
@@ -450,15 +692,23 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
       orphanReads,
       zombieOrphanReads,
       tasks: verdicts,
+      outputs: outputVerdicts,
+      brokerFaults: brokerCounts,
+      commits: {
+        epochs: verdicts.reduce((n, v) => n + v.epoch, 0),
+        contradictions: commitLedger.contradictions,
+      },
       totals,
       problems,
       passed: problems.length === 0,
     };
   } finally {
+    await brokerFaults?.stop();
     for (const l of lanes) l.close();
     direct.s3.destroy();
     direct.dynamodb.destroy();
     await Promise.allSettled(proxies.map((p) => p.close()));
-    await stack?.stop();
+    await databaseStores?.close().catch(() => {});
+    await Promise.allSettled([stack?.stop(), databaseServer?.stop(), mock?.stop()]);
   }
 }

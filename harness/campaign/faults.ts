@@ -1,6 +1,7 @@
 /**
  * Fault injection for the campaign. Everything here wraps what the engine talks to (the SDK
- * clients, the network, the user's processor, the Lambda context); nothing changes the engine.
+ * clients, the network, the user's processor, the Lambda context, the database commit stores, the
+ * output sinks); nothing changes the engine.
  *
  * Store faults are SDK middleware placed *inside* the SDK's retry loop, one decision per request
  * attempt: the SDK may retry an injected 5xx, throttle, timeout or reset transparently, exactly as
@@ -30,6 +31,16 @@ export const FAULT_KINDS = [
   'processor-transient',
   'time-budget',
   'zombie',
+  // Outputs (harness/campaign/outputs.ts): the steps of a delivery, after the epoch committed.
+  'crash-before-delivery',
+  'crash-mid-delivery',
+  'crash-after-delivery',
+  'kafka-error',
+  'kafka-lost-commit',
+  'delivery-zombie',
+  // Database commit stores (PostgreSQL, MySQL/MariaDB, Redis), at the store's interface.
+  'db-error',
+  'db-lost-response',
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -43,6 +54,17 @@ export const STORE_OPS = [
   'commit-read',
   'commit-write',
   'probe',
+  // Output deliveries: S3 output objects (data, then the manifest), DynamoDB delivery transactions
+  // (after the commit), and the steps of a Kafka delivery (after each one).
+  'output-data-put',
+  'output-manifest-put',
+  'output-head',
+  'output-txn',
+  'kafka-init',
+  'kafka-marker',
+  'kafka-send',
+  'kafka-offsets',
+  'kafka-commit',
   'other',
 ] as const;
 export type StoreOp = (typeof STORE_OPS)[number];
@@ -69,12 +91,17 @@ export interface ProcessorFault {
   fired: boolean;
 }
 
-/** An attempt held after its snapshot PUT (a zombie) until `resume` opens. */
+/**
+ * An attempt held (a zombie) until `resume` opens: right before its commit of `task` (`op`
+ * `commit-write`: its snapshot written, inline or in S3; see commits.ts), or after a step of an
+ * output delivery of `task` (after the commit: `kafka-send`, `output-data-put`, `output-txn`).
+ */
 export interface ZombieHold {
   task: string;
+  op: StoreOp;
   reached: Gate;
   resume: Gate;
-  /** The held attempt's snapshot key (an orphan once the retry commits). */
+  /** The held attempt's snapshot key, when its snapshot went to S3 (an orphan once the retry commits). */
   key?: string;
   /** What the held attempt's commit for `task` got after it resumed. */
   commit?: 'won' | 'lost' | 'error';
@@ -127,6 +154,11 @@ export class ContainerFaults {
   readonly id: number;
   dead = false;
   deathCause: string | undefined;
+  /** Request id of the invocation the container runs (a container runs one at a time). */
+  invocation = '';
+  /** Resolves when the container dies. */
+  readonly death: Promise<void>;
+  private died: () => void = () => {};
   store: StoreFault[] = [];
   processor: ProcessorFault | undefined;
   zombie: ZombieHold | undefined;
@@ -138,19 +170,29 @@ export class ContainerFaults {
 
   constructor(id: number) {
     this.id = id;
+    this.death = new Promise<void>((r) => {
+      this.died = r;
+    });
   }
 
   /** Arms a new invocation's plan (counters restart). */
-  arm(store: StoreFault[], processor?: ProcessorFault, zombie?: ZombieHold): void {
+  arm(store: StoreFault[], processor?: ProcessorFault, zombie?: ZombieHold, invocation = ''): void {
     this.store = store;
     this.processor = processor;
     this.zombie = zombie;
+    this.invocation = invocation;
     this.counters.clear();
   }
 
   kill(where: string): void {
     if (!this.dead) this.deathCause = where;
     this.dead = true;
+    this.died();
+  }
+
+  /** The error a request of this (dead) container fails with. */
+  crashError(): SimulatedCrash {
+    return new SimulatedCrash(`container ${this.id} is dead (${this.deathCause})`);
   }
 
   /** Counts an attempt of `op` on `task` and returns the fault to fire on it, if any. */
@@ -175,13 +217,47 @@ function taskOfKey(key: string, marker: string): string {
   return `${topic}-${partition}`;
 }
 
-function classify(command: string, input: Record<string, unknown>): Classified {
+/** Where the campaign's S3 outputs live (`<prefix>/`), so their requests are told from snapshots'. */
+export interface ClassifyOptions {
+  outputsPrefix?: string;
+}
+
+/** The task of a DynamoDB delivery transaction: its actions carry the sink's `:tTopic` and `:tPartition`. */
+function taskOfOutputTransaction(items: ReadonlyArray<Record<string, unknown>>): string {
+  for (const action of items) {
+    const body = (action.Update ?? action.Put ?? action.Delete ?? action.ConditionCheck) as
+      | { ExpressionAttributeValues?: Record<string, { S?: string; N?: string }> }
+      | undefined;
+    const v = body?.ExpressionAttributeValues;
+    if (v?.[':tTopic']?.S !== undefined && v[':tPartition']?.N !== undefined)
+      return `${v[':tTopic'].S}-${v[':tPartition'].N}`;
+  }
+  return '?';
+}
+
+function classify(
+  command: string,
+  input: Record<string, unknown>,
+  options: ClassifyOptions = {},
+): Classified {
+  const outputs = options.outputsPrefix ? `${options.outputsPrefix}/` : undefined;
   switch (command) {
     case 'PutObjectCommand': {
       const key = String(input.Key);
+      if (outputs && key.startsWith(outputs)) {
+        return key.includes('/manifests/')
+          ? { op: 'output-manifest-put', task: taskOfKey(key, '/manifests/'), key }
+          : { op: 'output-data-put', task: taskOfKey(key, '/data/'), key };
+      }
       return key.includes('/quarantine/')
         ? { op: 'quarantine-put', task: taskOfKey(key, '/quarantine/'), key }
         : { op: 'snapshot-put', task: taskOfKey(key, '/tasks/'), key };
+    }
+    case 'HeadObjectCommand': {
+      const key = String(input.Key);
+      if (!outputs || !key.startsWith(outputs)) return { op: 'other', task: '?' };
+      const marker = key.includes('/manifests/') ? '/manifests/' : '/data/';
+      return { op: 'output-head', task: taskOfKey(key, marker), key };
     }
     case 'GetObjectCommand': {
       const key = String(input.Key);
@@ -204,6 +280,18 @@ function classify(command: string, input: Record<string, unknown>): Classified {
         op: command === 'GetItemCommand' ? 'commit-read' : 'commit-write',
         task: `${topic}-${partition}`,
       };
+    }
+    case 'TransactWriteItemsCommand': {
+      // A commit with attached outputs (its first action is the commit item's Put), or a delivery
+      // transaction of the DynamoDB output sink after the commit.
+      const items = (input.TransactItems ?? []) as Array<Record<string, unknown>>;
+      const first = (items[0]?.Put as { Item?: Record<string, { S?: string }> } | undefined)?.Item;
+      const pk = first?.pk?.S ?? '';
+      if (pk.startsWith('task#') && first?.sk?.S === 'commit') {
+        const [, , topic, partition] = pk.split('#');
+        return { op: 'commit-write', task: `${topic}-${partition}` };
+      }
+      return { op: 'output-txn', task: taskOfOutputTransaction(items) };
     }
     case 'HeadBucketCommand':
     case 'DescribeTableCommand':
@@ -274,6 +362,26 @@ export function chainKeysOfItem(item: unknown, into: Set<string>): void {
   }
 }
 
+/** The commit item a commit request writes (PutItem, or the first action of a TransactWriteItems). */
+function committedItemOf(command: string, input: Record<string, unknown>): unknown {
+  if (command === 'PutItemCommand') return input.Item;
+  const first = ((input.TransactItems ?? []) as Array<{ Put?: { Item?: unknown } }>)[0];
+  return first?.Put?.Item;
+}
+
+/** A lost commit race: the winner's item (ALL_OLD) when the store returned it. */
+function conflictOf(err: unknown): { item: unknown } | undefined {
+  const e = err as {
+    name?: string;
+    Item?: unknown;
+    CancellationReasons?: Array<{ Code?: string; Item?: unknown }>;
+  };
+  if (e?.name === 'ConditionalCheckFailedException') return { item: e.Item };
+  const first = e?.name === 'TransactionCanceledException' ? e.CancellationReasons?.[0] : undefined;
+  if (first?.Code === 'ConditionalCheckFailed') return { item: first.Item };
+  return undefined;
+}
+
 const FIRED = Symbol('campaignFaultsFired');
 
 /**
@@ -284,6 +392,7 @@ export function instrumentClients(
   clients: { s3: S3Client; dynamodb: DynamoDBClient },
   faults: ContainerFaults,
   observer: RequestObserver,
+  options: ClassifyOptions = {},
 ): void {
   for (const client of [clients.s3, clients.dynamodb] as S3Client[]) {
     client.middlewareStack.add(
@@ -291,35 +400,22 @@ export function instrumentClients(
         const c = context as { commandName?: string; [FIRED]?: StoreFault[] };
         const command = c.commandName ?? 'unknown';
         const input = (args as unknown as { input: Record<string, unknown> }).input;
-        const { op, task, key } = classify(command, input);
+        const { op, key } = classify(command, input, options);
         if (op === 'snapshot-get' && key)
           observer.snapshotReads.set(key, (observer.snapshotReads.get(key) ?? 0) + 1);
         c[FIRED] = [];
         faults.inFlight++;
-        let zombieCommit = false;
-        if (
-          op === 'commit-write' &&
-          faults.zombie?.reached.opened &&
-          faults.zombie.task === task &&
-          !faults.zombie.commit
-        ) {
-          zombieCommit = true;
-        }
         try {
           const out = await next(args);
           for (const f of c[FIRED]) f.outcome = 'absorbed';
           if (command === 'GetItemCommand')
             chainKeysOfItem((out.output as { Item?: unknown }).Item, observer.committedKeys);
-          if (command === 'PutItemCommand') chainKeysOfItem(input.Item, observer.committedKeys);
-          if (zombieCommit && faults.zombie) faults.zombie.commit = 'won';
+          if (op === 'commit-write') chainKeysOfItem(committedItemOf(command, input), observer.committedKeys);
           return out;
         } catch (err) {
           for (const f of c[FIRED]) f.outcome = 'surfaced';
-          const e = err as { name?: string; Item?: unknown };
-          if (e?.name === 'ConditionalCheckFailedException') chainKeysOfItem(e.Item, observer.committedKeys);
-          if (zombieCommit && faults.zombie) {
-            faults.zombie.commit = e?.name === 'ConditionalCheckFailedException' ? 'lost' : 'error';
-          }
+          const conflict = op === 'commit-write' ? conflictOf(err) : undefined;
+          if (conflict) chainKeysOfItem(conflict.item, observer.committedKeys);
           throw err;
         } finally {
           for (const f of c[FIRED]) observer.onOutcome?.(f);
@@ -332,11 +428,11 @@ export function instrumentClients(
       (next, context) => async (args) => {
         const c = context as { commandName?: string; [FIRED]?: StoreFault[] };
         const command = c.commandName ?? 'unknown';
-        if (faults.dead) throw new SimulatedCrash(`container ${faults.id} is dead (${faults.deathCause})`);
+        if (faults.dead) throw faults.crashError();
         const input = (args as unknown as { input: Record<string, unknown> }).input;
-        const { op, task, key } = classify(command, input);
+        const { op, task, key } = classify(command, input, options);
         const z = faults.zombie;
-        const holdHere = op === 'snapshot-put' && z && z.task === task && !z.reached.opened;
+        const holdHere = z && z.op === op && z.task === task && !z.reached.opened;
         const f = faults.next(op, task);
         if (f) {
           f.fired = true;
@@ -348,10 +444,13 @@ export function instrumentClients(
               break;
             case 'crash-before-snapshot-put':
             case 'crash-before-commit':
+            case 'crash-before-delivery':
               faults.kill(`${f.kind} ${task}`);
               throw new SimulatedCrash(`${f.kind} ${task}`);
             case 'crash-after-snapshot-put':
-            case 'crash-after-commit': {
+            case 'crash-after-commit':
+            case 'crash-mid-delivery':
+            case 'crash-after-delivery': {
               await next(args);
               faults.kill(`${f.kind} ${task}`);
               throw new SimulatedCrash(`${f.kind} ${task}`);

@@ -7,18 +7,30 @@
  * faults (see faults.ts); the ESM only moves its position past a batch when an invocation of it
  * succeeded. Lanes are independent (their own tasks, containers and random stream) and run side by
  * side, as the ESM's pollers do.
+ *
+ * With outputs (outputs.ts), the processor emits for every record it applies and each container
+ * delivers through its own sinks, so faults also land at every step of a delivery. With a database
+ * commit store (PostgreSQL, MySQL/MariaDB, Redis), each container opens its own connections.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { balances } from '../../examples/balances.ts';
 import type { BatchSummary } from '../../lib/checkpoint/epochEngine.ts';
-import type { Processor } from '../../lib/checkpoint/processor.ts';
-import type { TidemarkConfig } from '../../lib/config/config.ts';
+import type { ProcessContext, Processor } from '../../lib/checkpoint/processor.ts';
+import type { CommitStore } from '../../lib/checkpoint/stores.ts';
+import type { CommitStoreKind, TidemarkConfig } from '../../lib/config/config.ts';
 import { BatchFailedError, TidemarkError } from '../../lib/errors.ts';
-import type { KafkaEvent, RawKafkaRecord } from '../../lib/event/types.ts';
+import type { KafkaEvent, KafkaRecord, RawKafkaRecord } from '../../lib/event/types.ts';
 import { createKafkaHandler, type KafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
+import type { OutputDescriptors, OutputHandle } from '../../lib/output/types.ts';
 import type { StateDescriptors } from '../../lib/state/descriptors.ts';
+import type { DatabaseStores } from '../../lib/store/database/DatabaseStores.ts';
+import type { RedisStoreOptions } from '../../lib/store/database/options.ts';
+import { DynamoCommitStore } from '../../lib/store/dynamodb/DynamoCommitStore.ts';
+import { DeferredCommitStore, loadDatabaseStores } from '../../lib/store/runtimeStores.ts';
+import { S3SnapshotStore } from '../../lib/store/s3/S3SnapshotStore.ts';
 import type { SeededRandom } from '../seededRandom.ts';
+import { CampaignCommitStore, type CommitLedger } from './commits.ts';
 import {
   ContainerFaults,
   FAULT_KINDS,
@@ -33,6 +45,14 @@ import {
 } from './faults.ts';
 import type { CampaignTask } from './input.ts';
 import { ledger } from './ledger.ts';
+import type { CampaignOutput } from './outputCheck.ts';
+import {
+  type BrokerFaultSource,
+  type CampaignOutputs,
+  emitOutputs,
+  type LaneOutputSettings,
+  outputDescriptors,
+} from './outputs.ts';
 
 export type ProcessorName = 'balances' | 'ledger';
 
@@ -76,6 +96,8 @@ export interface LaneStats {
   containers: number;
   crashed: number;
   zombies: { held: number; commitLost: number; commitWon: number; noCommit: number; retryFailed: number };
+  /** Attempts held mid-delivery (after their commit) while a retry delivered and moved on. */
+  deliveryZombies: { held: number; resumedOk: number; resumedFailed: number };
   /** Rejections, or failed tasks, that were not Tidemark errors. */
   untyped: string[];
   /** Invocations that failed with no fault fired in them (and no concurrent twin). */
@@ -101,6 +123,7 @@ export function emptyLaneStats(): LaneStats {
     containers: 0,
     crashed: 0,
     zombies: { held: 0, commitLost: 0, commitWon: 0, noCommit: 0, retryFailed: 0 },
+    deliveryZombies: { held: 0, resumedOk: 0, resumedFailed: 0 },
     untyped: [],
     unexplained: [],
     stuck: [],
@@ -127,6 +150,19 @@ export interface LaneOptions {
   endpoints: { s3: string; dynamodb: string };
   config: Partial<TidemarkConfig>;
   observer: RequestObserver;
+  /** Where commits go; a database store's connection options (each container connects on its own). */
+  commitStore: CommitStoreKind;
+  database?: RedisStoreOptions;
+  /** The run's record of commits (every store). */
+  commitLedger: CommitLedger;
+  /** The run's outputs and this lane's choices about them; none: a state-only processor. */
+  outputs?: { campaign: CampaignOutputs; settings: LaneOutputSettings };
+  /** Kafka broker faults of the run (the lane triggers them now and then). */
+  brokerFaults?: BrokerFaultSource & { trigger(): void };
+  /** Chance per invocation that the lane triggers a broker fault. */
+  brokerFaultRate?: number;
+  /** Diagnostics (`--trace`): invocations, commits, deliveries. */
+  trace?: (line: string) => void;
   /** Progress callback (one line per event worth telling). */
   log?: (line: string) => void;
   /**
@@ -141,8 +177,10 @@ export type Sabotage = 'lose' | 'double';
 interface Container {
   id: number;
   faults: ContainerFaults;
-  handler: KafkaHandler<StateDescriptors>;
+  handler: KafkaHandler<StateDescriptors, OutputDescriptors>;
   clients: { s3: S3Client; dynamodb: DynamoDBClient };
+  /** A database commit store's connections (opened on first use). */
+  database: { stores?: Promise<DatabaseStores> };
   /** Invocations running on it. */
   busy: number;
   retired: boolean;
@@ -179,15 +217,31 @@ interface Outcome {
   fired: number;
 }
 
-/** The processor a container runs, with the user-function faults of its current plan. */
+/** The processor's state, for the outputs: the account's balance and count after a record. */
+function accountAfter(
+  processor: ProcessorName,
+  ctx: ProcessContext<StateDescriptors, OutputDescriptors>,
+): { balance: number; count: number } | undefined {
+  const state = ctx.state as unknown as Record<string, { get(): unknown }>;
+  return state[processor === 'ledger' ? 'entry' : 'account']!.get() as
+    | { balance: number; count: number }
+    | undefined;
+}
+
+/**
+ * The processor a container runs, with the user-function faults of its current plan, and (with
+ * outputs) one output per applied record, naming the invocation that processed it.
+ */
 function faultyProcessor(
-  inner: Processor<StateDescriptors>,
+  inner: Processor<StateDescriptors, OutputDescriptors>,
+  name: ProcessorName,
   faults: ContainerFaults,
   doubleAt?: string,
-): Processor<StateDescriptors> {
+): Processor<StateDescriptors, OutputDescriptors> {
+  const emits = Object.keys(inner.outputs ?? {}).length > 0;
   return {
     ...inner,
-    process(record, ctx) {
+    process(record: KafkaRecord, ctx) {
       if (faults.dead) throw new TidemarkError('container is dead', { retriable: true });
       const f = faults.processor;
       if (f && !f.fired && f.task === `${ctx.topic}-${ctx.partition}` && ++f.seen === f.nth) {
@@ -198,6 +252,19 @@ function faultyProcessor(
       }
       inner.process(record, ctx);
       if (doubleAt === `${ctx.topic}-${ctx.partition}@${record.offset}`) inner.process(record, ctx);
+      if (emits) {
+        const tombstone = record.value === null;
+        const after = accountAfter(name, ctx);
+        const value: CampaignOutput = {
+          task: `${ctx.topic}-${ctx.partition}`,
+          offset: record.offset.toString(),
+          account: ctx.key ?? '',
+          balance: tombstone ? null : (after?.balance ?? 0),
+          count: tombstone ? 0 : (after?.count ?? 0),
+          inv: faults.invocation,
+        };
+        emitOutputs(ctx.outputs as unknown as Record<string, OutputHandle<CampaignOutput>>, value);
+      }
     },
   };
 }
@@ -234,8 +301,61 @@ const OPS_BY_KIND: Partial<Record<FaultKind, Partial<Record<StoreOp, number>>>> 
   'crash-after-snapshot-put': { 'snapshot-put': 1 },
   'crash-before-commit': { 'commit-write': 1 },
   'crash-after-commit': { 'commit-write': 1 },
+  // Deliveries: before the first write of a sink; after a data object (no manifest yet) or a Kafka
+  // request (a transaction left open); after the last write (delivered, the engine never learns it).
+  'crash-before-delivery': { 'output-data-put': 1, 'output-txn': 1, 'kafka-init': 1, 'kafka-marker': 0.5 },
+  'crash-mid-delivery': { 'output-data-put': 1, 'kafka-send': 1, 'kafka-offsets': 1 },
+  'crash-after-delivery': { 'output-manifest-put': 1, 'output-txn': 1, 'kafka-commit': 1 },
+  'kafka-error': { 'kafka-init': 1, 'kafka-marker': 1, 'kafka-send': 2, 'kafka-offsets': 1 },
+  'kafka-lost-commit': { 'kafka-commit': 1 },
+  'db-error': { 'commit-write': 3, 'commit-read': 2 },
+  'db-lost-response': { 'commit-write': 1 },
 };
+// Deliveries take the store faults too (the sinks' requests go through the same clients).
+for (const [kind, ops] of [
+  ['s3-error', { 'output-data-put': 2, 'output-manifest-put': 2, 'output-head': 0.5 }],
+  ['ddb-error', { 'output-txn': 2 }],
+  ['ddb-throttle', { 'output-txn': 2 }],
+  ['sdk-timeout', { 'output-data-put': 1, 'output-manifest-put': 1, 'output-txn': 1 }],
+  ['net-reset-request', { 'output-data-put': 1, 'output-manifest-put': 1, 'output-txn': 1 }],
+  ['net-reset-response', { 'output-data-put': 1, 'output-manifest-put': 1, 'output-txn': 1 }],
+  ['net-stall', { 'output-data-put': 1, 'output-txn': 1 }],
+  ['latency', { 'output-data-put': 1, 'output-txn': 1, 'kafka-send': 1, 'kafka-commit': 1 }],
+] as const) {
+  OPS_BY_KIND[kind] ??= {};
+  Object.assign(OPS_BY_KIND[kind], ops);
+}
 const READ_OPS: ReadonlySet<StoreOp> = new Set(['snapshot-get', 'commit-read']);
+const COMMIT_OPS: ReadonlySet<StoreOp> = new Set(['commit-write', 'commit-read']);
+/** Faults a database commit store can take (at its interface). */
+const DATABASE_KINDS: ReadonlySet<FaultKind> = new Set([
+  'db-error',
+  'db-lost-response',
+  'latency',
+  'crash-before-commit',
+  'crash-after-commit',
+]);
+const S3_OUTPUT_OPS: ReadonlySet<StoreOp> = new Set([
+  'output-data-put',
+  'output-manifest-put',
+  'output-head',
+]);
+const KAFKA_OPS: ReadonlySet<StoreOp> = new Set([
+  'kafka-init',
+  'kafka-marker',
+  'kafka-send',
+  'kafka-offsets',
+  'kafka-commit',
+]);
+/** Faults planned by kind of invocation, not by store operation. */
+const NOT_BY_OP: ReadonlySet<FaultKind> = new Set([
+  'time-budget',
+  'crash-before-return',
+  'crash-mid-epoch',
+  'processor-transient',
+  'zombie',
+  'delivery-zombie',
+]);
 /** Error faults that may come in bursts long enough to exhaust the SDK's 3 attempts. */
 const BURSTY: ReadonlySet<FaultKind> = new Set([
   's3-error',
@@ -249,7 +369,12 @@ export class Lane {
   readonly stats = emptyLaneStats();
   private readonly o: LaneOptions;
   private readonly rnd: SeededRandom;
-  private readonly processor: Processor<StateDescriptors>;
+  private readonly brokerRnd: SeededRandom;
+  private readonly processor: Processor<StateDescriptors, OutputDescriptors>;
+  /** Fault weights with the kinds this lane cannot place set to 0. */
+  private readonly weights: Readonly<Record<FaultKind, number>>;
+  /** Where a delivery zombie can be held (by sink). */
+  private readonly deliveryHolds: StoreOp[];
   /** The ESM's position per task: index of the first record no successful invocation covered. */
   private readonly acked = new Map<string, number>();
   private pool: Container[] = [];
@@ -269,10 +394,45 @@ export class Lane {
   constructor(options: LaneOptions) {
     this.o = options;
     this.rnd = options.rnd;
-    this.processor = (options.processor === 'ledger'
-      ? ledger
-      : balances) as unknown as Processor<StateDescriptors>;
+    this.brokerRnd = options.rnd.derive('broker-faults');
+    const base = (options.processor === 'ledger' ? ledger : balances) as unknown as Processor<
+      StateDescriptors,
+      OutputDescriptors
+    >;
+    const outputs = options.outputs
+      ? outputDescriptors(options.outputs.campaign.targets, options.outputs.settings)
+      : {};
+    this.processor = Object.keys(outputs).length > 0 ? { ...base, outputs } : base;
     for (const t of options.tasks) this.acked.set(t.label, 0);
+    const weights = { ...options.weights };
+    for (const k of FAULT_KINDS) {
+      if (NOT_BY_OP.has(k)) continue;
+      const ops = Object.keys(OPS_BY_KIND[k] ?? {}) as StoreOp[];
+      if (!ops.some((op) => this.supports(k, op))) weights[k] = 0;
+    }
+    this.deliveryHolds = (['kafka-send', 'output-data-put', 'output-txn'] as const).filter((op) =>
+      this.supports('delivery-zombie', op),
+    );
+    if (this.deliveryHolds.length === 0) weights['delivery-zombie'] = 0;
+    this.weights = weights;
+  }
+
+  /** Can a fault of `kind` be placed on `op` in this lane (its commit store, its sinks)? */
+  private supports(kind: FaultKind, op: StoreOp): boolean {
+    const sinks = this.o.outputs?.campaign.targets.sinks ?? [];
+    if (COMMIT_OPS.has(op)) {
+      return this.o.commitStore === 'dynamodb' ? !kind.startsWith('db-') : DATABASE_KINDS.has(kind);
+    }
+    if (kind.startsWith('db-')) return false;
+    if (S3_OUTPUT_OPS.has(op)) return sinks.includes('s3');
+    if (op === 'output-txn') {
+      return (
+        sinks.includes('dynamodb') &&
+        (this.o.commitStore !== 'dynamodb' || this.o.outputs?.settings.inCommit === false)
+      );
+    }
+    if (KAFKA_OPS.has(op)) return sinks.includes('kafka');
+    return true;
   }
 
   get faultsFired(): number {
@@ -317,22 +477,54 @@ export class Lane {
       }),
       dynamodb: new DynamoDBClient({ ...common, endpoint: this.o.endpoints.dynamodb }),
     };
-    instrumentClients(clients, faults, this.o.observer);
-    const handler = createKafkaHandler(faultyProcessor(this.processor, faults, this.sabotaged('double')), {
-      env: {
-        TIDEMARK_BUCKET: this.o.bucket,
-        TIDEMARK_TABLE: this.o.table,
-        TIDEMARK_PIPELINE: this.o.pipeline,
+    const outputsPrefix = this.o.outputs?.campaign.targets.s3?.prefix;
+    instrumentClients(clients, faults, this.o.observer, { outputsPrefix });
+    const database: Container['database'] = {};
+    const kind = this.o.commitStore;
+    const inner: CommitStore =
+      kind === 'dynamodb'
+        ? new DynamoCommitStore({ client: clients.dynamodb, table: this.o.table })
+        : new DeferredCommitStore(kind, () => {
+            database.stores ??= loadDatabaseStores(kind, this.o.database ?? {});
+            return database.stores;
+          });
+    const stores = {
+      snapshots: new S3SnapshotStore({ client: clients.s3, bucket: this.o.bucket }),
+      commits: new CampaignCommitStore(inner, {
+        faults,
+        ledger: this.o.commitLedger,
+        observer: this.o.observer,
+        inject: kind !== 'dynamodb',
+        ...(this.o.trace ? { trace: this.o.trace } : {}),
+      }),
+    };
+    const handler = createKafkaHandler(
+      faultyProcessor(this.processor, this.o.processor, faults, this.sabotaged('double')),
+      {
+        env: {
+          TIDEMARK_BUCKET: this.o.bucket,
+          TIDEMARK_TABLE: this.o.table,
+          TIDEMARK_PIPELINE: this.o.pipeline,
+        },
+        stores,
+        telemetry: false,
+        config: this.o.config,
+        ...(this.o.outputs ? { sinks: this.o.outputs.campaign.sinkProvider({ faults, clients }) } : {}),
       },
-      clients,
-      telemetry: false,
-      config: this.o.config,
-    });
+    );
     this.stats.containers++;
-    const c: Container = { id, faults, handler, clients, busy: 0, retired: false };
+    const c: Container = { id, faults, handler, clients, database, busy: 0, retired: false };
     this.all.push(c);
     faults.onIdle = undefined;
     return c;
+  }
+
+  /** Releases what a container holds: its sinks (producers), its database connections, its clients. */
+  private release(c: Container): void {
+    void c.handler.runtime.engine.close().catch(() => {});
+    void c.database.stores?.then((d) => d.close()).catch(() => {});
+    c.clients.s3.destroy();
+    c.clients.dynamodb.destroy();
   }
 
   /** A warm container of the pool (most of the time) or a new one (cold for every task). */
@@ -356,8 +548,7 @@ export class Lane {
     c.retired = true;
     if (c.busy > 0) return;
     const close = () => {
-      c.clients.s3.destroy();
-      c.clients.dynamodb.destroy();
+      this.release(c);
       this.all = this.all.filter((x) => x !== c);
     };
     if (c.faults.inFlight === 0) close();
@@ -431,7 +622,7 @@ export class Lane {
     if (this.fired >= this.o.faultBudget) return out;
     const n = this.rnd.weighted({ 0: 15, 1: 50, 2: 25, 3: 10 } as Record<string, number>);
     const fresh = this.newParts(d);
-    const weights = { ...this.o.weights, zombie: 0 };
+    const weights = { ...this.weights, zombie: 0, 'delivery-zombie': 0 };
     for (let i = 0; i < Number(n); i++) {
       const kind = this.rnd.weighted<FaultKind>(weights);
       if (this.skipped(kind)) continue;
@@ -470,7 +661,9 @@ export class Lane {
       }
       const ops = { ...OPS_BY_KIND[kind] };
       if (!cold) for (const op of READ_OPS) delete ops[op];
-      for (const op of Object.keys(ops) as StoreOp[]) if (this.skipped(kind, op)) delete ops[op];
+      for (const op of Object.keys(ops) as StoreOp[]) {
+        if (this.skipped(kind, op) || !this.supports(kind, op)) delete ops[op];
+      }
       if (Object.keys(ops).length === 0) continue;
       const op = this.rnd.weighted<StoreOp>(ops);
       const targets = READ_OPS.has(op) ? d.parts : fresh;
@@ -495,8 +688,8 @@ export class Lane {
   }
 
   private async invoke(c: Container, d: Delivery, plan: Plan, zombie?: ZombieHold): Promise<Outcome> {
-    c.faults.arm(plan.store, plan.processor, zombie);
     const requestId = `lane${this.o.index}-inv${++this.invocationCount}`;
+    c.faults.arm(plan.store, plan.processor, zombie, requestId);
     this.activity = `${requestId} (${d.kind}) on container ${c.id}, faults: ${[...plan.store.map((f) => `${f.kind}@${f.op}#${f.nth}`), plan.processor?.kind, plan.timeBudgetAt === undefined ? undefined : 'time-budget', zombie ? 'zombie' : undefined].filter(Boolean).join(' ') || 'none'}`;
     let calls = 0;
     const context = {
@@ -507,6 +700,9 @@ export class Lane {
     };
     this.stats.invocations++;
     this.stats.deliveries[d.kind]++;
+    this.o.trace?.(
+      `c${c.id} ${requestId} invoke ${d.kind} ${d.parts.map((p) => `${p.task.label}[${p.from},${p.to})`).join(' ')}; ${this.activity}`,
+    );
     let outcome: Outcome;
     c.busy++;
     try {
@@ -556,6 +752,11 @@ export class Lane {
       this.recordFailure(requestId, outcome.error);
     }
     this.fired += outcome.fired;
+    this.o.trace?.(
+      `c${c.id} ${requestId} ${outcome.ok ? 'succeeded' : `failed: ${outcome.error instanceof Error ? `${outcome.error.name}: ${outcome.error.message.slice(0, 300)}` : String(outcome.error)}`}${c.faults.dead ? ` (dead: ${c.faults.deathCause})` : ''}`,
+    );
+    if (this.o.brokerFaults && this.brokerRnd.chance(this.o.brokerFaultRate ?? 0))
+      this.o.brokerFaults.trigger();
     if (c.faults.dead && !c.retired) {
       this.stats.crashed++;
       this.retire(c);
@@ -595,7 +796,10 @@ export class Lane {
       this.unexplainedInARow = 0;
       return;
     }
-    if (outcome.fired === 0 && !c.faults.dead) {
+    if (outcome.fired === 0 && !c.faults.dead && this.o.brokerFaults?.recent()) {
+      this.stats.failures['(during a broker fault)'] =
+        (this.stats.failures['(during a broker fault)'] ?? 0) + 1;
+    } else if (outcome.fired === 0 && !c.faults.dead) {
       this.unexplainedInARow++;
       const e = outcome.error;
       this.stats.unexplained.push(
@@ -615,15 +819,17 @@ export class Lane {
         : this.planBatch('retry-recomposed');
       return this.single(d, faultsLeft);
     }
-    const kind = this.rnd.weighted<DeliveryKind | 'zombie'>({
+    const kind = this.rnd.weighted<DeliveryKind | 'zombie' | 'delivery-zombie'>({
       batch: 70,
       rewind: 8,
       duplicate: this.succeededEvents.length > 0 ? 6 : 0,
       'in-batch-duplicates': 5,
       concurrent: 5,
-      zombie: faultsLeft && !this.skipped('zombie') ? this.o.weights.zombie : 0,
+      zombie: faultsLeft && !this.skipped('zombie') ? this.weights.zombie : 0,
+      'delivery-zombie': faultsLeft && !this.skipped('delivery-zombie') ? this.weights['delivery-zombie'] : 0,
     });
-    if (kind === 'zombie') return this.zombie(this.planBatch('batch'));
+    if (kind === 'zombie') return this.zombie(this.planBatch('batch'), 'zombie');
+    if (kind === 'delivery-zombie') return this.zombie(this.planBatch('batch'), 'delivery-zombie');
     if (kind === 'concurrent') return this.concurrent(this.planBatch('concurrent'));
     if (kind === 'duplicate') {
       const old = this.rnd.pick(this.succeededEvents);
@@ -650,16 +856,20 @@ export class Lane {
   }
 
   /**
-   * A zombie: the attempt is held right after its snapshot PUT of one task while the ESM's retry
-   * runs on a new container and commits; then it resumes. Its commit must lose, and its snapshot
-   * (an orphan) must never be loaded.
+   * A zombie: the attempt is held while the ESM's retry runs on a new container, then it resumes.
+   * `zombie`: held right before its commit of one task (its snapshot written); the retry commits,
+   * so its commit must lose and its snapshot (an orphan) must never be loaded. `delivery-zombie`:
+   * held in the middle of a delivery of one task (a Kafka transaction open, an S3 data object
+   * written, a DynamoDB delivery transaction applied), after its commit; the retry delivers the
+   * same epoch and moves on, and what the zombie does next must change no output.
    */
-  private async zombie(d: Delivery): Promise<void> {
+  private async zombie(d: Delivery, kind: 'zombie' | 'delivery-zombie'): Promise<void> {
     const fresh = this.newParts(d);
     if (fresh.length === 0) return this.single(d, true);
     const target = this.rnd.pick(fresh).task.label;
-    const hold: ZombieHold = { task: target, reached: gate(), resume: gate() };
-    this.stats.faults.zombie.planned++;
+    const op: StoreOp = kind === 'zombie' ? 'commit-write' : this.rnd.pick(this.deliveryHolds);
+    const hold: ZombieHold = { task: target, op, reached: gate(), resume: gate() };
+    this.stats.faults[kind].planned++;
     const a = this.container().c;
     const pa = this.invoke(a, d, { store: [] }, hold);
     const first = await Promise.race([
@@ -670,18 +880,22 @@ export class Lane {
       await this.settle(d, a, await pa);
       return;
     }
-    this.stats.zombies.held++;
-    this.stats.faults.zombie.fired++;
-    this.stats.faults.zombie.surfaced++;
+    if (kind === 'zombie') this.stats.zombies.held++;
+    else this.stats.deliveryZombies.held++;
+    this.stats.faults[kind].fired++;
+    this.stats.faults[kind].surfaced++;
     this.fired++;
-    if (hold.key) this.stats.zombieKeys.push(hold.key);
+    if (hold.key && kind === 'zombie') this.stats.zombieKeys.push(hold.key);
     const b = this.newContainer();
     this.pool.push(b);
     const rb = await this.invoke(b, this.eventOf('retry-same', d.parts), { store: [] });
     hold.resume.open();
     const ra = await pa;
     if (!rb.ok) this.stats.zombies.retryFailed++;
-    if (hold.commit === 'lost') this.stats.zombies.commitLost++;
+    if (kind === 'delivery-zombie') {
+      if (ra.ok) this.stats.deliveryZombies.resumedOk++;
+      else this.stats.deliveryZombies.resumedFailed++;
+    } else if (hold.commit === 'lost') this.stats.zombies.commitLost++;
     else if (hold.commit === 'won') {
       // Only a violation when the retry committed the task first.
       if (rb.ok) this.stats.zombies.commitWon++;
@@ -750,10 +964,7 @@ export class Lane {
 
   /** Closes every container's clients (in-flight requests included: the run is over). */
   close(): void {
-    for (const c of this.all) {
-      c.clients.s3.destroy();
-      c.clients.dynamodb.destroy();
-    }
+    for (const c of this.all) this.release(c);
     this.all = [];
     this.pool = [];
   }

@@ -1,11 +1,15 @@
 /**
  * `npm run campaign -- --seed <n> --faults <n> --records <n> --partitions <n>`: runs the fault
  * campaign against DynamoDB Local and the S3 server (started for the run, or the servers named by
- * the standard AWS variables with --use-env), prints the report, exits 1 when it failed.
+ * the standard AWS variables with --use-env), a commit store (`--commit-store`: DynamoDB, or a
+ * PostgreSQL, MariaDB or Redis server started for the run) and the outputs' sinks (`--outputs`: a
+ * local Kafka cluster started for the run, DynamoDB, S3), prints the report, exits 1 when it failed.
  */
-import { writeFileSync } from 'node:fs';
+import { createWriteStream, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { runCampaign } from './campaign.ts';
+import type { CommitStoreKind } from '../../lib/config/config.ts';
+import { CAMPAIGN_COMMIT_STORES, runCampaign } from './campaign.ts';
+import { CAMPAIGN_SINKS, type CampaignSink } from './outputCheck.ts';
 import { formatReport } from './report.ts';
 
 function int(name: string) {
@@ -30,6 +34,38 @@ const program = new Command('campaign')
       .default('both'),
   )
   .option('--keys <n>', 'accounts per task', int('keys'), 24)
+  .addOption(
+    new Option('--commit-store <store>', 'where commits go')
+      .choices([...CAMPAIGN_COMMIT_STORES])
+      .default('dynamodb'),
+  )
+  .option(
+    '--outputs <list>',
+    `sinks the processors emit to, comma-separated (${CAMPAIGN_SINKS.join(', ')}), or none`,
+    (v) => {
+      if (v === 'none') return [];
+      const list = v.split(',').filter(Boolean);
+      for (const x of list) {
+        if (!(CAMPAIGN_SINKS as readonly string[]).includes(x))
+          throw new InvalidArgumentError(`unknown sink ${x}; sinks: ${CAMPAIGN_SINKS.join(', ')}, or none`);
+      }
+      return list;
+    },
+    [...CAMPAIGN_SINKS],
+  )
+  .option('--brokers <list>', 'an existing Kafka cluster (host:port,…) for the Kafka outputs', (v) =>
+    v.split(',').filter(Boolean),
+  )
+  .option(
+    '--broker-faults <rate>',
+    'chance per invocation of a Kafka broker fault (local cluster)',
+    (v) => {
+      const n = Number(v);
+      if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('--broker-faults must be from 0 to 1');
+      return n;
+    },
+    0.02,
+  )
   .option(
     '--skip <list>',
     'faults never planned, comma-separated <kind> or <kind>@<op>',
@@ -42,9 +78,10 @@ const program = new Command('campaign')
   )
   .option(
     '--use-env',
-    'use the servers named by AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_DYNAMODB and TIDEMARK_BUCKET / TIDEMARK_TABLE',
+    'use the servers named by AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_DYNAMODB, TIDEMARK_BUCKET / TIDEMARK_TABLE and TIDEMARK_DB_URL',
   )
   .option('--json <file>', 'also write the full report as JSON')
+  .option('--trace <file>', 'append diagnostics (invocations, commits, deliveries, Kafka steps) to a file')
   .option('--quiet', 'no progress lines');
 
 program.parse();
@@ -56,14 +93,23 @@ const o = program.opts<{
   lanes: number;
   processor: 'both' | 'ledger' | 'balances';
   keys: number;
+  commitStore: CommitStoreKind;
+  outputs: CampaignSink[];
+  brokers?: string[];
+  brokerFaults: number;
   skip: string[];
   useEnv?: boolean;
   deterministic?: boolean;
   json?: string;
+  trace?: string;
   quiet?: boolean;
 }>();
 const seed = o.seed ?? Math.floor(Math.random() * 2 ** 31);
 const log = o.quiet ? undefined : (line: string) => console.error(`[campaign] ${line}`);
+const traceFile = o.trace ? createWriteStream(o.trace, { flags: 'a' }) : undefined;
+const trace = traceFile
+  ? (line: string) => traceFile.write(`${new Date().toISOString()} ${line}\n`)
+  : undefined;
 const report = await runCampaign({
   seed,
   faults: o.faults,
@@ -72,8 +118,14 @@ const report = await runCampaign({
   lanes: o.lanes,
   processor: o.processor,
   keysPerTask: o.keys,
+  commitStore: o.commitStore,
+  outputs: o.outputs,
+  kafkaBrokers: o.brokers,
+  brokerFaultRate: o.brokerFaults,
+  databaseUrl: o.useEnv ? process.env.TIDEMARK_DB_URL || undefined : undefined,
   skip: o.skip,
   deterministic: o.deterministic,
+  trace,
   env: o.useEnv ? process.env : undefined,
   log,
 });
@@ -84,4 +136,5 @@ if (o.json) {
     `${JSON.stringify(report, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
   );
 }
+traceFile?.end();
 process.exitCode = report.passed ? 0 : 1;

@@ -15,6 +15,15 @@ function table(rows: Array<Array<string | number>>): string {
     .join('\n');
 }
 
+/** Which lanes wrote their DynamoDB outputs in the commit's transaction, which after it. */
+function dynamoPaths(r: CampaignReport): string {
+  if (!r.options.outputs.includes('dynamodb')) return '';
+  const inCommit = r.lanes.filter((l) => l.dynamoInCommit).map((l) => l.index);
+  if (inCommit.length === 0) return ' (DynamoDB outputs after the commit on every lane)';
+  if (inCommit.length === r.lanes.length) return ' (DynamoDB outputs in the commit on every lane)';
+  return ` (DynamoDB outputs in the commit on lanes ${inCommit.join(', ')}, after it on the others)`;
+}
+
 export function formatReport(r: CampaignReport): string {
   const s = r.stats;
   const lines: string[] = [];
@@ -23,6 +32,9 @@ export function formatReport(r: CampaignReport): string {
   );
   lines.push(
     `input: ${r.records.total} records (${r.records.poison} poison, ${r.records.applied} to apply) over ${r.tasks.length} tasks, ${r.options.lanes} lanes (${r.options.processor})`,
+  );
+  lines.push(
+    `commits in ${r.options.commitStore}; outputs: ${r.options.outputs.length > 0 ? r.options.outputs.join(', ') : 'none'}${dynamoPaths(r)}`,
   );
   lines.push(
     `invocations: ${s.invocations} (${s.succeeded} succeeded, ${s.failed} failed) on ${s.containers} containers (${s.crashed} crashed)`,
@@ -56,6 +68,15 @@ export function formatReport(r: CampaignReport): string {
   lines.push(
     `zombies: ${s.zombies.held} held, ${s.zombies.commitLost} commits lost (as they must), ${s.zombies.commitWon} won over a committed retry, ${s.zombies.noCommit} never committed, ${s.zombies.retryFailed} retries failed`,
   );
+  if (r.options.outputs.length > 0) {
+    lines.push(
+      `delivery zombies: ${s.deliveryZombies.held} held mid-delivery while a retry delivered (${s.deliveryZombies.resumedOk} then succeeded, ${s.deliveryZombies.resumedFailed} failed)`,
+    );
+    const broker = Object.entries(r.brokerFaults);
+    lines.push(
+      `Kafka broker faults: ${broker.length > 0 ? broker.map(([k, v]) => `${k} ${v}`).join(', ') : 'none'}`,
+    );
+  }
   lines.push(
     `failed tasks by error: ${
       Object.entries(s.failures)
@@ -81,6 +102,27 @@ export function formatReport(r: CampaignReport): string {
     lines.push(
       `task ${v.pipeline}/${v.task}: committed ${v.committedOffset} (expected ${v.expectedOffset}), lost ${v.lost}, doubled ${v.doubled}, unexpected ${v.unexpected}${v.error ? `, ${v.error}` : ''}`,
     );
+  }
+  const sinks = Object.values(r.outputs);
+  if (sinks.length > 0) {
+    lines.push('');
+    const rows: Array<Array<string | number>> = [
+      ['sink', 'expected', 'read back', 'lost', 'duplicated', 'uncommitted', 'unexpected', 'out of order'],
+    ];
+    for (const v of sinks) {
+      rows.push([
+        v.sink,
+        v.expected,
+        v.seen,
+        v.lost,
+        v.duplicated,
+        v.uncommitted,
+        v.unexpected,
+        v.outOfOrder,
+      ]);
+    }
+    lines.push(table(rows));
+    for (const v of sinks) for (const e of v.examples.slice(0, 3)) lines.push(`  ${e}`);
   }
   for (const p of r.problems) lines.push(`problem: ${p}`);
   if (!r.passed) lines.push(`replay: ${r.replay}`);
