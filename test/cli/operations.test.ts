@@ -41,7 +41,8 @@ async function produce(from: number, count: number) {
 }
 
 describe('npx tidemark operator commands', () => {
-  it('status, savepoint create/list/restore/delete, export and bootstrap', async () => {
+  // A dozen CLI processes one after the other (each a cold Node start): minutes on a busy machine.
+  it('status, savepoint create/list/restore/delete, export and bootstrap', { timeout: 300_000 }, async () => {
     const pipeline = `cli-${randomUUID().slice(0, 8)}`;
     const brokers = mock.brokers.join(',');
     const handler = createKafkaHandler(balances, {
