@@ -99,6 +99,8 @@ export function buildCli(): Command {
         `updatedAt       ${r.updatedAt ?? '-'}`,
         `snapshot        ${r.snapshot ? `${r.snapshot.keys.join(' + ')} (${r.snapshot.bytes} bytes, ${r.snapshot.entries} entries)` : '-'}`,
         `retained        ${r.retained.map((h) => `epoch ${h.epoch} @ ${h.committedOffset}`).join(', ') || '-'}`,
+        `watermark       ${r.time.watermark ?? '-'}${r.time.dueAt ? ` (a tick has work from ${r.time.dueAt})` : ''}`,
+        `outbox          ${r.outbox ? `${r.outbox.outputs} output(s) delivered after the commit${r.outbox.settled ? ', settled' : ''}` : '-'}`,
         'state',
         JSON.stringify(r.state, null, 2),
       ];

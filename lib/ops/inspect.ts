@@ -1,6 +1,7 @@
 import { loadCheckpoint } from '../checkpoint/restore.ts';
 import type { CommitStore, SnapshotStore, TaskId } from '../checkpoint/stores.ts';
 import { tablesToJson } from './stateJson.ts';
+import { timeOf } from './status.ts';
 
 /** The `tidemark inspect --json` output (a contract: see the README). */
 export interface TaskInspection {
@@ -19,6 +20,10 @@ export interface InspectDetails extends TaskInspection {
   updatedAt: string | null;
   snapshot: { keys: string[]; bytes: number; entries: number } | null;
   retained: Array<{ epoch: number; committedOffset: string; updatedAt: string }>;
+  /** Event time (docs/time.md): the watermark and when a tick next has work (ISO-8601); null: none. */
+  time: { watermark: string | null; dueAt: string | null };
+  /** The epoch's outputs that did not commit with it (docs/outputs.md): delivered after the commit. */
+  outbox: { outputs: number; settled: boolean } | null;
 }
 
 /**
@@ -42,6 +47,8 @@ export async function inspectTask(
       updatedAt: null,
       snapshot: null,
       retained: [],
+      time: { watermark: null, dueAt: null },
+      outbox: null,
     };
   }
   const { store } = await loadCheckpoint(stores.snapshots, task, commit, {});
@@ -65,5 +72,7 @@ export async function inspectTask(
       committedOffset: h.committedOffset.toString(),
       updatedAt: h.updatedAt,
     })),
+    time: timeOf(commit.time ?? {}),
+    outbox: commit.outbox ? { outputs: commit.outbox.count, settled: commit.outbox.settled === true } : null,
   };
 }

@@ -4,7 +4,7 @@
  * topics' end offsets and the group's lag.
  */
 import { compareTasks } from '../checkpoint/savepoints.ts';
-import type { CommitStore } from '../checkpoint/stores.ts';
+import type { CommitStore, TaskTimeSummary } from '../checkpoint/stores.ts';
 import { type GroupMember, type KafkaOps, lagOf } from './kafka.ts';
 
 export interface TaskStatus {
@@ -20,6 +20,8 @@ export interface TaskStatus {
   updatedAt: string | null;
   applied: number;
   quarantined: number;
+  /** Event time (docs/time.md): the task's watermark and when a tick next has work for it (ISO-8601). */
+  time?: { watermark: string | null; dueAt: string | null };
   /** With Kafka: the group's committed offset (null: none), the log's bounds and the group's lag. */
   kafka?: { groupOffset: string | null; earliest: string; end: string; lag: string };
 }
@@ -28,6 +30,14 @@ export interface PipelineStatus {
   pipeline: string;
   tasks: TaskStatus[];
   group?: { id: string; state: string; members: GroupMember[] };
+}
+
+const isoOrNull = (ms: number | undefined) =>
+  ms === undefined || !Number.isFinite(ms) ? null : new Date(ms).toISOString();
+
+/** A commit item's time summary as operators read it. */
+export function timeOf(t: TaskTimeSummary): { watermark: string | null; dueAt: string | null } {
+  return { watermark: isoOrNull(t.watermark), dueAt: isoOrNull(t.dueAt) };
 }
 
 export async function pipelineStatus(
@@ -53,6 +63,7 @@ export async function pipelineStatus(
       updatedAt: c.updatedAt,
       applied: c.applied,
       quarantined: c.quarantined,
+      ...(c.time ? { time: timeOf(c.time) } : {}),
     });
   }
   const kafka = options.kafka;
