@@ -1,5 +1,5 @@
 /**
- * An S3 server in this process: s3rver 3.7.1 plus two shims it needs (see docs/local-servers.md):
+ * An S3 server in this process: s3rver 3.7.1 plus the shims it needs (see docs/local-servers.md):
  * - conditional writes: s3rver ignores If-None-Match / If-Match on PutObject and on
  *   CompleteMultipartUpload; a Koa middleware in front of its router adds them, as S3 answers them:
  *   412 PreconditionFailed on a failed condition, and 409 ConditionalRequestConflict, at once, for a
@@ -10,9 +10,13 @@
  * - paginated listings: s3rver's continuation token uses single DES, which OpenSSL 3 only has in its
  *   legacy provider. 3DES-EDE with K1=K2=K3 computes exactly single DES, so 'des' is mapped to it.
  *   (This patches node:crypto for the 'des' algorithm in this process only; nothing else uses it.)
+ * - deletes leave directories: s3rver removes a key's directories once a delete empties them, and a
+ *   PUT of another key that has just created the same directory then writes into a directory that
+ *   is gone (a 500, or an unhandled stream error that kills the process). S3 has no directories.
  */
 import crypto from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import S3rver from 's3rver';
@@ -112,6 +116,25 @@ function addConditionalWrites(server: S3rver): void {
   });
 }
 
+interface FilesystemStoreInternals {
+  getResourcePath(bucket: string, key: string, resource: string): string;
+  deleteObject(bucket: string, key: string): Promise<void>;
+}
+
+/** A delete removes the object's files and leaves its directories (see the module comment). */
+function keepDirectoriesOnDelete(server: S3rver): void {
+  const store = (server as unknown as { store: FilesystemStoreInternals }).store;
+  store.deleteObject = async (bucket, key) => {
+    await Promise.all(
+      ['object', 'object.md5', 'metadata.json'].map((resource) =>
+        unlink(store.getResourcePath(bucket, key, resource)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        }),
+      ),
+    );
+  };
+}
+
 export interface S3Local {
   endpoint: string;
   port: number;
@@ -136,6 +159,7 @@ export async function startS3Local(
     configureBuckets: (options.buckets ?? []).map((name) => ({ name, configs: [] })),
   });
   addConditionalWrites(server);
+  keepDirectoriesOnDelete(server);
   const { port } = await server.run();
   return {
     endpoint: `http://127.0.0.1:${port}`,
