@@ -17,8 +17,8 @@ const deposit = (key: string, amount: number) => record(key, JSON.stringify({ am
 
 describe('balances with outputs (examples/balancesWithOutputs.ts)', () => {
   it('emits every applied record’s running total to Kafka, and keeps the overdrawn accounts in DynamoDB', async () => {
-    expect(balancesWithOutputs.outputs.updates.options).toMatchObject({ topic: BALANCE_UPDATES_TOPIC });
-    expect(balancesWithOutputs.outputs.overdrawn.kind).toBe('dynamodb');
+    expect(balancesWithOutputs.outputs?.updates.options).toMatchObject({ topic: BALANCE_UPDATES_TOPIC });
+    expect(balancesWithOutputs.outputs?.overdrawn.kind).toBe('dynamodb');
     const d = new TestDriver(balancesWithOutputs, { topic: 'transactions' });
     await d.send([
       deposit('a', 5), // 0
@@ -57,6 +57,6 @@ describe('balances with outputs (examples/balancesWithOutputs.ts)', () => {
 
   it('takes other outputs in code (a table name, a topic)', () => {
     const p = balancesWithOutputsProcessor({ overdrawn: overdrawnAccountsOutput('overdrawn-accounts') });
-    expect(p.outputs.overdrawn.options).toMatchObject({ table: 'overdrawn-accounts' });
+    expect(p.outputs?.overdrawn.options).toMatchObject({ table: 'overdrawn-accounts' });
   });
 });
