@@ -234,6 +234,14 @@ export class TidemarkMonitoring extends Construct {
         ]),
         graph('Epochs and conflicts', [m(METRIC.epochsCommitted, 'Sum')], [m(METRIC.commitConflicts, 'Sum')]),
         graph(
+          'Outputs and timers',
+          [m(METRIC.outputsCommitted, 'Sum'), m(METRIC.outputsDelivered, 'Sum')],
+          [
+            m(METRIC.outputDeliveryDuration, 'p99', 'OutputDeliveryDuration p99 (ms)'),
+            m(METRIC.timersQuarantined, 'Sum'),
+          ],
+        ),
+        graph(
           'Lag',
           [offsetLag],
           [

@@ -39,6 +39,14 @@ export const METRIC = {
   recordAge: 'RecordAge',
   /** Invocations that failed (the event source mapping retries them). */
   failedBatches: 'FailedBatches',
+  /** Outputs an epoch committed (in the commit's transaction or in its outbox). Per epoch. */
+  outputsCommitted: 'OutputsCommitted',
+  /** Outputs of an epoch's outbox delivered after its commit (a retry may deliver some again). */
+  outputsDelivered: 'OutputsDelivered',
+  /** Delivering an epoch's outbox to every sink, in ms. */
+  outputDeliveryDuration: 'OutputDeliveryDuration',
+  /** Timers whose callback failed for good and were set aside under the quarantine policy. */
+  timersQuarantined: 'TimersQuarantined',
 } as const;
 
 export type MetricName = (typeof METRIC)[keyof typeof METRIC];
@@ -57,4 +65,8 @@ export const METRIC_UNIT = {
   WarmCacheHits: 'Count',
   RecordAge: 'Milliseconds',
   FailedBatches: 'Count',
+  OutputsCommitted: 'Count',
+  OutputsDelivered: 'Count',
+  OutputDeliveryDuration: 'Milliseconds',
+  TimersQuarantined: 'Count',
 } as const satisfies Record<MetricName, 'Count' | 'Milliseconds' | 'Bytes'>;

@@ -125,9 +125,18 @@ export function createTelemetry(
         ...errorKeys(error),
       });
     },
+    timerQuarantined: (task, timer, error) => {
+      add(METRIC.timersQuarantined, 1);
+      logger.warn('timer quarantined', {
+        ...taskKeys(task, lastEpoch(task) + 1),
+        timer: { domain: timer.domain, timestamp: timer.timestamp, key: timer.key, tag: timer.tag },
+        ...errorKeys(error),
+      });
+    },
     epochCommitted: (i) => {
       remember(i.task, i.epoch);
       add(METRIC.epochsCommitted, 1);
+      if (i.outputs > 0) add(METRIC.outputsCommitted, i.outputs);
       add(METRIC.recordsApplied, i.applied);
       add(METRIC.recordsQuarantined, i.quarantined);
       add(METRIC.checkpointDuration, i.checkpointMs);
@@ -149,12 +158,15 @@ export function createTelemetry(
         changedKeys: i.changedKeys,
       });
     },
-    outputsDelivered: (i) =>
+    outputsDelivered: (i) => {
+      add(METRIC.outputsDelivered, i.outputs);
+      add(METRIC.outputDeliveryDuration, i.durationMs);
       logger.debug('outputs delivered', {
         ...taskKeys(i.task, i.epoch),
         outputs: i.outputs,
         durationMs: Math.round(i.durationMs),
-      }),
+      });
+    },
     commitConflict: (task, expectedEpoch, winnerEpoch) => {
       add(METRIC.commitConflicts, 1);
       logger.warn('commit conflict: another attempt committed first; continuing from its checkpoint', {

@@ -3,10 +3,12 @@
  * stdout is parsed, the EMF documents are checked against the metric names and dimensions the
  * CDK construct's alarms use, and the log lines for the keys operators search by.
  */
+import type { Context } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { balances } from '../../examples/balances.ts';
 import { lambdaContext } from '../../harness/esm/lambdaContext.ts';
 import { mskEvent, type TestRecord } from '../../harness/esm/mskEvent.ts';
+import { defineProcessor } from '../../lib/checkpoint/processor.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import {
   METRIC,
@@ -16,10 +18,29 @@ import {
   SERVICE_DIMENSION,
   SERVICE_NAME,
 } from '../../lib/observability/metricNames.ts';
+import { customOutput } from '../../lib/output/custom.ts';
+import { valueState } from '../../lib/state/descriptors.ts';
 import { MemoryCommitStore, MemorySnapshotStore } from '../../lib/store/memory/memoryStores.ts';
 import { pipelineStack, removeOutdirs } from '../cdk/synth.ts';
 
 const PIPELINE = 'emf-check';
+
+/** Emits one output per record; a record `t:<ts>` sets an event-time timer, whose callback throws. */
+const timed = defineProcessor({
+  state: { seen: valueState<number>() },
+  outputs: { echo: customOutput<string>({ deliver: async () => {} }) },
+  poisonPolicy: 'quarantine',
+  time: { maxOutOfOrdernessMs: 0 },
+  process(record, ctx) {
+    ctx.state.seen.set((ctx.state.seen.get() ?? 0) + 1);
+    const v = record.value?.toString('utf8') ?? '';
+    ctx.outputs.echo.emit(v);
+    if (v.startsWith('t:')) ctx.timers.registerEventTime(Number(v.slice(2)));
+  },
+  onTimer() {
+    throw new Error('timer callback failed');
+  },
+});
 
 interface EmfDocument {
   _aws: {
@@ -76,7 +97,11 @@ beforeAll(async () => {
       value: { amount },
       timestamp: recent,
     });
-    const invoke = async (h: typeof a, records: TestRecord[], requestId: string) => {
+    const invoke = async (
+      h: (event: unknown, context?: Partial<Context>) => Promise<unknown>,
+      records: TestRecord[],
+      requestId: string,
+    ) => {
       try {
         await h(mskEvent(records), { ...lambdaContext(60_000, requestId), functionName: 'balances-fn' });
         invocations.push({ requestId, outcome: 'ok' });
@@ -89,6 +114,20 @@ beforeAll(async () => {
     await invoke(a, [rec(2, 'bob', 3), rec(3, 'alice', 1)], 'req-a2'); // warm, epoch 2
     await invoke(b, [rec(2, 'bob', 3), rec(3, 'alice', 1)], 'req-b2'); // warm but stale: loses to epoch 2
     await invoke(a, [rec(5, 'carol', 2), rec(4, 'bob', 1), rec(4, 'bob', 1)], 'req-a3'); // one duplicate inside the event
+    // Another task of the pipeline, run by a processor with outputs and a timer whose callback fails.
+    const t = createKafkaHandler(timed, {
+      stores: { snapshots: new MemorySnapshotStore(), commits: new MemoryCommitStore() },
+      env,
+    });
+    const at = (offset: number, timestamp: number, value: string): TestRecord => ({
+      topic: 'clicks',
+      partition: 0,
+      offset,
+      key: 'k',
+      value,
+      timestamp,
+    });
+    await invoke(t, [at(0, 100, 't:150'), at(1, 200, '')], 'req-t1'); // the timer at 150 fails: set aside
     try {
       await a(
         { eventSource: 'aws:kafka', records: 'not records' },
@@ -124,6 +163,7 @@ describe('EMF output of a handler run', () => {
       { requestId: 'req-a2', outcome: 'ok' },
       { requestId: 'req-b2', outcome: 'ok' },
       { requestId: 'req-a3', outcome: 'ok' },
+      { requestId: 'req-t1', outcome: 'ok' },
       { requestId: 'req-bad', outcome: 'failed' },
     ]);
     expect(emf.length).toBeGreaterThan(0);
@@ -151,8 +191,12 @@ describe('EMF output of a handler run', () => {
   });
 
   it('counts what happened', () => {
-    expect(sum(METRIC.epochsCommitted)).toBe(3); // a1, a2, a3 (b2's attempt lost)
-    expect(sum(METRIC.recordsApplied)).toBe(1 + 2 + 2);
+    expect(sum(METRIC.epochsCommitted)).toBe(3 + 1); // a1, a2, a3 (b2's attempt lost), t1
+    expect(sum(METRIC.recordsApplied)).toBe(1 + 2 + 2 + 2);
+    expect(sum(METRIC.outputsCommitted)).toBe(2); // t1: one per record (the failed timer's is undone)
+    expect(sum(METRIC.outputsDelivered)).toBe(2);
+    expect(values(METRIC.outputDeliveryDuration)).toHaveLength(1);
+    expect(sum(METRIC.timersQuarantined)).toBe(1);
     expect(sum(METRIC.recordsQuarantined)).toBe(1);
     expect(sum(METRIC.commitConflicts)).toBe(1);
     expect(sum(METRIC.duplicatesSkipped)).toBe(2 + 2 + 1); // b1, b2 after the lost race, a3 in-event
@@ -161,10 +205,14 @@ describe('EMF output of a handler run', () => {
     expect(values(METRIC.restoreDuration)).toHaveLength(2); // b1 cold, b2 after the conflict
     expect(values(METRIC.recordAge).every((v) => v >= 1000 && Number.isFinite(v))).toBe(true);
     expect(values(METRIC.snapshotBytes).every((v) => v > 0)).toBe(true);
-    expect(values(METRIC.stateKeys)).toEqual([1, 2, 3]);
+    // t1: the key's count and the timers' own table (the quarantined timer is gone, its table's key stays).
+    expect(values(METRIC.stateKeys)).toEqual([1, 2, 3, 2]);
   });
 
-  it("carries every metric the construct's alarms watch, with the dimensions they name", () => {
+  // A CDK synth with bundling: slow on a busy machine.
+  it("carries every metric the construct's alarms watch, with the dimensions they name", {
+    timeout: 240_000,
+  }, () => {
     const { template } = pipelineStack({ pipelineId: PIPELINE });
     const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm'))
       .map(
@@ -209,7 +257,10 @@ describe('structured logs of a handler run', () => {
   it('name topic, partition and epoch on every line about a task', () => {
     expect(taskLines().length).toBeGreaterThan(5);
     for (const l of taskLines()) {
-      expect(l).toMatchObject({ topic: 'deposits', partition: 3 });
+      const fromTimed = l.function_request_id === 'req-t1';
+      expect(l).toMatchObject(
+        fromTimed ? { topic: 'clicks', partition: 0 } : { topic: 'deposits', partition: 3 },
+      );
       expect(Number.isInteger(l.epoch), l.message).toBe(true);
     }
     const find = (message: string, requestId: string) =>
@@ -221,6 +272,13 @@ describe('structured logs of a handler run', () => {
     expect(find('commit conflict', 'req-b2')).toMatchObject({ epoch: 2, expectedEpoch: 1, winnerEpoch: 2 });
     expect(find('task state restored', 'req-b2')).toMatchObject({ epoch: 2, reason: 'conflict' });
     expect(find('batch failed', 'req-bad')).toMatchObject({ level: 'ERROR', retriable: false });
+    expect(find('timer quarantined', 'req-t1')).toMatchObject({
+      level: 'WARN',
+      epoch: 1,
+      timer: { domain: 'event', timestamp: 150, key: 'k', tag: '' },
+      error: { message: 'timer callback failed' },
+    });
+    expect(find('outputs delivered', 'req-t1')).toMatchObject({ epoch: 1, outputs: 2 });
   });
 });
 
