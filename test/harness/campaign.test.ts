@@ -57,6 +57,7 @@ it(`keeps exactly-once, state and outputs, through ${faults} injected faults (se
 
 it.each(['lose', 'double'] as const)(
   'reports a %s record of the state when exactly-once is broken on purpose (harness self-check)',
+  { timeout: 300_000 },
   async (sabotage) => {
     const report = await runCampaign({
       seed,
