@@ -1216,16 +1216,17 @@ export async function runIcebergCampaign(options: IcebergCampaignOptions): Promi
   log(`stream delivered: ${stats.total} invocations, ${cstats.runs} committer runs`);
 
   // The end: clean committer runs until nothing is staged.
-  let staged: readonly string[] = [];
   const clean = icebergOutput<Row>({ ...outputOptions });
+  const loaded = await world.catalog(io).loadTable({ namespace: NAMESPACE, name: TABLE_NAME });
+  const stagedPrefix = `${loaded?.metadata.location}/tidemark/${pipeline}/staged/`;
   for (let i = 0; i < 5; i++) {
     await runCommitter(committer(true));
-    staged = (await readIcebergOutput(clean, { env: world.env, pipeline })).staged;
-    if (staged.length === 0) break;
+    if ((await io.list(stagedPrefix)).length === 0) break;
   }
 
   // Judge.
   const table = await readIcebergOutput(clean, { env: world.env, pipeline });
+  const staged = table.staged;
   const rows = [...table.rows];
   if (options.sabotage === 'lose-row') rows.splice(random.int(0, rows.length - 1), 1);
   if (options.sabotage === 'duplicate-row') rows.push(rows[random.int(0, rows.length - 1)]!);
