@@ -22,19 +22,25 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
   #joined = '';
   /** Start of row i's key in #joined; #starts[rows] is the end. */
   #starts: Uint32Array = new Uint32Array(1);
-  #values: V[] = [];
-  /** Row + 1 in each slot (0: empty). */
-  #index: Int32Array = new Int32Array(0);
+  /**
+   * The values, row by row: the decoded array itself (frozen) until enough rows are gone, then a
+   * copy in which gone rows hold nothing (see #drop).
+   */
+  #values: readonly V[] = [];
+  #valuesOwned = false;
+  /** Two int32 per slot: row + 1 (0: empty), then the key's hash (compared before the key). */
+  #slots: Int32Array = new Int32Array(0);
   /** 1 once row i's key lives in the Map itself, or was deleted. */
   #gone: Uint8Array = new Uint8Array(0);
   /** Rows not gone. */
   #live = 0;
 
   /**
-   * A table of the rows (`keys` joined, `lengths` in UTF-16 units, `values` in the same order).
+   * A table of the rows (`keys` joined, `lengths` in UTF-16 units, `values` in the same order; the
+   * table keeps `values` and never changes it).
    * Throws when the lengths do not add up to the keys or a key appears twice.
    */
-  static fromColumns<V>(joined: string, lengths: Uint32Array, values: V[]): ColumnarTable<V> {
+  static fromColumns<V>(joined: string, lengths: Uint32Array, values: readonly V[]): ColumnarTable<V> {
     const rows = lengths.length;
     if (values.length !== rows) throw new Error('keys and values differ in count');
     const table = new ColumnarTable<V>();
@@ -48,27 +54,40 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
     if (pos !== joined.length) throw new Error('keys do not match their lengths');
     let capacity = 16;
     while (capacity < rows * 2) capacity *= 2;
-    const index = new Int32Array(capacity);
     const mask = capacity - 1;
-    for (let r = 0; r < rows; r++) {
-      const from = starts[r]!;
-      const to = starts[r + 1]!;
-      let i = hashRange(joined, from, to) & mask;
+    const hashes = new Int32Array(rows);
+    for (let r = 0; r < rows; r++) hashes[r] = hashRange(joined, starts[r]!, starts[r + 1]!);
+    // Rows are inserted in the order of their home slot (a counting sort on its top bits), so the
+    // writes sweep the index once instead of landing anywhere in it: with a million keys the index
+    // is far larger than the CPU's caches, and random writes cost a cache miss each.
+    const shift = Math.max(0, Math.log2(capacity) - 11);
+    const counts = new Uint32Array((capacity >>> shift) + 1);
+    for (let r = 0; r < rows; r++) counts[((hashes[r]! & mask) >>> shift) + 1]!++;
+    for (let b = 1; b < counts.length; b++) counts[b]! += counts[b - 1]!;
+    const order = new Uint32Array(rows);
+    for (let r = 0; r < rows; r++) order[counts[(hashes[r]! & mask) >>> shift]!++] = r;
+    const slots = new Int32Array(capacity * 2);
+    for (let n = 0; n < rows; n++) {
+      const r = order[n]!;
+      const h = hashes[r]!;
+      let i = h & mask;
       for (;;) {
-        const other = index[i]! - 1;
+        const s = i << 1;
+        const other = slots[s]! - 1;
         if (other < 0) {
-          index[i] = r + 1;
+          slots[s] = r + 1;
+          slots[s + 1] = h;
           break;
         }
-        if (sameKey(joined, starts, other, from, to)) throw new Error('a key appears twice');
+        if (slots[s + 1] === h && sameKey(joined, starts, other, starts[r]!, starts[r + 1]!))
+          throw new Error('a key appears twice');
         i = (i + 1) & mask;
       }
     }
     table.#joined = joined;
     table.#starts = starts;
-    // A copy the table may clear: a row's value goes when the row does (decoded arrays are frozen).
-    table.#values = Array.from(values);
-    table.#index = index;
+    table.#values = values;
+    table.#slots = slots;
     table.#gone = new Uint8Array(rows);
     table.#live = rows;
     return table;
@@ -77,34 +96,54 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
   /** The column row of `key` that is not gone, or -1. */
   #row(key: string): number {
     if (this.#live === 0) return -1;
-    const index = this.#index;
-    const mask = index.length - 1;
+    const slots = this.#slots;
+    const mask = (slots.length >>> 1) - 1;
     const joined = this.#joined;
     const starts = this.#starts;
-    let i = hashString(key) & mask;
+    const h = hashString(key) | 0;
+    let i = h & mask;
     for (;;) {
-      const r = index[i]! - 1;
+      const s = i << 1;
+      const r = slots[s]! - 1;
       if (r < 0) return -1;
-      const from = starts[r]!;
-      if (starts[r + 1]! - from === key.length && joined.startsWith(key, from)) {
-        return this.#gone[r] ? -1 : r;
+      if (slots[s + 1] === h) {
+        const from = starts[r]!;
+        if (starts[r + 1]! - from === key.length && joined.startsWith(key, from)) {
+          return this.#gone[r] ? -1 : r;
+        }
       }
       i = (i + 1) & mask;
     }
   }
 
-  /** Marks a row gone; the columns go once no row is left in them. */
+  /**
+   * Marks a row gone; the columns go once no row is left in them. A gone row's value must not stay
+   * alive through the columns (the Map may replace it): once an eighth of the rows are gone the table
+   * copies the values without them, and clears each row that goes after that. (Copying at once would
+   * add a copy of every value to each restore, most of whose rows no record ever touches.)
+   */
   #drop(r: number): void {
     this.#gone[r] = 1;
-    this.#values[r] = undefined as V;
-    if (--this.#live === 0) this.#release();
+    if (--this.#live === 0) {
+      this.#release();
+      return;
+    }
+    if (this.#valuesOwned) (this.#values as V[])[r] = undefined as V;
+    else if (this.#gone.length - this.#live >= this.#gone.length >>> 3) {
+      const gone = this.#gone;
+      const values = Array.from(this.#values);
+      for (let i = 0; i < values.length; i++) if (gone[i]) values[i] = undefined as V;
+      this.#values = values;
+      this.#valuesOwned = true;
+    }
   }
 
   #release(): void {
     this.#joined = '';
     this.#starts = new Uint32Array(1);
     this.#values = [];
-    this.#index = new Int32Array(0);
+    this.#valuesOwned = false;
+    this.#slots = new Int32Array(0);
     this.#gone = new Uint8Array(0);
     this.#live = 0;
   }
