@@ -1,9 +1,9 @@
 /**
  * Benchmark 7, the AWS-latency profile: the same balances stream through (a) Tidemark warm and (c)
- * one UpdateItem per record, against DynamoDB Local and the S3 server reached through the project's
- * TCP proxy (harness/campaign/proxy.ts), which holds every response back by a latency drawn from
- * what AWS documents and users report for each service (harness/latency.ts; the figures and their
- * sources are in docs/performance.md). Local servers answer in about half a millisecond, which
+ * one UpdateItem per record, against DynamoDB Local and the S3 server reached through a latency
+ * proxy (harness/latencyProxy.ts), which holds every response back by a latency drawn from what AWS
+ * documents and users report for each service (harness/latency.ts; the figures and their sources are
+ * in docs/performance.md). Local servers answer in about half a millisecond, which
  * hides what users meet on AWS: a request-bound approach slows down with the service's latency, an
  * epoch-bound one hardly.
  *
@@ -13,8 +13,8 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { balances } from '../examples/balances.ts';
-import { startFaultProxy } from '../harness/campaign/proxy.ts';
 import { type LatencyProfile, latencyModel } from '../harness/latency.ts';
+import { startLatencyProxy } from '../harness/latencyProxy.ts';
 import { createKafkaHandler } from '../lib/handler/createKafkaHandler.ts';
 import { createDynamoDBClient, createS3Client } from '../lib/store/clients.ts';
 import { perRecordUpdateHandler } from './baselines.ts';
@@ -199,12 +199,8 @@ export async function runAwsLatency(
   const ddbEndpoint = target.env.AWS_ENDPOINT_URL_DYNAMODB ?? target.env.AWS_ENDPOINT_URL;
   const s3Endpoint = target.env.AWS_ENDPOINT_URL_S3 ?? target.env.AWS_ENDPOINT_URL;
   if (!ddbEndpoint || !s3Endpoint) throw new Error('the AWS-latency profile needs local endpoints');
-  const ddbProxy = await startFaultProxy(hostPort(ddbEndpoint), {
-    latency: latencyModel(AWS_LATENCY.dynamodb, o.seed),
-  });
-  const s3Proxy = await startFaultProxy(hostPort(s3Endpoint), {
-    latency: latencyModel(AWS_LATENCY.s3, o.seed + 1),
-  });
+  const ddbProxy = await startLatencyProxy(hostPort(ddbEndpoint), latencyModel(AWS_LATENCY.dynamodb, o.seed));
+  const s3Proxy = await startLatencyProxy(hostPort(s3Endpoint), latencyModel(AWS_LATENCY.s3, o.seed + 1));
   const env = {
     ...target.env,
     AWS_ENDPOINT_URL_DYNAMODB: ddbProxy.endpoint,

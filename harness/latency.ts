@@ -1,5 +1,5 @@
 /**
- * Latencies of AWS services as users meet them, for the TCP proxy (`startFaultProxy`'s `latency`):
+ * Latencies of AWS services as users meet them, for the latency proxy (./latencyProxy.ts):
  * each response is held back by a time drawn from a log-normal distribution fixed by its median and
  * its 99th percentile, plus its bytes at a given bandwidth. Seeded: a run draws the same latencies.
  * The figures and their sources are in docs/performance.md ("AWS-latency profile").
