@@ -398,6 +398,65 @@ describe('inline snapshots', () => {
     expect(await restoredJson(s)).toEqual(warmJson(cold));
   });
 
+  it('recovers from a crash after the commit that carried an inline delta, in the warm and in a cold container', async () => {
+    for (const warm of [true, false]) {
+      const s = setup({ snapshotInlineMaxBytes: 1_000 });
+      const e = s.engine();
+      let offset = await bigBase(s, e);
+      for (let i = 0; i < 2; i++) await e.processEvent(mskEvent([rec(offset++, `key-${i}`, 'add', i)]));
+      s.commits.afterCommit = () => {
+        throw new SimulatedCrash('after commit');
+      };
+      const batch = [rec(offset++, 'key-5', 'set', 5), rec(offset++, 'new-1', 'put', 1)];
+      await expect(e.processEvent(mskEvent(batch))).rejects.toBeInstanceOf(BatchFailedError);
+      s.commits.afterCommit = undefined;
+      const committed = (await s.memCommits.read(TASK))!;
+      // The crashed attempt's delta is committed, in the item: an S3 base and three inline deltas.
+      expect(shape(committed)).toBe('Fiii');
+      const puts = s.mem.calls.put;
+      // The retry (the same container, or a new one that restores that chain) skips what the delta
+      // holds, and carries on from it with another inline delta.
+      const retry = warm ? e : s.engine();
+      expect(await retry.processEvent(mskEvent(batch))).toMatchObject({ applied: 0, duplicatesSkipped: 2 });
+      await retry.processEvent(
+        mskEvent([rec(offset++, 'key-5', 'add', 6), rec(offset++, 'key-6', 'del', 0)]),
+      );
+      const c = (await s.memCommits.read(TASK))!;
+      expect(shape(c)).toBe('Fiiii');
+      expect(s.mem.calls.put).toBe(puts);
+      expect(await restoredJson(s)).toEqual(warmJson(retry));
+    }
+  });
+
+  it('refuses to process on a corrupt inline delta: a typed, non-retriable error, nothing applied or committed', async () => {
+    const s = setup({ snapshotInlineMaxBytes: 1_000 });
+    const e = s.engine();
+    let offset = await bigBase(s, e);
+    for (let i = 0; i < 3; i++) await e.processEvent(mskEvent([rec(offset++, `key-${i}`, 'add', i)]));
+    const c = (await s.memCommits.read(TASK))!;
+    expect(shape(c)).toBe('Fiii');
+    const link = c.chain[2]!;
+    const flipped = Buffer.from(link.inline!);
+    flipped[flipped.length - 10]! ^= 0x10;
+    const key = [...s.memCommits.items.keys()][0]!;
+    s.memCommits.items.set(key, {
+      ...c,
+      chain: c.chain.map((r) => (r === link ? { ...r, inline: flipped } : r)),
+    });
+    const err = await s
+      .engine()
+      .processEvent(mskEvent([rec(offset, 'key-1', 'add', 9)]))
+      .catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(BatchFailedError);
+    const cause = (err as BatchFailedError).failures[0]!.error;
+    expect(cause).toBeInstanceOf(SnapshotCorruptError);
+    expect((cause as SnapshotCorruptError).retriable).toBe(false);
+    expect((err as BatchFailedError).retriable).toBe(false);
+    const after = (await s.memCommits.read(TASK))!;
+    expect(after.epoch).toBe(c.epoch);
+    expect(after.committedOffset).toBe(c.committedOffset);
+  });
+
   it('refuses an inline link whose bytes are not the ones committed', async () => {
     const s = setup();
     const e = s.engine();
