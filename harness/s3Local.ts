@@ -5,8 +5,11 @@
  *   412 PreconditionFailed on a failed condition, and 409 ConditionalRequestConflict, at once, for a
  *   conditional write of a key that another conditional write is still writing (one write per key
  *   in flight makes check-and-write atomic), and a conditional create whose body was cut short
- *   leaves no object (s3rver would keep the bytes it got). So the conditional-create path of the
- *   snapshot store, and its answer to a conflict, are exercised for real;
+ *   leaves no object (s3rver would keep the bytes it got). An object being created is not visible
+ *   (GET and HEAD answer 404) until its PUT completed, data and metadata together, and a client
+ *   that goes away after sending the whole body does not stop the write. So the conditional-create
+ *   path of the snapshot store and of the S3 output sink, and their answer to a conflict, are
+ *   exercised for real;
  * - paginated listings: s3rver's continuation token uses single DES, which OpenSSL 3 only has in its
  *   legacy provider. 3DES-EDE with K1=K2=K3 computes exactly single DES, so 'des' is mapped to it.
  *   (This patches node:crypto for the 'des' algorithm in this process only; nothing else uses it.)
@@ -61,12 +64,23 @@ function addConditionalWrites(server: S3rver): void {
   const srv = server as unknown as S3rverInternals;
   /** Keys a conditional write is writing now. */
   const inFlight = new Set<string>();
+  /** Keys a conditional create is writing now: not visible to reads until the write completes. */
+  const creatingNow = new Set<string>();
   const fail = (ctx: KoaContext, status: number, code: string, message = code) => {
     ctx.status = status;
     ctx.type = 'application/xml';
     ctx.body = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`;
   };
   srv.middleware.unshift(async (ctx, next) => {
+    // S3 makes an object visible, data and metadata together, once its PUT completed; s3rver writes
+    // the object's file as the body arrives, then its metadata. A read of a key being created sees
+    // no object (a 404), as on S3.
+    if ((ctx.method === 'GET' || ctx.method === 'HEAD') && creatingNow.size > 0) {
+      const [, b = '', ...k] = ctx.path.split('/');
+      if (k.length > 0 && creatingNow.has(`${b}/${decodeURIComponent(k.join('/'))}`)) {
+        return fail(ctx, 404, 'NoSuchKey', 'The specified key does not exist.');
+      }
+    }
     const ifNoneMatch = ctx.get('if-none-match');
     const ifMatch = ctx.get('if-match');
     const isPut = ctx.method === 'PUT' && ctx.query.partNumber === undefined;
@@ -94,13 +108,18 @@ function addConditionalWrites(server: S3rver): void {
         // A create whose body did not arrive whole is undone before anyone else may write the key.
         // (An If-Match overwrite cut short has already replaced the old object: not undone.)
         if (creating && !ctx.req.complete) await srv.store.deleteObject(bucket, key).catch(() => undefined);
+        creatingNow.delete(id);
         inFlight.delete(id);
       })();
       return released;
     };
     // A client that goes away mid-body leaves s3rver's handler waiting for ever: the connection
-    // closing must free the key too, or every later conditional PUT of it would be refused.
-    ctx.res.once('close', () => void release());
+    // closing must free the key too, or every later conditional PUT of it would be refused. A client
+    // that goes away once the whole body arrived (a client-side timeout) does not: the write goes on
+    // to completion, as on S3, and the key stays taken until it is done.
+    ctx.res.once('close', () => {
+      if (!ctx.req.complete) void release();
+    });
     try {
       const exists = await srv.store.existsObject(bucket, key);
       if (ifNoneMatch === '*' && exists) return fail(ctx, 412, 'PreconditionFailed');
@@ -109,6 +128,7 @@ function addConditionalWrites(server: S3rver): void {
         return fail(ctx, 412, 'PreconditionFailed');
       }
       creating = ifNoneMatch === '*' && isPut;
+      if (creating) creatingNow.add(id);
       await next();
     } finally {
       await release();

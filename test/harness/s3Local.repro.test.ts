@@ -11,7 +11,7 @@
  * releases the lock when the connection closes.
  */
 import http from 'node:http';
-import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type S3Local, S3RVER_CREDENTIALS, startS3Local } from '../../harness/s3Local.ts';
 
@@ -78,4 +78,65 @@ it('answers a conditional PUT after an earlier one of the same key was abandoned
       `${e.name} ${e.$metadata?.httpStatusCode ?? ''}`,
   );
   expect(outcome).not.toMatch(/^TimeoutError/);
+});
+
+/**
+ * Repro (found by the fault campaign, the S3 output sink under load): s3rver writes an object's file
+ * as the body arrives and its metadata after it, so a HEAD during a PUT found an object without its
+ * metadata, which S3 never shows (an object appears whole once its PUT completed). The sink, whose
+ * PUT had timed out client-side and whose retry got 412, took the half-written object for one "not
+ * written by Tidemark". Expected (and fixed): HEAD and GET answer 404 until the PUT completed.
+ */
+it('shows an object being created only once its PUT completed, data and metadata together', async () => {
+  const key = 'outputs/data/orders/0/000000000001.jsonl';
+  const body = Buffer.alloc(64 * 1024, 7);
+  let signed: { path: string; headers: Record<string, string> } | undefined;
+  const capture = newClient();
+  capture.middlewareStack.add(
+    () => async (args) => {
+      const req = (args as unknown as { request: { path: string; headers: Record<string, string> } }).request;
+      signed = { path: req.path, headers: { ...req.headers } };
+      throw new Error('captured');
+    },
+    { step: 'finalizeRequest', priority: 'low', name: 'captureSignedRequest' },
+  );
+  await capture
+    .send(
+      new PutObjectCommand({
+        Bucket: 'repro',
+        Key: key,
+        Body: body,
+        IfNoneMatch: '*',
+        Metadata: { 'tidemark-sha256': 'abc' },
+      }),
+    )
+    .catch(() => undefined);
+  capture.destroy();
+  const head = () =>
+    client.send(new HeadObjectCommand({ Bucket: 'repro', Key: key })).then(
+      (r) => ({ status: 200, metadata: r.Metadata }),
+      (e: { $metadata?: { httpStatusCode?: number } }) => ({ status: e.$metadata?.httpStatusCode }),
+    );
+  const port = Number(new URL(s3.endpoint).port);
+  const req = http.request({
+    host: '127.0.0.1',
+    port,
+    method: 'PUT',
+    path: signed!.path,
+    headers: signed!.headers,
+  });
+  const answered = new Promise<number | undefined>((resolve, reject) => {
+    req.on('response', (res) => {
+      res.resume();
+      resolve(res.statusCode);
+    });
+    req.on('error', reject);
+  });
+  req.write(body.subarray(0, body.length / 2));
+  // Half the body is on the server (s3rver has begun the object's file).
+  await new Promise((r) => setTimeout(r, 300));
+  expect(await head()).toEqual({ status: 404 });
+  req.end(body.subarray(body.length / 2));
+  expect(await answered).toBe(200);
+  expect(await head()).toEqual({ status: 200, metadata: { 'tidemark-sha256': 'abc' } });
 });
