@@ -16,7 +16,9 @@
  * belongs to another task or epoch than the commit item referencing it.
  */
 import { crc32, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
-import { Packr } from 'msgpackr';
+// `msgpackr/pack`, not `msgpackr`: the package's main entry probes for its native string extractor
+// when it loads (a native addon no bundled function ships), a cold-start cost for nothing.
+import { Packr } from 'msgpackr/pack';
 import type { TaskId } from '../checkpoint/stores.ts';
 import { ConfigurationError, OutboxCorruptError } from '../errors.ts';
 import type { OutputDescriptors, OutputPart } from './types.ts';

@@ -25,7 +25,9 @@
  * by `verifySnapshotIdentity` against the commit item.
  */
 import { crc32, constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
-import { addExtension, Packr } from 'msgpackr';
+// `msgpackr/pack`, not `msgpackr`: the package's main entry probes for its native string extractor
+// when it loads (a native addon no bundled function ships), a cold-start cost for nothing.
+import { addExtension, Packr } from 'msgpackr/pack';
 import { SnapshotCorruptError, SnapshotIdentityError, StateError } from '../errors.ts';
 import { ColumnarTable } from './columnarTable.ts';
 import type { StateKind, StateScope } from './descriptors.ts';
