@@ -400,6 +400,11 @@ export class TidemarkPipeline extends Construct {
       // Bundle the SDK versions the engine was tested with, not whatever the runtime ships.
       bundleAwsSDK: true,
       ...props.bundling,
+      // Packages that offer both builds list their ES module build first, under the `module`
+      // condition esbuild honours by default; naming a condition of our own turns that default off,
+      // so the `node` entry (CommonJS) is taken. The SDK's ES module build imports Node built-ins at
+      // the top of the bundle (node:stream, node:fs, node:os, …), each built at cold start.
+      esbuildArgs: { '--conditions': 'node', ...props.bundling?.esbuildArgs },
       // Only the chosen commit store's driver goes in the bundle (lib/store/stores.ts).
       define: {
         ...props.bundling?.define,

@@ -224,6 +224,7 @@ describe('bundles (esbuild, locally): only the chosen commit store’s driver', 
       format: 'esm',
       target: 'node24',
       mainFields: ['main', 'module'],
+      conditions: ['node'],
       banner: {
         js: "import { createRequire as __tidemarkRequire } from 'node:module'; const require = __tidemarkRequire(import.meta.url);",
       },
