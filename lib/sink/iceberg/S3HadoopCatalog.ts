@@ -75,9 +75,19 @@ export class S3HadoopCatalog implements IcebergCatalog {
     });
     if (!created) {
       // The SDK retries a PUT whose response was lost; the retry then finds the object its own
-      // first attempt created. Only the same bytes mean this writer won.
+      // first attempt created. Only the same bytes mean this writer won; other bytes, another
+      // writer won. No object yet means S3 answered 409: a conditional create of this key is still
+      // in flight — maybe this writer's own first attempt, which may still land. That is an
+      // unknown outcome, not a conflict: answering `conflict` made the committer delete the
+      // manifests its landing metadata names (test/sink/iceberg/hadoopPutInFlight.repro.test.ts).
       const existing = await this.io.get(metadataLocation);
-      if (!existing || !Buffer.from(existing).equals(Buffer.from(bytes))) return { status: 'conflict' };
+      if (!existing) {
+        throw new IcebergError(
+          `${metadataLocation} is being created by a request still in flight (perhaps this writer's own): outcome unknown`,
+          { table: tableName(id), retriable: true },
+        );
+      }
+      if (!Buffer.from(existing).equals(Buffer.from(bytes))) return { status: 'conflict' };
     }
     // The hint only speeds readers up; a lagging hint is corrected by the next commit.
     await this.io
