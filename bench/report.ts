@@ -218,9 +218,11 @@ function awsLatencySection(a: AwsLatencyResult): string {
 The balances stream (${o.partitions} partitions, ${fmt(o.batchRecords)}-record batches) through (a) Tidemark
 warm (${fmt(o.tidemarkRecords)} records per repeat) and (c) one UpdateItem per record (a sample of
 ${fmt(o.baselineRecords)}), with every response held back by a latency proxy
-(\`harness/latencyProxy.ts\`) as AWS documents or users report (sources in docs/performance.md):
-DynamoDB p50 ${p.dynamodb.p50Ms} ms, p99 ${p.dynamodb.p99Ms} ms; S3 p50 ${p.s3.p50Ms} ms, p99 ${p.s3.p99Ms} ms, plus
-${fmt(p.s3.bytesPerSecond / 1e6)} MB/s per connection (log-normal, seeded). ${o.repeats} repeat(s).
+(\`harness/latencyProxy.ts\`) as AWS documents or users report (sources in docs/performance.md): the
+first byte of a response reaches the client a drawn time after its request (the local server's own
+time counts towards it), DynamoDB p50 ${p.dynamodb.p50Ms} ms, p99 ${p.dynamodb.p99Ms} ms; S3 p50 ${p.s3.p50Ms} ms, p99 ${p.s3.p99Ms} ms, plus
+the transfer of the request's and the response's bytes at ${fmt(p.s3.bytesPerSecond / 1e6)} MB/s per connection (log-normal, seeded).
+${o.repeats} repeat(s).
 
 ${table(
   [

@@ -1,9 +1,11 @@
 /**
  * A TCP proxy in front of a local server that answers as slowly as a latency model says (the
- * benchmark's AWS-latency profile, bench/awsLatency.ts): the first byte of each response is held back
- * by a time drawn per request, and every byte by its transfer time. Requests pass through untouched.
- * Clients send one request at a time per connection (HTTP/1.1 without pipelining), so a response
- * starts with the first bytes from the server after a request.
+ * benchmark's AWS-latency profile, bench/awsLatency.ts): the first byte of each response reaches the
+ * client a drawn time after its request's first byte reached the proxy, plus the transfer time of the
+ * request's bytes (the local server's own time counts towards it; a server slower than that is not
+ * held back further), and every byte of the response takes its transfer time. Requests pass through untouched. Clients send one request at a time per
+ * connection (HTTP/1.1 without pipelining), so a response starts with the first bytes from the
+ * server after a request.
  *
  * Two properties the benchmark relies on, whatever the load of the machine: a response is never
  * released before its time (a timer may fire early by the event loop's cached clock, so a release
@@ -35,6 +37,8 @@ export async function startLatencyProxy(
     const queue: Array<{ chunk: Buffer; at: number }> = [];
     let timer: NodeJS.Timeout | undefined;
     let awaitingResponse = false;
+    let requestAt = 0;
+    let requestBytes = 0;
     let releaseAt = 0;
     let upstreamEnded = false;
     const close = () => {
@@ -54,6 +58,11 @@ export async function startLatencyProxy(
       else if (upstreamEnded) close();
     };
     client.on('data', (chunk: Buffer) => {
+      if (!awaitingResponse) {
+        requestAt = performance.now();
+        requestBytes = 0;
+      }
+      requestBytes += chunk.length;
       awaitingResponse = true;
       upstream.write(chunk);
     });
@@ -62,7 +71,7 @@ export async function startLatencyProxy(
       if (awaitingResponse) {
         awaitingResponse = false;
         responses++;
-        releaseAt = Math.max(releaseAt, now + latency.requestMs());
+        releaseAt = Math.max(releaseAt, requestAt + latency.requestMs() + latency.transferMs(requestBytes));
       }
       releaseAt = Math.max(releaseAt, now) + latency.transferMs(chunk.length);
       queue.push({ chunk, at: releaseAt });
