@@ -22,7 +22,8 @@
  *     another committer taking over), the swap's response lost (it landed), an unknown outcome (it
  *     did not), the DynamoDB SDK retrying an UpdateItem that landed (its condition then fails against
  *     its own write), another engine committing just before the swap (a real conflict), S3 errors on
- *     the committer's requests, two or three committers racing on the same staged epochs (held until
+ *     the committer's requests, the conditional PUT of a new metadata file answered 409 while its
+ *     first attempt is still being written (S3's answer to an SDK retry that meets it), two or three committers racing on the same staged epochs (held until
  *     all have prepared on the same table version, so the race is certain), and a committer paused
  *     before its swap while another commits, then resumed.
  *
@@ -99,6 +100,7 @@ export const ICEBERG_COMMITTER_FAULTS = [
   'committer-sdk-retry',
   'catalog-conflict',
   'committer-s3-error',
+  'committer-put-in-flight',
   'committer-race',
   'committer-zombie',
 ] as const;
@@ -168,6 +170,10 @@ export interface IcebergCampaignReport {
   wrong: number;
   uncommitted: number;
   duckdbAgrees: boolean;
+  /** The committers stopped making progress (25 failed runs in a row): the run was cut short. */
+  wedged: boolean;
+  /** Why the table could not be read, if it could not. */
+  readError?: string;
   stagedLeft: number;
   unfinishedTasks: number;
   snapshotsInTable: number;
@@ -540,8 +546,9 @@ class PipelineContainer extends Mortal {
 type CommitterArm =
   | { kind: 'crash-before-swap' | 'crash-after-swap' | 'lost-response' | 'unknown-outcome' | 'conflict' }
   | { kind: 'crash-after-metadata' | 'crash-before-cleanup' }
+  | { kind: 'put-in-flight'; lands: boolean }
   | { kind: 's3-error'; op: IoOp }
-  | { kind: 'sdk-retry' }
+  | { kind: 'sdk-retry'; superseded: boolean }
   | { kind: 'hold'; gate: Gate };
 
 /** All racers wait at their first swap until every racer still running has arrived. */
@@ -576,7 +583,7 @@ class CommitterContainer extends Mortal {
   barrier: Barrier | undefined;
   private arrived = false;
   /** Armed by `sdk-retry`: the next catalog UpdateItem that lands answers as lost, and the SDK retries it. */
-  private sdkRetry = false;
+  private sdkRetry: { superseded: boolean; id: TableIdentifier } | undefined;
   lastRun: IcebergCommitRun | undefined;
   private readonly world: World;
   private readonly ddb: DynamoDBClient | undefined;
@@ -618,9 +625,12 @@ class CommitterContainer extends Mortal {
       (next, context) => async (args) => {
         if (this.dead) return NEVER;
         const out = await next(args);
-        if (this.sdkRetry && (context as { commandName?: string }).commandName === 'UpdateItemCommand') {
-          this.sdkRetry = false;
+        const armed = this.sdkRetry;
+        if (armed && (context as { commandName?: string }).commandName === 'UpdateItemCommand') {
+          this.sdkRetry = undefined;
           this.fired = 'committer-sdk-retry';
+          // Sometimes another writer commits on top before the SDK's retry goes out.
+          if (armed.superseded) await this.foreignCommit(armed.id);
           // Retriable for the SDK: it sends the request again, whose condition now fails against
           // the write its first attempt made.
           throw Object.assign(new Error('read ECONNRESET (injected after the write)'), {
@@ -655,6 +665,19 @@ class CommitterContainer extends Mortal {
         this.fired = 'committer-crash-before-cleanup';
         this.kill();
         return NEVER;
+      }
+      if (a.kind === 'put-in-flight' && op === 'metadata-put') {
+        // The conditional PUT of the new metadata file timed out on the client while S3 was still
+        // writing it; the SDK's retry meets the first attempt in flight and S3 answers it 409
+        // ConditionalRequestConflict, which the file IO reports as "exists". The first attempt
+        // lands a moment later, or never (its body was cut short: S3 keeps no object).
+        this.arm = undefined;
+        this.fired = 'committer-put-in-flight';
+        if (a.lands)
+          void sleep(300)
+            .then(call)
+            .catch(() => undefined);
+        return false as T;
       }
       if (a.kind === 'crash-after-metadata' && op === 'metadata-put') {
         this.arm = undefined;
@@ -714,11 +737,11 @@ class CommitterContainer extends Mortal {
       }
       case 'sdk-retry':
         this.arm = undefined;
-        this.sdkRetry = true;
+        this.sdkRetry = { superseded: a.superseded, id: base.identifier };
         try {
           return await commit();
         } finally {
-          this.sdkRetry = false;
+          this.sdkRetry = undefined;
         }
       default:
         return commit();
@@ -908,6 +931,7 @@ export async function runIcebergCampaign(options: IcebergCampaignOptions): Promi
   const committerKinds = ICEBERG_COMMITTER_FAULTS.filter(
     (f) =>
       (f !== 'committer-sdk-retry' || kind === 'dynamodb') &&
+      (f !== 'committer-put-in-flight' || kind !== 'rest') &&
       (f !== 'committer-crash-after-metadata' || kind !== 'rest'),
   );
   const planRandom = random.derive('plan');
@@ -984,10 +1008,17 @@ export async function runIcebergCampaign(options: IcebergCampaignOptions): Promi
     committers.push(c);
     return c;
   };
+  /** Committer runs that failed in a row: a table no committer can commit to any more stops the run. */
+  let failStreak = 0;
+  let wedged = false;
   const runCommitter = async (c: CommitterContainer, arm?: CommitterArm, barrier?: Barrier) => {
     cstats.runs++;
     const outcome = await c.run(arm, barrier);
     cstats[outcome === 'ok' ? 'ok' : outcome]++;
+    if (outcome === 'failed' && ++failStreak >= 25 && !wedged) {
+      wedged = true;
+      log(`25 committer runs in a row failed, last: ${c.lastRun?.error}; stopping`);
+    } else if (outcome === 'ok') failStreak = 0;
     const r = c.lastRun;
     if (r && outcome !== 'crashed') {
       cstats.retriedAttempts += Math.max(0, r.attempts - 1);
@@ -1091,7 +1122,7 @@ export async function runIcebergCampaign(options: IcebergCampaignOptions): Promi
     const own = tasks.filter((t) => t.partition % pollerCount === index);
     try {
       for (;;) {
-        const extending = faultsLeft();
+        const extending = faultsLeft() && !wedged;
         const open = own.filter((t) => extending || t.acked < Math.max(t.input.length, minRecords));
         if (open.length === 0) break;
         const chosen = r.shuffle(open).slice(0, r.int(1, Math.min(3, open.length)));
@@ -1165,8 +1196,10 @@ export async function runIcebergCampaign(options: IcebergCampaignOptions): Promi
             : fault === 'catalog-conflict'
               ? { kind: 'conflict' }
               : fault === 'committer-sdk-retry'
-                ? { kind: 'sdk-retry' }
-                : { kind: fault.slice('committer-'.length) as 'crash-before-swap' };
+                ? { kind: 'sdk-retry', superseded: r.chance(0.5) }
+                : fault === 'committer-put-in-flight'
+                  ? { kind: 'put-in-flight', lands: r.chance(0.5) }
+                  : { kind: fault.slice('committer-'.length) as 'crash-before-swap' };
         const c = committer(true);
         const outcome = await runCommitter(c, arm);
         fired = c.fired !== undefined;
@@ -1188,7 +1221,7 @@ export async function runIcebergCampaign(options: IcebergCampaignOptions): Promi
   let unfiredStreak = 0;
   const committerLoop = async () => {
     const r = random.derive('committer-loop');
-    while (pollersRunning > 0 || committerPlan.length > 0) {
+    while ((pollersRunning > 0 || committerPlan.length > 0) && !wedged) {
       await sleep(r.int(0, 100));
       const before = committerPlan.length;
       await committerRound(r);
@@ -1217,7 +1250,10 @@ export async function runIcebergCampaign(options: IcebergCampaignOptions): Promi
 
   // The end: clean committer runs until nothing is staged.
   const clean = icebergOutput<Row>({ ...outputOptions });
-  const loaded = await world.catalog(io).loadTable({ namespace: NAMESPACE, name: TABLE_NAME });
+  const loaded = await world
+    .catalog(io)
+    .loadTable({ namespace: NAMESPACE, name: TABLE_NAME })
+    .catch(() => undefined); // a broken table: the judge says so
   const stagedPrefix = `${loaded?.metadata.location}/tidemark/${pipeline}/staged/`;
   for (let i = 0; i < 5; i++) {
     await runCommitter(committer(true));
@@ -1225,7 +1261,11 @@ export async function runIcebergCampaign(options: IcebergCampaignOptions): Promi
   }
 
   // Judge.
-  const table = await readIcebergOutput(clean, { env: world.env, pipeline });
+  let readError: string | undefined;
+  const table = await readIcebergOutput(clean, { env: world.env, pipeline }).catch((err: unknown) => {
+    readError = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    return { rows: [], staged: [], dataFiles: [], metadata: { snapshots: [] } };
+  });
   const staged = table.staged;
   const rows = [...table.rows];
   if (options.sabotage === 'lose-row') rows.splice(random.int(0, rows.length - 1), 1);
@@ -1307,6 +1347,8 @@ export async function runIcebergCampaign(options: IcebergCampaignOptions): Promi
     uncommitted,
     duckdbAgrees,
     stagedLeft: staged.length,
+    wedged,
+    ...(readError ? { readError } : {}),
     unfinishedTasks,
     snapshotsInTable: table.metadata.snapshots?.length ?? 0,
     dataFiles: table.dataFiles.length,
@@ -1321,6 +1363,8 @@ export async function runIcebergCampaign(options: IcebergCampaignOptions): Promi
     duckdbAgrees &&
     report.stagedLeft === 0 &&
     unfinishedTasks === 0 &&
+    !wedged &&
+    readError === undefined &&
     expected.size > 0;
 
   for (const c of containers) if (!c.dead) await c.handler.runtime.engine.close();
@@ -1345,6 +1389,8 @@ export function formatIcebergReport(r: IcebergCampaignReport): string {
     `faults fired ${r.faultsFired} of ${r.faultsPlanned} planned (${r.faultsUnfired} found nothing to hit): ${faults}`,
     `table: ${r.rowsRead} rows read by icebird (${r.rowsExpected} expected), ${r.dataFiles} data files, ${r.snapshotsInTable} snapshots kept; DuckDB ${r.duckdbAgrees ? 'agrees' : 'DISAGREES'}`,
     `lost ${r.lost}, duplicated ${r.duplicated}, wrong ${r.wrong}, from uncommitted attempts ${r.uncommitted}; staged left ${r.stagedLeft}; unfinished tasks ${r.unfinishedTasks}`,
+    ...(r.wedged ? ['WEDGED: the committers stopped making progress'] : []),
+    ...(r.readError ? [`the table could not be read: ${r.readError}`] : []),
     r.passed
       ? 'VERIFIED: every applied record exactly once in the table, only committed attempts'
       : `FAILED (replay: ${r.replay})`,
