@@ -300,7 +300,7 @@ export function renderSummary(r: BenchResult, chartFile: string | undefined): st
   );
   return `# Tidemark benchmarks: ${r.profile} run of ${r.startedAt.slice(0, 10)}
 
-- Machine: ${m.cpuModel}, ${m.cpus} CPUs, ${m.memoryGiB} GiB, ${m.os}; load average at start ${m.loadAverageAtStart.join(' / ')} (shared with other work)
+- Machine: ${m.cpuModel}, ${m.cpus} CPUs, ${m.memoryGiB} GiB, ${m.os}; load average at start ${m.loadAverageAtStart.join(' / ')}${m.loadAverageAtEnd ? `, at the end ${m.loadAverageAtEnd.join(' / ')}` : ''} (shared with other work)
 - Node ${m.node}; commit ${r.commit}; started ${r.startedAt}, took ${fmt(r.durationSeconds)} s
 - Engine defaults: snapshot mode \`${r.engineDefaults.snapshotMode}\`, compression \`${r.engineDefaults.compression}\`, compaction after ${r.engineDefaults.compactAfterDeltas} deltas or ${r.engineDefaults.compactDeltaRatio} × the full snapshot
 - Figures: median over repeats, with (min–max, n=repeats). The machine is shared and noisy: the

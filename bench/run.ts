@@ -146,6 +146,8 @@ export interface MachineInfo {
   node: string;
   /** 1, 5 and 15 minute load averages when the run started (other work on a shared machine). */
   loadAverageAtStart: number[];
+  /** The same when it finished (absent in runs before it was recorded). */
+  loadAverageAtEnd?: number[];
 }
 
 export interface BenchResult {
@@ -272,6 +274,7 @@ export async function runBenchmarks(options: {
   }
   result.goals = [...evaluateGoals(result), ...outputGoals(result.outputs)];
   const finished = new Date();
+  result.machine.loadAverageAtEnd = os.loadavg().map((l) => Math.round(l * 100) / 100);
   result.finishedAt = finished.toISOString();
   result.durationSeconds = Math.round((finished.getTime() - started.getTime()) / 100) / 10;
   return result;
