@@ -16,12 +16,16 @@
  * - deletes leave directories: s3rver removes a key's directories once a delete empties them, and a
  *   PUT of another key that has just created the same directory then writes into a directory that
  *   is gone (a 500, or an unhandled stream error that kills the process). S3 has no directories.
+ * - atomic PUTs: s3rver writes an object's body straight into its file and may answer before the
+ *   file is flushed; a PUT here appears whole, with its metadata, or not at all (`atomicPuts`).
  */
 import crypto from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { unlink } from 'node:fs/promises';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { mkdir, rename, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import S3rver from 's3rver';
 
 let desPatched = false;
@@ -139,6 +143,53 @@ function addConditionalWrites(server: S3rver): void {
 interface FilesystemStoreInternals {
   getResourcePath(bucket: string, key: string, resource: string): string;
   deleteObject(bucket: string, key: string): Promise<void>;
+  putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5: string): Promise<void>;
+  putObject(object: {
+    bucket: string;
+    key: string;
+    content: Buffer | NodeJS.ReadableStream;
+    metadata: Record<string, string>;
+  }): Promise<{ size: number; md5: string }>;
+}
+
+/**
+ * A PUT makes its object appear whole or not at all, as on S3. s3rver writes the body into the
+ * object's own file as it arrives and answers once its hashing stream ended, possibly before the
+ * file was flushed; a body cut short left a truncated object. Here the body goes to a file of its
+ * own, is flushed, the metadata is written, and only then is the file renamed onto the object's
+ * (an atomic step). A body that never ends leaves no object (its file is not listed: its name does
+ * not end like an object's).
+ */
+function atomicPuts(server: S3rver): void {
+  const store = (server as unknown as { store: FilesystemStoreInternals }).store;
+  store.putObject = async (object) => {
+    const objectPath = store.getResourcePath(object.bucket, object.key, 'object');
+    const partial = store.getResourcePath(object.bucket, object.key, `upload-${crypto.randomUUID()}`);
+    await mkdir(path.dirname(objectPath), { recursive: true });
+    const md5 = crypto.createHash('md5');
+    let size = 0;
+    try {
+      const content = Buffer.isBuffer(object.content) ? Readable.from([object.content]) : object.content;
+      await pipeline(
+        content,
+        new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            md5.update(chunk);
+            size += chunk.length;
+            callback(null, chunk);
+          },
+        }),
+        createWriteStream(partial),
+      );
+      const digest = md5.digest('hex');
+      await store.putMetadata(object.bucket, object.key, object.metadata, digest);
+      await rename(partial, objectPath);
+      return { size, md5: digest };
+    } catch (err) {
+      await unlink(partial).catch(() => undefined);
+      throw err;
+    }
+  };
 }
 
 /** A delete removes the object's files and leaves its directories (see the module comment). */
@@ -180,6 +231,7 @@ export async function startS3Local(
   });
   addConditionalWrites(server);
   keepDirectoriesOnDelete(server);
+  atomicPuts(server);
   const { port } = await server.run();
   return {
     endpoint: `http://127.0.0.1:${port}`,

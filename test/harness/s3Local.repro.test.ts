@@ -11,7 +11,7 @@
  * releases the lock when the connection closes.
  */
 import http from 'node:http';
-import { HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type S3Local, S3RVER_CREDENTIALS, startS3Local } from '../../harness/s3Local.ts';
 
@@ -139,4 +139,53 @@ it('shows an object being created only once its PUT completed, data and metadata
   req.end(body.subarray(body.length / 2));
   expect(await answered).toBe(200);
   expect(await head()).toEqual({ status: 200, metadata: { 'tidemark-sha256': 'abc' } });
+});
+
+/**
+ * Repro (found by the fault campaign's full run: a manifest read back was truncated, "not JSON"):
+ * s3rver wrote a PUT's body straight into the object's file, so a PUT cut short (not conditional:
+ * the conditional shim undoes those) left a truncated object, and the answer could precede the
+ * file's flush. S3 stores an object whole or not at all. Expected (and fixed): no object, and a
+ * completed PUT reads back whole.
+ */
+it('stores a PUT whole or not at all', async () => {
+  const key = 'outputs/manifests/orders/6/000000000225.json';
+  const body = Buffer.from(JSON.stringify({ objects: Array.from({ length: 2000 }, (_, i) => `part-${i}`) }));
+  let signed: { path: string; headers: Record<string, string> } | undefined;
+  const capture = newClient();
+  capture.middlewareStack.add(
+    () => async (args) => {
+      const req = (args as unknown as { request: { path: string; headers: Record<string, string> } }).request;
+      signed = { path: req.path, headers: { ...req.headers } };
+      throw new Error('captured');
+    },
+    { step: 'finalizeRequest', priority: 'low', name: 'captureSignedRequest' },
+  );
+  await capture.send(new PutObjectCommand({ Bucket: 'repro', Key: key, Body: body })).catch(() => undefined);
+  capture.destroy();
+  const port = Number(new URL(s3.endpoint).port);
+  await new Promise<void>((resolve) => {
+    const req = http.request({
+      host: '127.0.0.1',
+      port,
+      method: 'PUT',
+      path: signed!.path,
+      headers: signed!.headers,
+    });
+    req.on('error', () => resolve());
+    req.write(body.subarray(0, 1000));
+    setTimeout(() => {
+      req.destroy();
+      resolve();
+    }, 300);
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  const head = await client.send(new HeadObjectCommand({ Bucket: 'repro', Key: key })).then(
+    (r) => r.ContentLength,
+    (e: { $metadata?: { httpStatusCode?: number } }) => e.$metadata?.httpStatusCode,
+  );
+  expect(head).toBe(404);
+  await client.send(new PutObjectCommand({ Bucket: 'repro', Key: key, Body: body }));
+  const got = await client.send(new GetObjectCommand({ Bucket: 'repro', Key: key }));
+  expect(Buffer.from(await got.Body!.transformToByteArray())).toEqual(body);
 });
