@@ -1,8 +1,10 @@
 /**
  * `npm start [-- flags]`: the main job (see mainJob.ts and docs/local-run.md). Starts DynamoDB
- * Local, the S3 server and the Kafka mock cluster, runs `tidemark init`, produces a keyed stream,
- * runs the balances pipeline through the ESM emulator with faults on, verifies every task against
- * an independent fold of the stream, and prints a summary. Exit code 0 only when verified.
+ * Local, the S3 server and the Kafka mock cluster (and the commit store's database server, with
+ * `--commit-store`), runs `tidemark init`, produces a keyed stream, runs the balances pipeline with
+ * outputs through the ESM emulator with faults on, verifies every task and both outputs (a Kafka
+ * topic, a DynamoDB table) against an independent fold of the stream, and prints a summary. Exit
+ * code 0 only when verified.
  */
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
@@ -10,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import Table from 'cli-table3';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { COMMIT_STORES, type CommitStoreKind } from '../lib/config/env.ts';
 import { quietKafkajsWarnings } from '../lib/ops/kafka.ts';
 import { BROKER_FAULT_KINDS } from './brokerFaults.ts';
 import {
@@ -18,6 +21,7 @@ import {
   type JobServers,
   type JobStage,
   type MainJobResult,
+  type OutputSummary,
   parseFaults,
   runMainJob,
 } from './mainJob.ts';
@@ -33,6 +37,7 @@ interface Flags {
   json?: boolean;
   log?: string;
   partialBatchResponse: boolean;
+  commitStore: CommitStoreKind;
 }
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
@@ -68,7 +73,7 @@ function brokersArg(v: string): string[] {
 export function buildCommand(): Command {
   return new Command('npm start --')
     .description(
-      'Runs Kafka → ESM emulator → Tidemark (balances pipeline) → S3 + DynamoDB locally, with faults, and verifies the result',
+      'Runs Kafka → ESM emulator → Tidemark (balances pipeline with outputs) → S3 + DynamoDB (or PostgreSQL, MariaDB, Redis) + a Kafka topic and a DynamoDB table locally, with faults, and verifies the result',
     )
     .addOption(
       new Option('--records <n>', 'records to produce').argParser(intArg(1, 100_000_000)).default(200_000),
@@ -112,6 +117,14 @@ export function buildCommand(): Command {
         })
         .default(true, 'on'),
     )
+    .addOption(
+      new Option(
+        '--commit-store <store>',
+        'where commits go: DynamoDB Local, or a PostgreSQL, MariaDB (mysql) or Redis server started for the run',
+      )
+        .choices(COMMIT_STORES)
+        .default('dynamodb'),
+    )
     .addOption(new Option('--json', 'print the result as one JSON object instead of the table'))
     .addOption(
       new Option(
@@ -125,11 +138,24 @@ export function buildCommand(): Command {
 const STAGE_TITLE: Record<JobStage, string> = {
   servers: 'starting DynamoDB Local, the S3 server and the Kafka cluster',
   init: 'npx tidemark init',
-  topic: 'creating the topic',
+  topic: 'creating the input and output topics and the output table',
   run: 'producing the stream and processing it through the ESM emulator',
-  verify: 'verifying every task (read through `tidemark inspect`) against an independent fold of the stream',
+  verify:
+    'verifying every task (read through `tidemark inspect`) and the outputs (Kafka with kcat, read_committed; the DynamoDB table) against an independent fold of the stream',
   done: 'done',
 };
+
+/** `<n> of <expected> …: 0 lost · 0 duplicated · 0 uncommitted` (and any other problem). */
+function outputLine(o: OutputSummary, unit: string): string {
+  const v = o.verdict;
+  const extra = [
+    v.unexpected ? `${v.unexpected} unexpected` : '',
+    v.outOfOrder ? `${v.outOfOrder} out of order` : '',
+    v.unplaced ? `${v.unplaced} unplaced` : '',
+  ].filter(Boolean);
+  const writes = o.writes === undefined ? '' : ` after ${fmt(o.writes)} writes`;
+  return `${o.name}: ${fmt(v.seen)} ${unit}${writes} (${fmt(v.expected)} expected): ${v.lost} lost · ${v.duplicated} duplicated · ${v.uncommitted} uncommitted${extra.length ? ` · ${extra.join(' · ')}` : ''}`;
+}
 
 function summaryTable(r: MainJobResult): string {
   const s = r.summary;
@@ -154,6 +180,14 @@ function summaryTable(r: MainJobResult): string {
     ],
     ['duplicates skipped', fmt(s.duplicatesSkipped)],
     ['records quarantined', fmt(s.quarantined)],
+    [
+      'commit store',
+      s.commitStore === 'dynamodb'
+        ? 'dynamodb (DynamoDB Local)'
+        : `${s.commitStore} (${r.servers.dbUrl ?? ''})`,
+    ],
+    ['Kafka output', outputLine(s.outputs.kafka, 'records, read_committed')],
+    ['DynamoDB output', outputLine(s.outputs.dynamodb, 'items')],
     ['faults injected', faults],
     ['  broker faults', brokers],
     [
@@ -186,7 +220,8 @@ function keepInstructions(servers: JobServers, r: MainJobResult): string {
     'Servers kept running (Ctrl-C stops them). In another shell:',
     env,
     `  npx tidemark inspect --pipeline ${r.summary.pipeline} --topic ${r.summary.topic} --partition 0`,
-    `Kafka: ${servers.kafkaBrokers.join(',')} (topic ${r.summary.topic}, consumer group ${r.summary.pipeline})`,
+    `Kafka: ${servers.kafkaBrokers.join(',')} (topic ${r.summary.topic}, consumer group ${r.summary.pipeline}; outputs in ${r.summary.outputs.kafka.name}: kcat -C -b ${servers.kafkaBrokers[0]} -t ${r.summary.outputs.kafka.name} -X isolation.level=read_committed -e)`,
+    `DynamoDB output table: ${r.summary.outputs.dynamodb.name}`,
   ].join('\n');
 }
 
@@ -243,6 +278,7 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       brokers: flags.brokers,
       batchSize: flags.batchSize,
       partialBatchResponse: flags.partialBatchResponse,
+      commitStore: flags.commitStore,
       signal: controller.signal,
       log: diagnostics,
       onStage: (stage, note) => {
@@ -290,11 +326,20 @@ export async function main(argv: string[] = process.argv): Promise<number> {
       log(head);
       for (const p of v.problems) log(`      ${p}`);
     }
+    for (const o of [result.summary.outputs.kafka, result.summary.outputs.dynamodb]) {
+      for (const e of o.verdict.examples) log(`  ✗ ${e}`);
+    }
     log(summaryTable(result));
+    const failedTasks = result.verdicts.filter((v) => !v.ok).length;
     log(
       result.verified
-        ? `VERIFIED: all ${result.verdicts.length} tasks equal an independent fold of the ${fmt(result.summary.records)} records produced.`
-        : `NOT VERIFIED: ${result.verdicts.filter((v) => !v.ok).length} task(s) differ from the independent fold (see above).`,
+        ? `VERIFIED: all ${result.verdicts.length} tasks and both outputs equal an independent fold of the ${fmt(result.summary.records)} records produced.`
+        : `NOT VERIFIED: ${[
+            failedTasks ? `${failedTasks} task(s) differ from the independent fold` : '',
+            ...result.summary.outputs.problems,
+          ]
+            .filter(Boolean)
+            .join('; ')} (see above).`,
     );
   }
 

@@ -1,10 +1,13 @@
 /**
  * The main job (`npm start`): the whole system end to end on local servers, with faults, verified.
  *
- *   DynamoDB Local + S3 server + Kafka mock cluster  →  `tidemark init`  →  a seeded keyed stream
- *   produced with kafkajs  →  the ESM emulator (consumer group = pipeline id)  →  the balances
- *   pipeline in emulated Lambda containers  →  checkpoints in S3 + DynamoDB  →  every task's state,
- *   read back through `inspect`, compared with an independent fold of what was produced.
+ *   DynamoDB Local + S3 server + Kafka mock cluster (+ PostgreSQL, MariaDB or Redis for commits)
+ *   →  `tidemark init`  →  a seeded keyed stream produced with kafkajs  →  the ESM emulator
+ *   (consumer group = pipeline id)  →  the balances pipeline with outputs
+ *   (examples/balancesWithOutputs.ts) in emulated Lambda containers  →  checkpoints in S3 + the
+ *   commit store, outputs to a Kafka topic and a DynamoDB table  →  every task's state, read back
+ *   through `inspect`, and both outputs (Kafka read with kcat under read_committed), compared with
+ *   an independent fold of what was produced (jobOutputs.ts).
  *
  * `runMainJob` returns with the servers still running (the caller stops them, or keeps them for
  * `npx tidemark inspect`); on any error or abort it stops what it started before rethrowing.
@@ -14,20 +17,36 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Kafka, type logCreator, logLevel, Partitioners, type Producer } from 'kafkajs';
-import { BALANCES_PIPELINE, balances } from '../examples/balances.ts';
-import { DEFAULTS } from '../lib/config/config.ts';
+import { BALANCES_PIPELINE } from '../examples/balances.ts';
+import { BALANCE_UPDATES_TOPIC, balancesWithOutputs } from '../examples/balancesWithOutputs.ts';
+import { loadConfig } from '../lib/config/config.ts';
+import { type CommitStoreKind, ENV } from '../lib/config/env.ts';
 import { createDynamoDBClient, createS3Client } from '../lib/store/clients.ts';
-import { createAwsStores } from '../lib/store/stores.ts';
+import { createStores } from '../lib/store/stores.ts';
 import { BROKER_FAULT_KINDS, type BrokerFaultKind, BrokerFaults } from './brokerFaults.ts';
+import { CommitLedger } from './campaign/commits.ts';
+import { expectedOutputs, type SinkVerdict, verdictProblems } from './campaign/outputCheck.ts';
 import { type DynamoLocal, startDynamoLocal } from './dynamoLocal.ts';
 import { EsmEmulator, type EsmStats } from './esm/esmEmulator.ts';
 import { RandomEsmFaults } from './esm/faults.ts';
 import { JobMetrics, quantile } from './jobMetrics.ts';
+import {
+  assertKcat,
+  ensureAccountTable,
+  expectedTasks,
+  judgeKafkaOutput,
+  judgeOverdrawn,
+  overdrawnWrites,
+  readAccountTable,
+} from './jobOutputs.ts';
 import { type KafkaMock, startKafkaMock } from './kafka/kafkaMock.ts';
 import { localEnv } from './localStack.ts';
-import { BalancesOracle } from './oracle.ts';
+import { BalancesOracle, effectOf, TaskFold } from './oracle.ts';
 import { type S3Local, startS3Local } from './s3Local.ts';
 import { SeededRandom } from './seededRandom.ts';
+import { startMariaDb } from './servers/mariadb.ts';
+import { startPostgres } from './servers/postgres.ts';
+import { startRedis } from './servers/redis.ts';
 import { accountCount, generateStream, type StreamRecord } from './stream.ts';
 import { TidemarkContainers } from './tidemarkContainers.ts';
 import { type TaskVerdict, verifyTask } from './verify.ts';
@@ -105,6 +124,20 @@ export interface MainJobOptions {
   /** Pipeline id, also the consumer group id. Default `balances`. */
   pipeline?: string;
   aws?: AwsTarget;
+  /**
+   * Where commits go (`TIDEMARK_COMMIT_STORE`). Default `dynamodb` (DynamoDB Local); `postgres`,
+   * `mysql` (MariaDB) and `redis` start their server for the run, in a temporary directory.
+   */
+  commitStore?: CommitStoreKind;
+  /** A running server of the database commit store (tests pass the suite's): none is started. */
+  dbUrl?: string;
+  /**
+   * The Kafka output topic. Default `balance-updates` (`balance-updates-<random>` on an existing
+   * cluster).
+   */
+  outputTopic?: string;
+  /** The DynamoDB output table (created when missing). Default `<pipeline>-overdrawn`. */
+  outputTable?: string;
   batchSize?: number;
   batchingWindowMs?: number;
   functionTimeoutMs?: number;
@@ -129,6 +162,29 @@ export interface MainJobOptions {
 
 export type JobStage = 'servers' | 'init' | 'topic' | 'run' | 'verify' | 'done';
 
+/** The settings naming the commit store, as the function reads them. */
+function commitStoreEnv(kind: CommitStoreKind, url: string | undefined): Record<string, string> {
+  if (kind === 'dynamodb') return { [ENV.commitStore]: kind };
+  return {
+    [ENV.commitStore]: kind,
+    [ENV.dbUrl]: url ?? '',
+    // The run's servers listen on 127.0.0.1 without TLS (the default requires it).
+    [ENV.dbTls]: 'off',
+    // The run's Redis keeps everything in memory and never fails over; the acknowledgement a
+    // self-hosted Redis calls for (docs/stores.md).
+    ...(kind === 'redis' ? { [ENV.redisDurability]: 'accept-loss' } : {}),
+  };
+}
+
+/** Starts the database server of a commit store, in a temporary directory (dies with the job). */
+async function startDatabase(
+  kind: Exclude<CommitStoreKind, 'dynamodb'>,
+): Promise<{ url: string; stop(): Promise<void> }> {
+  if (kind === 'postgres') return startPostgres();
+  if (kind === 'mysql') return startMariaDb();
+  return startRedis();
+}
+
 export interface JobProgress {
   total: number;
   produced: number;
@@ -140,10 +196,16 @@ export interface JobProgress {
 }
 
 export interface JobServers {
-  /** Environment for `npx tidemark` against these servers. */
+  /**
+   * Environment for `npx tidemark` and the function against these servers: AWS endpoints, bucket,
+   * table, the commit store and its URL, the outputs' cluster and table.
+   */
   awsEnv: Record<string, string>;
   bucket: string;
   table: string;
+  commitStore: CommitStoreKind;
+  /** The database commit store's URL (absent for DynamoDB). */
+  dbUrl?: string;
   kafkaBrokers: readonly string[];
   embeddedKafka: boolean;
   /** The embedded cluster (absent with `brokers`). */
@@ -151,10 +213,26 @@ export interface JobServers {
   stop(): Promise<void>;
 }
 
+/** One output's verdict against the fold (harness/campaign/outputCheck.ts). */
+export interface OutputSummary {
+  /** The Kafka topic or the DynamoDB table. */
+  name: string;
+  verdict: SinkVerdict;
+  /** The writes the fold implies (a table; a topic's records are `verdict.expected`). */
+  writes?: number;
+}
+
 export interface JobSummary {
   seed: number;
   pipeline: string;
   topic: string;
+  commitStore: CommitStoreKind;
+  outputs: {
+    kafka: OutputSummary;
+    dynamodb: OutputSummary;
+    /** What makes the outputs fail verification (empty when both are exactly once). */
+    problems: string[];
+  };
   partitions: number;
   records: number;
   accounts: number;
@@ -235,25 +313,45 @@ function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-async function startServers(options: MainJobOptions): Promise<JobServers> {
+/**
+ * Like `Promise.all`, but settles only once every start settled, so that when one fails, the
+ * servers the others started are known (and stopped) before the error is reported.
+ */
+async function allStarted<T extends readonly unknown[]>(
+  starts: readonly [...{ [K in keyof T]: Promise<T[K]> }],
+): Promise<T> {
+  const settled = await Promise.allSettled(starts);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+}
+
+async function startServers(
+  options: MainJobOptions,
+  commitStore: CommitStoreKind,
+  outputTable: string,
+): Promise<JobServers> {
   const stage = options.onStage ?? (() => {});
   let dynamo: DynamoLocal | undefined;
   let s3: S3Local | undefined;
   let mock: KafkaMock | undefined;
+  let db: { stop(): Promise<void> } | undefined;
   const stop = async () => {
-    await Promise.allSettled([dynamo?.stop(), s3?.stop(), mock?.stop()]);
+    await Promise.allSettled([dynamo?.stop(), s3?.stop(), mock?.stop(), db?.stop()]);
   };
   try {
     const bucket = options.aws?.bucket ?? 'tidemark-local';
     const table = options.aws?.table ?? 'tidemark-local';
-    const [aws, kafka] = await Promise.all([
+    const [aws, kafka, dbUrl] = await allStarted<
+      [Record<string, string>, readonly string[], string | undefined]
+    >([
       (async () => {
         if (options.aws) return options.aws.env;
-        [dynamo, s3] = await Promise.all([
-          startDynamoLocal().then((d) => (dynamo = d)),
-          startS3Local().then((s) => (s3 = s)),
+        const [d, s] = await allStarted<[DynamoLocal, S3Local]>([
+          startDynamoLocal().then((started) => (dynamo = started)),
+          startS3Local().then((started) => (s3 = started)),
         ]);
-        return localEnv(s3.endpoint, dynamo.endpoint);
+        return localEnv(s.endpoint, d.endpoint);
       })(),
       (async () => {
         if (options.brokers) return options.brokers;
@@ -263,9 +361,32 @@ async function startServers(options: MainJobOptions): Promise<JobServers> {
         });
         return mock.brokers;
       })(),
+      (async () => {
+        if (commitStore === 'dynamodb' || options.dbUrl) return options.dbUrl;
+        const server = await startDatabase(commitStore);
+        db = server;
+        return server.url;
+      })(),
     ]);
-    const awsEnv = { ...aws, TIDEMARK_BUCKET: bucket, TIDEMARK_TABLE: table };
-    return { awsEnv, bucket, table, kafkaBrokers: kafka, embeddedKafka: !options.brokers, mock, stop };
+    const awsEnv = {
+      ...aws,
+      [ENV.bucket]: bucket,
+      [ENV.table]: table,
+      ...commitStoreEnv(commitStore, dbUrl),
+      [ENV.kafkaOutputBrokers]: kafka.join(','),
+      [ENV.dynamodbOutputTable]: outputTable,
+    };
+    return {
+      awsEnv,
+      bucket,
+      table,
+      commitStore,
+      ...(commitStore === 'dynamodb' ? {} : { dbUrl }),
+      kafkaBrokers: kafka,
+      embeddedKafka: !options.brokers,
+      mock,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;
@@ -289,8 +410,12 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
   const seed = options.seed ?? 42;
   const rates = options.faults ?? DEFAULT_FAULT_RATES;
   const pipeline = options.pipeline ?? BALANCES_PIPELINE;
-  const topic =
-    options.topic ?? (options.brokers ? `transactions-${randomBytes(4).toString('hex')}` : 'transactions');
+  const suffix = randomBytes(4).toString('hex');
+  const topic = options.topic ?? (options.brokers ? `transactions-${suffix}` : 'transactions');
+  const outputTopic =
+    options.outputTopic ?? (options.brokers ? `${BALANCE_UPDATES_TOPIC}-${suffix}` : BALANCE_UPDATES_TOPIC);
+  const outputTable = options.outputTable ?? `${pipeline}-overdrawn`;
+  const commitStore = options.commitStore ?? 'dynamodb';
   const batchSize = options.batchSize ?? 1_000;
   const partialBatchResponse = options.partialBatchResponse ?? true;
   const timeReserveMs = options.timeReserveMs ?? 1_000;
@@ -306,8 +431,10 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
         }
     : undefined;
 
+  // The outputs are read back with kcat: say so now, not after the run.
+  assertKcat();
   stage('servers');
-  const servers = await startServers(options);
+  const servers = await startServers(options, commitStore, outputTable);
   const cleanup: Array<() => Promise<unknown> | unknown> = [];
   // Each step is bounded: after an abort a Kafka client may wait for a broker that is gone.
   const closeAll = async () => {
@@ -317,7 +444,7 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
     aborted(signal);
     stage(
       'servers',
-      `DynamoDB ${servers.awsEnv.AWS_ENDPOINT_URL_DYNAMODB} · S3 ${servers.awsEnv.AWS_ENDPOINT_URL_S3} · Kafka ${servers.kafkaBrokers.join(',')}${servers.embeddedKafka ? ` (embedded, ${options.embeddedBrokers ?? 3} brokers)` : ''}`,
+      `DynamoDB ${servers.awsEnv.AWS_ENDPOINT_URL_DYNAMODB} · S3 ${servers.awsEnv.AWS_ENDPOINT_URL_S3} · Kafka ${servers.kafkaBrokers.join(',')}${servers.embeddedKafka ? ` (embedded, ${options.embeddedBrokers ?? 3} brokers)` : ''}${servers.dbUrl ? ` · commits: ${commitStore} ${servers.dbUrl}` : ''}`,
     );
     stage('init', await runInit(servers));
     aborted(signal);
@@ -337,11 +464,28 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
       waitForLeaders: true,
     });
     stage('topic', `${topic}: ${created ? 'created' : 'exists'} (${partitions} partitions)`);
+    const outputCreated = await admin.createTopics({
+      topics: [{ topic: outputTopic, numPartitions: partitions }],
+      waitForLeaders: true,
+    });
+    stage(
+      'topic',
+      `${outputTopic} (output): ${outputCreated ? 'created' : 'exists'} (${partitions} partitions)`,
+    );
+    const s3 = createS3Client(servers.awsEnv);
+    const dynamodb = createDynamoDBClient(servers.awsEnv);
+    cleanup.push(() => {
+      s3.destroy();
+      dynamodb.destroy();
+    });
+    stage('topic', `table ${outputTable} (output): ${await ensureAccountTable(dynamodb, outputTable)}`);
     aborted(signal);
 
     const metrics = new JobMetrics();
+    const ledger = new CommitLedger();
     const containers = new TidemarkContainers({
-      processor: balances,
+      processor: balancesWithOutputs,
+      ledger,
       env: { ...process.env, ...servers.awsEnv },
       config: {
         bucket: servers.bucket,
@@ -434,6 +578,8 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
 
     // Produce the stream (idempotent producer, one request in flight: the log order is the send order).
     const oracle = new BalancesOracle();
+    // The same fold, per partition, with every applied record: what the outputs must show.
+    const folds = new Map<number, TaskFold>();
     const producer: Producer = kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
@@ -463,6 +609,12 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
         if (offset === undefined || offset < 0n)
           throw new Error(`no offset returned for partition ${r.partition}`);
         oracle.observe(r.partition, offset, r.key, r.value);
+        let fold = folds.get(r.partition);
+        if (!fold) {
+          fold = new TaskFold();
+          folds.set(r.partition, fold);
+        }
+        fold.observe(offset, effectOf(r.key, r.value));
         next.set(r.partition, offset + 1n);
       }
       produced += chunk.length;
@@ -479,6 +631,17 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
     await flush();
     producing = false;
     const produceMs = performance.now() - produceStarted;
+    // The fold must have seen every record of the log: a produce request whose records were
+    // appended, and then appended again by a retry, would make the job judge Tidemark on a stream
+    // it does not know. Then the run says so instead of reporting differences.
+    for (const { partition, high } of await admin.fetchTopicOffsets(topic)) {
+      const end = oracle.expected(partition).endOffset ?? '0';
+      if (high !== end) {
+        throw new Error(
+          `the input topic's partition ${partition} ends at offset ${high}, but the records produced to it end at ${end}: the log holds records the verification does not know (a produce request appended twice?)`,
+        );
+      }
+    }
 
     // Wait until the consumer group's offsets cover every produced record.
     const ends = new Map<number, bigint>();
@@ -506,28 +669,54 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
     const processMs = performance.now() - started;
     await brokerFaults?.stop();
     await emulator.stop();
+    // Nothing runs in a container any more: close their sinks, connections and clients.
+    await containers.destroy();
     progress();
 
-    // Verify every task through the public inspect path.
+    // Verify every task through the public inspect path, in the commit store the function used.
     stage('verify');
-    const s3 = createS3Client(servers.awsEnv);
-    const dynamodb = createDynamoDBClient(servers.awsEnv);
-    cleanup.push(() => {
-      s3.destroy();
-      dynamodb.destroy();
-    });
-    const stores = createAwsStores({ bucket: servers.bucket, table: servers.table, s3, dynamodb });
-    const prefix = process.env.TIDEMARK_PREFIX || DEFAULTS.prefix;
+    const config = loadConfig({ ...process.env, ...servers.awsEnv, [ENV.pipeline]: pipeline });
+    const stores = createStores(config, { s3, dynamodb });
+    cleanup.push(() => stores.close());
+    const prefix = config.prefix;
     const verdicts: TaskVerdict[] = [];
     for (let p = 0; p < partitions; p++) {
       verdicts.push(await verifyTask(stores, { pipeline, topic, prefix }, oracle.expected(p)));
     }
+    // And the outputs, read back by readers that share no code with the sinks.
+    const expected = expectedTasks(
+      pipeline,
+      topic,
+      new Map([...folds].map(([p, f]) => [p, expectedOutputs(f.applications)])),
+    );
+    const [kafkaVerdict, tableVerdict] = await Promise.all([
+      judgeKafkaOutput({
+        brokers: servers.kafkaBrokers,
+        topic: outputTopic,
+        pipeline,
+        inputTopic: topic,
+        expected,
+        ledger,
+      }),
+      readAccountTable(dynamodb, outputTable).then((items) => judgeOverdrawn(items, expected, ledger)),
+    ]);
+    const outputProblems = [
+      ...verdictProblems(kafkaVerdict),
+      ...verdictProblems(tableVerdict),
+      ...ledger.contradictions.map((c) => `two commits of one epoch: ${c}`),
+    ];
     const totals = oracle.totals;
     const esm = emulator.stats;
     const summary: JobSummary = {
       seed,
       pipeline,
       topic,
+      commitStore,
+      outputs: {
+        kafka: { name: outputTopic, verdict: kafkaVerdict },
+        dynamodb: { name: outputTable, verdict: tableVerdict, writes: overdrawnWrites(expected) },
+        problems: outputProblems,
+      },
       partitions,
       records,
       accounts: accountCount({ records, partitions }),
@@ -562,7 +751,12 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
     };
     await closeAll();
     stage('done');
-    return { verified: verdicts.every((v) => v.ok), verdicts, summary, servers };
+    return {
+      verified: verdicts.every((v) => v.ok) && outputProblems.length === 0,
+      verdicts,
+      summary,
+      servers,
+    };
   } catch (err) {
     await closeAll();
     await bounded(servers.stop(), CLEANUP_STEP_MS);

@@ -1,16 +1,22 @@
 /**
  * Lambda containers running a Tidemark handler, for the ESM emulator: each container is one
- * handler instance (`createKafkaHandler`, so one warm cache) with its own SDK clients and its own
- * stores, wrapped so the emulator can crash it at a point of the commit protocol or freeze it, and
- * so transient store errors can be injected (see faultyStores.ts). A new container is a cold start.
+ * handler instance (`createKafkaHandler`, so one warm cache) with its own SDK clients, its own
+ * stores (the commit store the configuration names: DynamoDB, or a database with its own
+ * connections) and its own sinks, wrapped so the emulator can crash it at a point of the commit
+ * protocol or freeze it, and so transient store errors can be injected (see faultyStores.ts). A
+ * frozen container sends nothing more: no store request, no output delivery. A new container is a
+ * cold start.
  */
 import type { EngineObserver } from '../lib/checkpoint/observer.ts';
 import type { Processor } from '../lib/checkpoint/processor.ts';
-import type { TidemarkConfig } from '../lib/config/config.ts';
+import { loadConfig, type TidemarkConfig } from '../lib/config/config.ts';
 import { createKafkaHandler } from '../lib/handler/createKafkaHandler.ts';
+import { defaultSinkProvider, type SinkProvider } from '../lib/output/router.ts';
+import type { Delivery, OutputDescriptors, Sink } from '../lib/output/types.ts';
 import type { StateDescriptors } from '../lib/state/descriptors.ts';
 import { createDynamoDBClient, createS3Client } from '../lib/store/clients.ts';
-import { createAwsStores } from '../lib/store/stores.ts';
+import { createStores } from '../lib/store/stores.ts';
+import type { CommitLedger } from './campaign/commits.ts';
 import type { LambdaContainer } from './esm/esmEmulator.ts';
 import {
   ContainerStores,
@@ -19,57 +25,138 @@ import {
   STORE_FAULT_POINTS,
   type StoreFaultPoint,
 } from './faultyStores.ts';
+import { LedgerCommitStore, tagOutputs } from './jobOutputs.ts';
 import type { SeededRandom } from './seededRandom.ts';
 
-export interface TidemarkContainerOptions<S extends StateDescriptors> {
-  processor: Processor<S>;
-  /** AWS endpoints, region and credentials (and any TIDEMARK_* tuning). */
+export interface TidemarkContainerOptions<S extends StateDescriptors, O extends OutputDescriptors> {
+  processor: Processor<S, O>;
+  /**
+   * AWS endpoints, region and credentials, the commit store (`TIDEMARK_COMMIT_STORE`,
+   * `TIDEMARK_DB_*`), the outputs' settings, and any TIDEMARK_* tuning.
+   */
   env: Readonly<Record<string, string | undefined>>;
   /** Settings given in code: bucket, table, pipeline, and tuning. */
   config: Partial<TidemarkConfig> & { bucket: string; table: string; pipeline: string };
   observer?: EngineObserver;
   /** Transient store errors: probability per invocation, and where the draws come from. */
   storeFaults?: { rate: number; random: SeededRandom };
+  /**
+   * Records every commit and the invocation that made it (see jobOutputs.ts), and tags every
+   * emitted value with its task and invocation, so outputs can be traced to the committed attempt.
+   */
+  ledger?: CommitLedger;
 }
 
 /** Settings that name where state lives: the job decides them, the environment must not. */
 const JOB_OWNED = ['TIDEMARK_BUCKET', 'TIDEMARK_TABLE', 'TIDEMARK_PIPELINE'];
 
-export class TidemarkContainers<S extends StateDescriptors> {
+/** A promise that never settles: what a frozen container waits on. */
+const FOREVER = new Promise<never>(() => {});
+
+/** A container's sink: a frozen container starts no delivery and never learns how one ended. */
+class ContainerSink implements Sink {
+  private readonly inner: Sink;
+  private readonly frozen: () => boolean;
+
+  constructor(inner: Sink, frozen: () => boolean) {
+    this.inner = inner;
+    this.frozen = frozen;
+  }
+
+  get needsSettle(): boolean | undefined {
+    return this.inner.needsSettle;
+  }
+
+  attach(delivery: Delivery) {
+    return this.inner.attach?.(delivery);
+  }
+
+  async deliver(delivery: Delivery): Promise<void> {
+    if (this.frozen()) await FOREVER;
+    await this.inner.deliver(delivery);
+    if (this.frozen()) await FOREVER;
+  }
+
+  close(): Promise<void> {
+    return this.inner.close?.() ?? Promise.resolve();
+  }
+}
+
+/** Settles when `p` settles or after `ms`; never rejects. */
+function bounded(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.then(
+      () => {},
+      () => {},
+    ),
+    new Promise<void>((r) => {
+      timer = setTimeout(r, ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export class TidemarkContainers<S extends StateDescriptors, O extends OutputDescriptors = OutputDescriptors> {
   /** Store errors injected (fired), by point. */
   readonly storeFaults: Record<StoreFaultPoint, number> = {
     'snapshot-put': 0,
     commit: 0,
     'commit-lost-ack': 0,
   };
-  private readonly options: TidemarkContainerOptions<S>;
+  private readonly options: TidemarkContainerOptions<S, O>;
   private readonly env: Record<string, string | undefined>;
-  private readonly clients: Array<{ destroy(): void }> = [];
+  /** The stores' settings (commit store and its connection), resolved once. */
+  private readonly storeConfig: TidemarkConfig;
+  /** What `destroy` releases: clients, database connections, sinks. */
+  private readonly resources: Array<() => Promise<void> | void> = [];
 
-  constructor(options: TidemarkContainerOptions<S>) {
+  constructor(options: TidemarkContainerOptions<S, O>) {
     this.options = options;
     this.env = Object.fromEntries(Object.entries(options.env).filter(([k]) => !JOB_OWNED.includes(k)));
+    this.storeConfig = loadConfig(this.env, options.config);
   }
 
   /** A new container (pass as the emulator's `createContainer`). */
   readonly create = (_id: number): LambdaContainer => {
     const s3 = createS3Client(this.env);
     const dynamodb = createDynamoDBClient(this.env);
-    this.clients.push(s3, dynamodb);
-    const stores = new ContainerStores(
-      createAwsStores({ bucket: this.options.config.bucket, table: this.options.config.table, s3, dynamodb }),
+    const own = createStores(this.storeConfig, { s3, dynamodb });
+    this.resources.push(
+      () => own.close(),
+      () => {
+        s3.destroy();
+        dynamodb.destroy();
+      },
     );
-    const handler = createKafkaHandler(this.options.processor, {
-      env: this.env,
-      config: this.options.config,
-      stores,
-      observer: this.options.observer,
-      telemetry: false,
+    // The request id of the invocation the container runs (one at a time).
+    let invocation = '';
+    const current = () => invocation;
+    const ledger = this.options.ledger;
+    const stores = new ContainerStores({
+      snapshots: own.snapshots,
+      commits: ledger ? new LedgerCommitStore(own.commits, ledger, current) : own.commits,
     });
+    const sinks: SinkProvider = async (descriptor, env) => {
+      const sink = new ContainerSink(await defaultSinkProvider(descriptor, env), () => stores.isFrozen);
+      this.resources.push(() => sink.close());
+      return sink;
+    };
+    const handler = createKafkaHandler(
+      ledger ? tagOutputs(this.options.processor, current) : this.options.processor,
+      {
+        env: this.env,
+        config: this.options.config,
+        stores,
+        sinks,
+        observer: this.options.observer,
+        telemetry: false,
+      },
+    );
     const faults = this.options.storeFaults;
     return {
       crashPoints: CRASH_POINTS,
       invoke: async (event, context) => {
+        invocation = context.awsRequestId;
         if (faults?.random.chance(faults.rate)) {
           const point = faults.random.pick(STORE_FAULT_POINTS);
           void stores.armError(point).then(() => {
@@ -92,8 +179,11 @@ export class TidemarkContainers<S extends StateDescriptors> {
     return Object.values(this.storeFaults).reduce((a, b) => a + b, 0);
   }
 
-  /** Closes every container's SDK clients (frozen containers' requests never complete). */
-  destroy(): void {
-    for (const c of this.clients.splice(0)) c.destroy();
+  /**
+   * Closes every container's sinks, database connections and SDK clients (frozen containers'
+   * requests never complete: each release is bounded). Idempotent.
+   */
+  async destroy(): Promise<void> {
+    await Promise.all(this.resources.splice(0).map((r) => bounded(Promise.resolve().then(r), 5_000)));
   }
 }

@@ -1,13 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
+import pg from 'pg';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { balances } from '../../examples/balances.ts';
+import { CommitLedger } from '../../harness/campaign/commits.ts';
+import { emptyVerdict, expectedOutputs } from '../../harness/campaign/outputCheck.ts';
 import { lambdaContext } from '../../harness/esm/lambdaContext.ts';
 import { mskEvent, type TestRecord } from '../../harness/esm/mskEvent.ts';
+import { expectedTasks, judgeOverdrawn, overdrawnWrites } from '../../harness/jobOutputs.ts';
 import { ensureKafkaMock } from '../../harness/kafka/build.ts';
 import { buildCommand } from '../../harness/main.ts';
-import { parseFaults, runMainJob } from '../../harness/mainJob.ts';
-import { BalancesOracle } from '../../harness/oracle.ts';
+import { type MainJobResult, parseFaults, runMainJob } from '../../harness/mainJob.ts';
+import { BalancesOracle, effectOf, TaskFold } from '../../harness/oracle.ts';
 import { verifyTask } from '../../harness/verify.ts';
 import { createKafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
 import { createDynamoDBClient, createS3Client } from '../../lib/store/clients.ts';
@@ -15,6 +19,21 @@ import { createAwsStores } from '../../lib/store/stores.ts';
 
 const localEnv = inject('localEnv');
 const aws = { env: localEnv, bucket: localEnv.TIDEMARK_BUCKET!, table: localEnv.TIDEMARK_TABLE! };
+
+/** Both outputs verified against the fold: nothing lost, doubled or from an attempt that did not commit. */
+function expectOutputsExactlyOnce(result: MainJobResult): void {
+  const { kafka, dynamodb, problems } = result.summary.outputs;
+  expect(problems).toEqual([]);
+  for (const v of [kafka.verdict, dynamodb.verdict]) {
+    expect(v).toMatchObject({ lost: 0, duplicated: 0, uncommitted: 0, unexpected: 0, unplaced: 0 });
+  }
+  // Every applied record's update is in the topic once; the table holds the overdrawn accounts.
+  expect(kafka.verdict.expected).toBe(result.summary.applied);
+  expect(kafka.verdict.seen).toBe(result.summary.applied);
+  expect(dynamodb.verdict.expected).toBeGreaterThan(0);
+  expect(dynamodb.verdict.seen).toBe(dynamodb.verdict.expected);
+  expect(dynamodb.writes).toBeGreaterThan(dynamodb.verdict.expected);
+}
 
 describe('the main job', () => {
   // The first run builds the Kafka cluster: in a hook with room for it, not in the test's time.
@@ -48,6 +67,9 @@ describe('the main job', () => {
       expect(s.esm.invocations).toBeGreaterThan(4_000 / 150);
       expect(s.checkpointMs.count).toBeGreaterThan(0);
       expect(stages.some((line) => /^init: bucket \S+: (created|exists)/.test(line))).toBe(true);
+      expect(s.commitStore).toBe('dynamodb');
+      expect(stages).toContain(`topic: table ${pipeline}-overdrawn (output): created`);
+      expectOutputsExactlyOnce(result);
       // The consumer group is named after the pipeline, and its offsets cover every record.
       const kafka = new Kafka({
         clientId: 't',
@@ -60,6 +82,55 @@ describe('the main job', () => {
       await admin.disconnect();
       const byPartition = Object.fromEntries(offsets!.partitions.map((p) => [p.partition, p.offset]));
       for (const v of result.verdicts) expect(byPartition[v.partition]).toBe(v.committedOffset);
+    } finally {
+      await result.servers.stop();
+    }
+  });
+
+  it('commits to PostgreSQL with --commit-store postgres, and verifies state and outputs through it', {
+    timeout: 120_000,
+  }, async () => {
+    const pipeline = `balances-${randomUUID().slice(0, 8)}`;
+    const url = localEnv.TIDEMARK_TEST_POSTGRES_URL!;
+    const result = await runMainJob({
+      records: 1_000,
+      partitions: 2,
+      seed: 11,
+      faults: { crash: 0.1, timeout: 0.05, duplicate: 0.1, rebatch: 0.5, store: 0.1, broker: 0 },
+      aws,
+      pipeline,
+      commitStore: 'postgres',
+      dbUrl: url,
+      batchSize: 150,
+      batchingWindowMs: 100,
+    });
+    try {
+      expect(result.verdicts.filter((v) => !v.ok)).toEqual([]);
+      expect(result.verified).toBe(true);
+      expect(result.summary.commitStore).toBe('postgres');
+      expect(result.servers.awsEnv).toMatchObject({
+        TIDEMARK_COMMIT_STORE: 'postgres',
+        TIDEMARK_DB_URL: url,
+      });
+      expectOutputsExactlyOnce(result);
+      // The commits are PostgreSQL rows, and what the job verified is what they say.
+      const client = new pg.Client({ connectionString: url });
+      await client.connect();
+      try {
+        const { rows } = await client.query<{
+          kafka_partition: number;
+          epoch: string;
+          committed_offset: string;
+        }>(
+          'SELECT kafka_partition, epoch, committed_offset FROM tidemark_commits WHERE pipeline = $1 ORDER BY kafka_partition',
+          [pipeline],
+        );
+        expect(rows.map((r) => [r.kafka_partition, Number(r.epoch), String(r.committed_offset)])).toEqual(
+          result.verdicts.map((v) => [v.partition, v.epoch, v.committedOffset]),
+        );
+      } finally {
+        await client.end();
+      }
     } finally {
       await result.servers.stop();
     }
@@ -120,6 +191,54 @@ describe('verification', () => {
       'applied 4 records, expected 5',
       'account carol: undefined, expected {"balance":1,"count":1}',
     ]);
+  });
+});
+
+describe('the overdrawn accounts table check', () => {
+  // Partition 0: a goes below zero at 0, b at 1 and back at 2, a closes at 3 and comes back below at 4.
+  const fold = new TaskFold();
+  const feed: Array<[string, number | null]> = [
+    ['a', -5],
+    ['b', -1],
+    ['b', 4],
+    ['a', null],
+    ['a', -2],
+  ];
+  feed.forEach(([account, amount], i) => {
+    fold.observe(
+      BigInt(i),
+      effectOf(Buffer.from(account), amount === null ? null : Buffer.from(JSON.stringify({ amount }))),
+    );
+  });
+  const expected = expectedTasks('p', 't', new Map([[0, expectedOutputs(fold.applications)]]));
+  const ledger = new CommitLedger();
+  ledger.noteAttempt('x1', 'inv-1');
+  ledger.noteAttempt('x2', 'inv-2');
+  const record = (epoch: number, committedOffset: bigint, attempt: string) =>
+    ({ pipeline: 'p', topic: 't', partition: 0, epoch, committedOffset, attempt, history: [] }) as never;
+  ledger.noteRecord(record(1, 3n, 'x1'));
+  ledger.noteRecord(record(2, 5n, 'x2'));
+  const good = { account: 'a', offset: '4', balance: -2, count: 1, inv: 'inv-2', tidemarkEpoch: 2 };
+  const judge = (...items: Array<Record<string, unknown>>) =>
+    judgeOverdrawn(new Map(items.map((i) => [String(i.account), i])), expected, ledger);
+
+  it('accepts the last update of each overdrawn account, written by the committed attempt', () => {
+    expect(overdrawnWrites(expected)).toBe(5);
+    expect(judge(good)).toEqual({ ...emptyVerdict('dynamodb'), expected: 1, seen: 1 });
+  });
+
+  it('counts a missing or older item as lost, a leftover as duplicated, another attempt’s as uncommitted', () => {
+    expect(judge()).toMatchObject({ lost: 1, seen: 0 });
+    expect(judge({ ...good, offset: '0', balance: -5 })).toMatchObject({ lost: 1 });
+    expect(judge(good, { account: 'b', offset: '1', balance: -1, count: 1 })).toMatchObject({
+      duplicated: 1,
+    });
+    expect(judge({ ...good, inv: 'inv-1' })).toMatchObject({ uncommitted: 1 });
+    expect(judge({ ...good, tidemarkEpoch: 1 })).toMatchObject({ uncommitted: 1 });
+    expect(judge({ ...good, balance: -3 })).toMatchObject({ unexpected: 1 });
+    expect(judge(good, { account: 'zed', offset: '9', balance: -1, count: 1 })).toMatchObject({
+      unexpected: 1,
+    });
   });
 });
 
@@ -195,6 +314,7 @@ describe('npm start flags', () => {
     expect(parse().brokers).toBeUndefined();
     expect(parse().keep).toBeUndefined();
     expect(parse().partialBatchResponse).toBe(true);
+    expect(parse().commitStore).toBe('dynamodb');
   });
 
   it('parses every flag', () => {
@@ -218,6 +338,8 @@ describe('npm start flags', () => {
         'x.log',
         '--partial-batch-response',
         'off',
+        '--commit-store',
+        'postgres',
       ),
     ).toEqual({
       records: 5_000,
@@ -230,7 +352,11 @@ describe('npm start flags', () => {
       json: true,
       log: 'x.log',
       partialBatchResponse: false,
+      commitStore: 'postgres',
     });
+    for (const store of ['mysql', 'redis', 'dynamodb']) {
+      expect(parse('--commit-store', store).commitStore).toBe(store);
+    }
   });
 
   it('refuses bad values', () => {
@@ -239,5 +365,6 @@ describe('npm start flags', () => {
     expect(() => parse('--faults', 'crash=7')).toThrow(/above 1/);
     expect(() => parse('--batch-size', '10001')).toThrow(/integer from 1 to 10000/);
     expect(() => parse('--partial-batch-response', 'maybe')).toThrow(/on or off/);
+    expect(() => parse('--commit-store', 'sqlite')).toThrow(/postgres/);
   });
 });
