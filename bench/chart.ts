@@ -189,7 +189,7 @@ export function renderChart(r: BenchResult): string {
   if (r.overhead) {
     const goals: Record<number, number> = { 1000: 0.55, 10000: 0.75 };
     const o = panel(
-      'Overhead: Tidemark ÷ raw loop throughput, in-memory stores (green: goal, ≥ 0.55 at 1,000, ≥ 0.75 at 10,000)',
+      'Overhead: Tidemark ÷ raw loop throughput (CPU time), in-memory stores (green: goal, ≥ 0.55 at 1,000, ≥ 0.75 at 10,000)',
       r.overhead.points.map((p) => ({
         label: `epochs of ${p.epochRecords.toLocaleString('en-US')} records`,
         value: p.ratio,

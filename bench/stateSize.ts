@@ -21,7 +21,7 @@ import {
   snapshotChecksum,
 } from '../lib/state/snapshotCodec.ts';
 import { StateStore } from '../lib/state/stateStore.ts';
-import { type Spread, spread, timed } from './stats.ts';
+import { type Spread, spread, timed, timedCpu } from './stats.ts';
 import { accountId, prng } from './workload.ts';
 
 export interface StateSizeOptions {
@@ -47,7 +47,11 @@ export interface CheckpointFigures {
 export interface StateSizePoint {
   keys: number;
   changedKeysPerEpoch: number;
-  full: CheckpointFigures & { restoreMs: Spread };
+  full: CheckpointFigures & {
+    restoreMs: Spread;
+    /** The process's CPU time over the restore (absent in runs before it was measured). */
+    restoreCpuMs?: Spread;
+  };
   incremental:
     | {
         status: 'measured';
@@ -155,9 +159,15 @@ function figures(written: Written[]): CheckpointFigures {
   };
 }
 
-async function restore(snapshots: SnapshotStore, task: TaskId, chain: SnapshotRef[], keys: number) {
+async function restore(
+  snapshots: SnapshotStore,
+  task: TaskId,
+  chain: SnapshotRef[],
+  keys: number,
+  cpu?: number[],
+) {
   const last = chain[chain.length - 1]!;
-  const t = await timed(() =>
+  const t = await timedCpu(() =>
     loadCheckpoint(
       snapshots,
       task,
@@ -173,6 +183,7 @@ async function restore(snapshots: SnapshotStore, task: TaskId, chain: SnapshotRe
   if (t.value.store.keyCount !== keys) {
     throw new Error(`restored ${t.value.store.keyCount} keys, expected ${keys}`);
   }
+  cpu?.push(t.cpuMs);
   return t.ms;
 }
 
@@ -189,6 +200,7 @@ export async function runStateSize(
     const fulls: Written[] = [];
     const deltas: Written[] = [];
     const restoreFull: number[] = [];
+    const restoreFullCpu: number[] = [];
     const restoreOne: number[] = [];
     const restoreChain: number[] = [];
     const bytesRatio: number[] = [];
@@ -219,7 +231,7 @@ export async function runStateSize(
       );
       fulls.push(full);
       const chain: SnapshotRef[] = [full.ref];
-      restoreFull.push(await restore(snapshots, task, chain, keys));
+      restoreFull.push(await restore(snapshots, task, chain, keys, restoreFullCpu));
       const repDeltas: Written[] = [];
       for (let d = 1; d <= o.deltasInChain; d++) {
         changeKeys(store, keys, changed, random);
@@ -257,7 +269,7 @@ export async function runStateSize(
     points.push({
       keys,
       changedKeysPerEpoch: changed,
-      full: { ...figures(fulls), restoreMs: spread(restoreFull) },
+      full: { ...figures(fulls), restoreMs: spread(restoreFull), restoreCpuMs: spread(restoreFullCpu) },
       incremental:
         o.deltasInChain > 0
           ? {

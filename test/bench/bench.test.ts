@@ -48,7 +48,8 @@ describe('bench (smoke profile)', () => {
     expect(result.overhead?.points.map((p) => p.epochRecords)).toEqual(o.epochSizes);
     for (const p of result.overhead!.points) {
       expect(p.epochsPerMeasurement).toBe(Math.ceil(o.records / p.epochRecords));
-      expect(p.ratio.n).toBe(o.repeats);
+      expect(p.ratio.n).toBe(o.repeats); // from CPU time
+      expect(p.wallRatio?.n).toBe(o.repeats);
       expect(p.ratio.median).toBeGreaterThan(0);
     }
   });
@@ -95,6 +96,7 @@ describe('bench (smoke profile)', () => {
     const [p] = result.stateSize!.points;
     expect(p!.keys).toBe(PROFILES.smoke.state.keyCounts[0]);
     expect(p!.incremental).toHaveProperty('status', 'measured');
+    expect(p!.full.restoreCpuMs?.n).toBe(PROFILES.smoke.state.repeats);
     const inc = p!.incremental as { delta: { bytes: { median: number } }; chainDeltas: number };
     expect(inc.delta.bytes.median).toBeLessThan(p!.full.bytes.median);
     expect(inc.chainDeltas).toBe(PROFILES.smoke.state.deltasInChain);
