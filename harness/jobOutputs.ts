@@ -52,9 +52,6 @@ import {
 import { KcatNotFoundError } from './kafka/errors.ts';
 import { readCommittedWithKcat } from './kafka/kcat.ts';
 
-/** An emitted value as the job tags it: the example's `BalanceUpdate` plus `task` and `inv`. */
-export type TaggedUpdate = CampaignOutput;
-
 /**
  * The processor with every emitted value tagged with its task and the request id of the invocation
  * emitting it (`invocation()`, the container's current one). The example's own code is unchanged:
@@ -211,6 +208,8 @@ export async function judgeKafkaOutput(options: {
     [...options.expected.values()].map((t) => t.id),
   );
   const seen: SeenOutput[] = [];
+  // Where each output's copies sit in the topic, to show them when one is there twice.
+  const copies = new Map<string, string[]>();
   for (const r of await readCommittedWithKcat({
     brokers: options.brokers,
     topic: options.topic,
@@ -219,14 +218,17 @@ export async function judgeKafkaOutput(options: {
     const id = r.headers.find((h) => h.name === OUTPUT_ID_HEADER)?.value?.toString('utf8') ?? '';
     const [pipeline = '', topic = '', , epoch = ''] = id.split('/');
     if (pipeline !== options.pipeline || topic !== options.inputTopic) continue;
-    seen.push({
-      pipeline,
-      epoch: Number(epoch),
-      value: JSON.parse(r.value?.toString('utf8') ?? 'null') as CampaignOutput,
-      lane: `partition ${r.partition}`,
-    });
+    const value = JSON.parse(r.value?.toString('utf8') ?? 'null') as CampaignOutput;
+    seen.push({ pipeline, epoch: Number(epoch), value, lane: `partition ${r.partition}` });
+    const key = `${value.task} offset ${value.offset}`;
+    copies.set(key, [...(copies.get(key) ?? []), `${r.partition}@${r.offset} (${id}, ${value.inv})`]);
   }
-  return judgeStream('kafka', seen, options.expected, options.ledger);
+  const verdict = judgeStream('kafka', seen, options.expected, options.ledger);
+  if (verdict.duplicated > 0) {
+    const twice = [...copies].filter(([, at]) => at.length > 1).slice(0, 3);
+    for (const [key, at] of twice) verdict.examples.push(`kafka: ${key} at ${at.join(' and ')}`);
+  }
+  return verdict;
 }
 
 /** The table's items (a consistent Scan), by account; the sink's fence items left out. */
