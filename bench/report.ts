@@ -308,7 +308,7 @@ export function renderSummary(r: BenchResult, chartFile: string | undefined): st
 - Machine: ${m.cpuModel}, ${m.cpus} CPUs, ${m.memoryGiB} GiB, ${m.os}; load average at start ${m.loadAverageAtStart.join(' / ')}${m.loadAverageAtEnd ? `, at the end ${m.loadAverageAtEnd.join(' / ')}` : ''} (shared with other work)
 - Node ${m.node}; commit ${r.commit}; started ${r.startedAt}, took ${fmt(r.durationSeconds)} s
 - Engine defaults: snapshot mode \`${r.engineDefaults.snapshotMode}\`, compression \`${r.engineDefaults.compression}\`, compaction after ${r.engineDefaults.compactAfterDeltas} deltas or ${r.engineDefaults.compactDeltaRatio} × the full snapshot
-- Figures: median over repeats, with (min–max, n=repeats). The machine is shared and noisy: the
+${(r.notes ?? []).map((n) => `- Note: ${n}\n`).join('')}- Figures: median over repeats, with (min–max, n=repeats). The machine is shared and noisy: the
   ratios, measured side by side in the same run, are what to compare; absolute rates are this
   machine's, against local servers, not AWS.
 

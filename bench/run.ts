@@ -175,6 +175,8 @@ export interface BenchResult {
   coldStart?: ColdStartResult;
   memory?: MemoryResult;
   goals: GoalCheck[];
+  /** Where a rendered result differs from one run as measured (a section taken from another run). */
+  notes?: string[];
 }
 
 export function machineInfo(): MachineInfo {
