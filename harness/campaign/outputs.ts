@@ -465,12 +465,14 @@ export class CampaignOutputs {
     const { kafka, dynamodb, s3 } = this.targets;
     const reads: Array<Promise<void>> = [];
     if (kafka && this.targets.sinks.includes('kafka')) {
+      const expectedCount = [...expected.values()].reduce((n, t) => n + t.outputs.length, 0);
       const read = async (): Promise<SeenOutput[]> => {
         const seen: SeenOutput[] = [];
         for (const r of await readCommittedWithKcat({
           brokers: kafka.brokers,
           topic: kafka.topic,
-          timeoutMs: 120_000,
+          // A full run's topic holds tens of thousands of outputs (and aborted ones) on a busy machine.
+          timeoutMs: Math.max(120_000, 10 * expectedCount),
         })) {
           const id = r.headers.find((h) => h.name === OUTPUT_ID_HEADER)?.value?.toString('utf8') ?? '';
           const [pipeline = '', , , epoch = ''] = id.split('/');
