@@ -140,12 +140,18 @@ export interface MainJobOptions {
   outputTable?: string;
   batchSize?: number;
   batchingWindowMs?: number;
+  /**
+   * The emulated function's timeout. Default 120 s, the CDK construct's default. (With 30 s, a
+   * container whose checkpoints once took over 10 s, a slow output delivery on a loaded machine,
+   * kept a time reserve above the whole invocation and failed every later one: docs/local-run.md,
+   * known issues.)
+   */
   functionTimeoutMs?: number;
   /** Engine's time reserve (also decides how short `timeout` faults are). Default 1,000 ms. */
   timeReserveMs?: number;
   epochMaxRecords?: number;
   maxConcurrency?: number;
-  /** Give up when no record was committed for this long. Default 120 s. */
+  /** Give up when no record was committed for this long. Default 120 s, at least 1.5 × the function timeout. */
   stallTimeoutMs?: number;
   /**
    * The mapping reads partial batch responses (ReportBatchItemFailures) and the engine reports the
@@ -419,6 +425,7 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
   const batchSize = options.batchSize ?? 1_000;
   const partialBatchResponse = options.partialBatchResponse ?? true;
   const timeReserveMs = options.timeReserveMs ?? 1_000;
+  const functionTimeoutMs = options.functionTimeoutMs ?? 120_000;
   const stage = options.onStage ?? (() => {});
   const signal = options.signal;
   const random = new SeededRandom(seed);
@@ -537,7 +544,7 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
       createContainer: containers.create,
       batchSize,
       batchingWindowMs: options.batchingWindowMs ?? 500,
-      functionTimeoutMs: options.functionTimeoutMs ?? 30_000,
+      functionTimeoutMs,
       maxConcurrency: options.maxConcurrency ?? Math.min(partitions, 8),
       reportBatchItemFailures: partialBatchResponse,
       faults: new RandomEsmFaults(
@@ -649,7 +656,7 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
       const end = oracle.expected(p).endOffset;
       if (end !== null) ends.set(p, BigInt(end));
     }
-    const stallMs = options.stallTimeoutMs ?? 120_000;
+    const stallMs = options.stallTimeoutMs ?? Math.max(120_000, 1.5 * functionTimeoutMs);
     let lastCommitted = -1n;
     let lastMove = performance.now();
     for (;;) {
