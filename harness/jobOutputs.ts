@@ -210,10 +210,13 @@ export async function judgeKafkaOutput(options: {
   const seen: SeenOutput[] = [];
   // Where each output's copies sit in the topic, to show them when one is there twice.
   const copies = new Map<string, string[]>();
+  let expectedCount = 0;
+  for (const t of options.expected.values()) expectedCount += t.outputs.length;
   for (const r of await readCommittedWithKcat({
     brokers: options.brokers,
     topic: options.topic,
-    timeoutMs: 120_000,
+    // As the campaign's read: time in proportion to the outputs (a busy machine reads slowly).
+    timeoutMs: Math.max(120_000, 10 * expectedCount),
   })) {
     const id = r.headers.find((h) => h.name === OUTPUT_ID_HEADER)?.value?.toString('utf8') ?? '';
     const [pipeline = '', topic = '', , epoch = ''] = id.split('/');
