@@ -721,9 +721,12 @@ export class EpochEngine<
       summary.duplicatesSkipped += i;
       this.observer.duplicatesSkipped?.(rt.task, i);
     }
+    // What slow checkpoints taught the reserve never exceeds half the time the task began with.
+    let ceiling: number | undefined;
     while (i < records.length) {
       const remaining = inv.remaining();
-      const reserve = this.budget.reserveMs();
+      ceiling ??= remaining / 2;
+      const reserve = this.budget.reserveMs(ceiling);
       if (remaining < reserve) {
         await this.finishDelivery(rt);
         throw new TimeBudgetExceededError(
