@@ -136,5 +136,7 @@ if (o.json) {
     `${JSON.stringify(report, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`,
   );
 }
-traceFile?.end();
-process.exitCode = report.passed ? 0 : 1;
+// The run's servers are stopped; a client's socket or timer left behind (a container's kafkajs
+// producer, a database pool) must not keep the command running once its report is out.
+await new Promise<void>((resolve) => (traceFile ? traceFile.end(resolve) : resolve()));
+process.exit(report.passed ? 0 : 1);
