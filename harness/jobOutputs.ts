@@ -29,15 +29,13 @@ import {
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
 import { unmarshall } from '@aws-sdk/util-dynamodb';
-import { Kafka, logLevel } from 'kafkajs';
 import type { Processor } from '../lib/checkpoint/processor.ts';
 import type { CommitRecord, CommitStore, TaskId } from '../lib/checkpoint/stores.ts';
 import { CommitConflictError } from '../lib/errors.ts';
 import type { KafkaRecord } from '../lib/event/types.ts';
 import type { AttachedWrites, OutputDescriptors, OutputHandle } from '../lib/output/types.ts';
 import { FENCE_KEY_PREFIX } from '../lib/sink/dynamodb/constants.ts';
-import { KAFKA_OUTPUT_DEFAULTS, OUTPUT_ID_HEADER } from '../lib/sink/kafka/kafkaOutput.ts';
-import { transactionalIdOf } from '../lib/sink/kafka/marker.ts';
+import { OUTPUT_ID_HEADER } from '../lib/sink/kafka/kafkaOutput.ts';
 import type { StateDescriptors } from '../lib/state/descriptors.ts';
 import type { CommitLedger } from './campaign/commits.ts';
 import {
@@ -50,6 +48,7 @@ import {
   type SinkVerdict,
 } from './campaign/outputCheck.ts';
 import { KcatNotFoundError } from './kafka/errors.ts';
+import { fenceOpenTransactions } from './kafka/fence.ts';
 import { readCommittedWithKcat } from './kafka/kcat.ts';
 
 /**
@@ -160,37 +159,6 @@ export async function ensureAccountTable(
   }
   await waitUntilTableExists({ client, maxWaitTime: 60 }, { TableName: table });
   return 'created';
-}
-
-/**
- * Ends any transaction a dead container's delivery left open, as the task's next delivery would: a
- * producer of each task's transactional id initializes (the cluster aborts the previous producer's
- * open transaction) and ends at once. Only once nothing can commit any more.
- */
-export async function fenceOpenTransactions(
-  brokers: readonly string[],
-  tasks: readonly TaskId[],
-): Promise<void> {
-  const kafka = new Kafka({
-    clientId: 'tidemark-main-job-fence',
-    brokers: [...brokers],
-    logLevel: logLevel.NOTHING,
-  });
-  await Promise.all(
-    tasks.map(async (t) => {
-      const producer = kafka.producer({
-        transactionalId: transactionalIdOf(KAFKA_OUTPUT_DEFAULTS.transactionalIdPrefix, t),
-        maxInFlightRequests: 1,
-        idempotent: false,
-      });
-      await producer.connect();
-      try {
-        await (await producer.transaction()).abort();
-      } finally {
-        await producer.disconnect();
-      }
-    }),
-  );
 }
 
 /** The Kafka output topic as a read_committed reader sees it, judged against the fold. */

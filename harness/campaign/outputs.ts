@@ -51,10 +51,10 @@ import {
   OUTPUT_ID_HEADER,
   type ResolvedKafkaOutputOptions,
 } from '../../lib/sink/kafka/kafkaOutput.ts';
-import { transactionalIdOf } from '../../lib/sink/kafka/marker.ts';
 import { readS3Outputs } from '../../lib/sink/s3/reader.ts';
 import { S3OutputSink } from '../../lib/sink/s3/S3OutputSink.ts';
 import { s3Output } from '../../lib/sink/s3/s3Output.ts';
+import { fenceOpenTransactions } from '../kafka/fence.ts';
 import { readCommittedWithKcat } from '../kafka/kcat.ts';
 import type { CommitLedger } from './commits.ts';
 import { type ContainerFaults, SimulatedCrash, type StoreFault, type StoreOp } from './faults.ts';
@@ -421,37 +421,6 @@ export class CampaignOutputs {
   }
 
   /**
-   * Ends every transaction a crashed delivery may have left open, as the task's next delivery would:
-   * a producer of each task's transactional id initializes (the cluster aborts the open transaction
-   * of the previous one) and ends at once. A read_committed reader stops at an open transaction, so
-   * the sink is read only afterwards. (Nothing can commit any more: every lane has finished.)
-   */
-  private async fenceOpenTransactions(tasks: readonly TaskId[]): Promise<void> {
-    const k = this.targets.kafka;
-    if (!k) return;
-    const kafka = new Kafka({
-      clientId: 'campaign-fence',
-      brokers: [...k.brokers],
-      logLevel: logLevel.NOTHING,
-    });
-    const fence = async (t: TaskId) => {
-      const producer = kafka.producer({
-        transactionalId: transactionalIdOf(TRANSACTIONAL_ID_PREFIX, t),
-        maxInFlightRequests: 1,
-        idempotent: false,
-      });
-      await producer.connect();
-      try {
-        const tx = await producer.transaction();
-        await tx.abort();
-      } finally {
-        await producer.disconnect();
-      }
-    };
-    for (let i = 0; i < tasks.length; i += 8) await Promise.all(tasks.slice(i, i + 8).map(fence));
-  }
-
-  /**
    * Reads every sink back and judges it against the fold. `expected`: every task of the run with
    * the outputs the fold expects of it.
    */
@@ -488,7 +457,11 @@ export class CampaignOutputs {
       };
       reads.push(
         (async () => {
-          await this.fenceOpenTransactions([...expected.values()].map((t) => t.id));
+          await fenceOpenTransactions(
+            kafka.brokers,
+            [...expected.values()].map((t) => t.id),
+            TRANSACTIONAL_ID_PREFIX,
+          );
           out.kafka = judgeStream('kafka', await read(), expected, this.ledger);
         })(),
       );

@@ -28,6 +28,26 @@ const newClient = () =>
     maxAttempts: 1,
   });
 
+/** The signed HTTP request `command` would send (path and headers), without sending it. */
+async function captureSigned(
+  command: PutObjectCommand,
+): Promise<{ path: string; headers: Record<string, string> }> {
+  let signed: { path: string; headers: Record<string, string> } | undefined;
+  const capture = newClient();
+  capture.middlewareStack.add(
+    () => async (args) => {
+      const req = (args as unknown as { request: { path: string; headers: Record<string, string> } }).request;
+      signed = { path: req.path, headers: { ...req.headers } };
+      throw new Error('captured');
+    },
+    { step: 'finalizeRequest', priority: 'low', name: 'captureSignedRequest' },
+  );
+  await capture.send(command).catch(() => undefined);
+  capture.destroy();
+  if (!signed) throw new Error('no request was signed');
+  return signed;
+}
+
 beforeAll(async () => {
   s3 = await startS3Local({ buckets: ['repro'] });
   client = newClient();
@@ -43,18 +63,7 @@ it('answers a conditional PUT after an earlier one of the same key was abandoned
   const put = () =>
     new PutObjectCommand({ Bucket: 'repro', Key: key, Body: Buffer.alloc(100, 1), IfNoneMatch: '*' });
   // Capture a signed conditional PUT without sending it...
-  let signed: { path: string; headers: Record<string, string> } | undefined;
-  const capture = newClient();
-  capture.middlewareStack.add(
-    () => async (args) => {
-      const req = (args as unknown as { request: { path: string; headers: Record<string, string> } }).request;
-      signed = { path: req.path, headers: { ...req.headers } };
-      throw new Error('captured');
-    },
-    { step: 'finalizeRequest', priority: 'low', name: 'captureSignedRequest' },
-  );
-  await capture.send(put()).catch(() => undefined);
-  capture.destroy();
+  const signed = await captureSigned(put());
   // ...then send its head and a tenth of its body, and close the socket.
   const port = Number(new URL(s3.endpoint).port);
   await new Promise<void>((resolve) => {
@@ -62,8 +71,8 @@ it('answers a conditional PUT after an earlier one of the same key was abandoned
       host: '127.0.0.1',
       port,
       method: 'PUT',
-      path: signed!.path,
-      headers: signed!.headers,
+      path: signed.path,
+      headers: signed.headers,
     });
     req.on('error', () => resolve());
     req.write(Buffer.alloc(10, 1));
@@ -90,28 +99,15 @@ it('answers a conditional PUT after an earlier one of the same key was abandoned
 it('shows an object being created only once its PUT completed, data and metadata together', async () => {
   const key = 'outputs/data/orders/0/000000000001.jsonl';
   const body = Buffer.alloc(64 * 1024, 7);
-  let signed: { path: string; headers: Record<string, string> } | undefined;
-  const capture = newClient();
-  capture.middlewareStack.add(
-    () => async (args) => {
-      const req = (args as unknown as { request: { path: string; headers: Record<string, string> } }).request;
-      signed = { path: req.path, headers: { ...req.headers } };
-      throw new Error('captured');
-    },
-    { step: 'finalizeRequest', priority: 'low', name: 'captureSignedRequest' },
+  const signed = await captureSigned(
+    new PutObjectCommand({
+      Bucket: 'repro',
+      Key: key,
+      Body: body,
+      IfNoneMatch: '*',
+      Metadata: { 'tidemark-sha256': 'abc' },
+    }),
   );
-  await capture
-    .send(
-      new PutObjectCommand({
-        Bucket: 'repro',
-        Key: key,
-        Body: body,
-        IfNoneMatch: '*',
-        Metadata: { 'tidemark-sha256': 'abc' },
-      }),
-    )
-    .catch(() => undefined);
-  capture.destroy();
   const head = () =>
     client.send(new HeadObjectCommand({ Bucket: 'repro', Key: key })).then(
       (r) => ({ status: 200, metadata: r.Metadata }),
@@ -122,8 +118,8 @@ it('shows an object being created only once its PUT completed, data and metadata
     host: '127.0.0.1',
     port,
     method: 'PUT',
-    path: signed!.path,
-    headers: signed!.headers,
+    path: signed.path,
+    headers: signed.headers,
   });
   const answered = new Promise<number | undefined>((resolve, reject) => {
     req.on('response', (res) => {
@@ -151,26 +147,15 @@ it('shows an object being created only once its PUT completed, data and metadata
 it('stores a PUT whole or not at all', async () => {
   const key = 'outputs/manifests/orders/6/000000000225.json';
   const body = Buffer.from(JSON.stringify({ objects: Array.from({ length: 2000 }, (_, i) => `part-${i}`) }));
-  let signed: { path: string; headers: Record<string, string> } | undefined;
-  const capture = newClient();
-  capture.middlewareStack.add(
-    () => async (args) => {
-      const req = (args as unknown as { request: { path: string; headers: Record<string, string> } }).request;
-      signed = { path: req.path, headers: { ...req.headers } };
-      throw new Error('captured');
-    },
-    { step: 'finalizeRequest', priority: 'low', name: 'captureSignedRequest' },
-  );
-  await capture.send(new PutObjectCommand({ Bucket: 'repro', Key: key, Body: body })).catch(() => undefined);
-  capture.destroy();
+  const signed = await captureSigned(new PutObjectCommand({ Bucket: 'repro', Key: key, Body: body }));
   const port = Number(new URL(s3.endpoint).port);
   await new Promise<void>((resolve) => {
     const req = http.request({
       host: '127.0.0.1',
       port,
       method: 'PUT',
-      path: signed!.path,
-      headers: signed!.headers,
+      path: signed.path,
+      headers: signed.headers,
     });
     req.on('error', () => resolve());
     req.write(body.subarray(0, 1000));
