@@ -7,6 +7,10 @@
  *   - first invocation: the handler's first call with a small MSK event (reads an absent commit item,
  *     applies two records, commits inline), against the local servers (AWS would add its latencies
  *     and the first TLS handshakes).
+ * Side by side, in the same repeats, a reference bundled by the same construct: a function holding
+ * only the DynamoDB client of the AWS SDK v3, created at module load, doing one GetItem per invocation
+ * (bench/fixtures/dynamodbOnly.ts) — the least any function that commits to DynamoDB loads. Its module
+ * load says how much of Tidemark's is the SDK's.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -33,15 +37,30 @@ export interface ColdStartResult {
   moduleLoadMs: Spread;
   moduleLoadCpuMs: Spread;
   firstInvocationMs: Spread;
+  /** The reference function (absent in runs before it was measured). */
+  reference?: {
+    label: string;
+    bundleBytes: number;
+    moduleLoadMs: Spread;
+    moduleLoadCpuMs: Spread;
+    firstInvocationMs: Spread;
+    /** Tidemark's module load CPU ÷ the reference's, per repeat (the two run back to back). */
+    loadCpuRatio: Spread;
+  };
 }
 
+const REFERENCE_LABEL = 'the DynamoDB client alone (one GetItem per invocation)';
+
 /** Synthesizes the construct with bundling on; returns the asset directory and the function's environment. */
-function bundleAsConstruct(outdir: string): { dir: string; environment: Record<string, string> } {
+function bundleAsConstruct(
+  outdir: string,
+  entry: string,
+): { dir: string; environment: Record<string, string> } {
   const app = new App({ outdir, context: { 'aws:cdk:enable-asset-metadata': true } });
   const stack = new Stack(app, 'ColdStart', { env: { account: '111122223333', region: 'us-east-1' } });
   new TidemarkPipeline(stack, 'Pipeline', {
     pipelineId: 'coldstart',
-    entry: join(ROOT, 'functions/balances.ts'),
+    entry: join(ROOT, entry),
     source: { kind: 'msk', clusterArn: CLUSTER_ARN },
     topic: 'payments',
   });
@@ -75,7 +94,7 @@ const c = process.cpuUsage(c0);
 const t1 = performance.now();
 const summary = await m.handler(JSON.parse(process.env.BENCH_EVENT), { awsRequestId: 'cold', getRemainingTimeInMillis: () => 60000, functionName: 'bench' });
 const first = performance.now() - t1;
-if (summary.applied !== 2) throw new Error('first invocation applied ' + summary.applied);
+if (process.env.BENCH_CHECK === 'tidemark' ? summary.applied !== 2 : summary.found !== false) throw new Error('unexpected first invocation: ' + JSON.stringify(summary));
 console.log(JSON.stringify({ load, loadCpu: (c.user + c.system) / 1000, first }));
 `;
 
@@ -106,27 +125,45 @@ export function runColdStart(
 ): ColdStartResult {
   const outdir = mkdtempSync(join(tmpdir(), 'tidemark-coldstart-'));
   try {
-    log('cold start: bundling the balances handler through the CDK construct');
-    const { dir, environment } = bundleAsConstruct(outdir);
-    const file = join(dir, 'index.mjs');
-    const bundleBytes = statSync(file).size;
-    readFileSync(file); // in the page cache, as a warm Lambda host's disk would be
-    const samples: Array<{ load: number; loadCpu: number; first: number }> = [];
-    for (let i = 0; i < o.repeats; i++) {
+    log('cold start: bundling the balances handler and the reference through the CDK construct');
+    const bundles = (['functions/balances.ts', 'bench/fixtures/dynamodbOnly.ts'] as const).map((entry, i) => {
+      const { dir, environment } = bundleAsConstruct(join(outdir, String(i)), entry);
+      const file = join(dir, 'index.mjs');
+      readFileSync(file); // in the page cache, as a warm Lambda host's disk would be
+      return { file, environment, bytes: statSync(file).size };
+    });
+    const [tidemark, reference] = bundles as [(typeof bundles)[0], (typeof bundles)[0]];
+    const bundleBytes = tidemark.bytes;
+    const environment = tidemark.environment;
+    type Sample = { load: number; loadCpu: number; first: number };
+    const run = (b: typeof tidemark, check: 'tidemark' | 'reference', i: number): Sample => {
       const out = execFileSync(process.execPath, ['--input-type=module', '-e', CHILD], {
         encoding: 'utf8',
         env: {
           PATH: process.env.PATH,
           ...target.env,
-          ...environment,
+          ...b.environment,
           TIDEMARK_BUCKET: target.bucket,
           TIDEMARK_TABLE: target.table,
           TIDEMARK_PIPELINE: `cold-${target.runId}-${i}`,
-          BENCH_BUNDLE_URL: pathToFileURL(file).href,
+          BENCH_BUNDLE_URL: pathToFileURL(b.file).href,
           BENCH_EVENT: event(),
+          BENCH_CHECK: check,
         },
       });
-      samples.push(JSON.parse(out.trim().split('\n').pop()!));
+      return JSON.parse(out.trim().split('\n').pop()!);
+    };
+    const samples: Sample[] = [];
+    const refSamples: Sample[] = [];
+    for (let i = 0; i < o.repeats; i++) {
+      // Back to back, alternating which goes first, so machine noise hits both alike.
+      if (i % 2 === 0) {
+        samples.push(run(tidemark, 'tidemark', i));
+        refSamples.push(run(reference, 'reference', i));
+      } else {
+        refSamples.push(run(reference, 'reference', i));
+        samples.push(run(tidemark, 'tidemark', i));
+      }
     }
     const result: ColdStartResult = {
       bundleBytes,
@@ -134,9 +171,17 @@ export function runColdStart(
       moduleLoadMs: spread(samples.map((s) => s.load)),
       moduleLoadCpuMs: spread(samples.map((s) => s.loadCpu)),
       firstInvocationMs: spread(samples.map((s) => s.first)),
+      reference: {
+        label: REFERENCE_LABEL,
+        bundleBytes: reference.bytes,
+        moduleLoadMs: spread(refSamples.map((s) => s.load)),
+        moduleLoadCpuMs: spread(refSamples.map((s) => s.loadCpu)),
+        firstInvocationMs: spread(refSamples.map((s) => s.first)),
+        loadCpuRatio: spread(samples.map((s, i) => s.loadCpu / refSamples[i]!.loadCpu)),
+      },
     };
     log(
-      `cold start: ${bundleBytes} B bundle, module load ${result.moduleLoadMs.median.toFixed(1)} ms (CPU ${result.moduleLoadCpuMs.median.toFixed(1)} ms), first invocation ${result.firstInvocationMs.median.toFixed(1)} ms`,
+      `cold start: ${bundleBytes} B bundle, module load ${result.moduleLoadMs.median.toFixed(1)} ms (CPU ${result.moduleLoadCpuMs.median.toFixed(1)} ms), first invocation ${result.firstInvocationMs.median.toFixed(1)} ms; reference (${REFERENCE_LABEL}): ${reference.bytes} B, module load ${result.reference!.moduleLoadMs.median.toFixed(1)} ms (CPU ${result.reference!.moduleLoadCpuMs.median.toFixed(1)} ms), first invocation ${result.reference!.firstInvocationMs.median.toFixed(1)} ms`,
     );
     return result;
   } finally {

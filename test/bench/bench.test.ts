@@ -108,9 +108,19 @@ describe('bench (smoke profile)', () => {
     expect(a.approaches[0]!.recordsMeasured).toBe(AWS_LATENCY_PROFILES.smoke.tidemarkRecords);
     expect(a.throughputRatio.n).toBe(1);
     for (const x of a.approaches) expect(x.recordAgeMsP99).toBeGreaterThanOrEqual(x.recordAgeMsP50);
+    // One partition per batch, both approaches, for the per-partition throughput goal.
+    const d = a.dedicated!;
+    expect(d.approaches.map((x) => x.id)).toEqual(['tidemark-warm', 'per-record-update']);
+    expect(d.approaches[0]!.recordsMeasured).toBe(AWS_LATENCY_PROFILES.smoke.dedicated!.tidemarkRecords);
+    expect(d.approaches[1]!.recordsMeasured).toBe(AWS_LATENCY_PROFILES.smoke.dedicated!.baselineRecords);
+    expect(d.throughputRatio.n).toBe(1);
     const c = result.coldStart!;
     expect(c.bundleBytes).toBeGreaterThan(100_000);
     expect(c.firstInvocationMs.n).toBe(1);
+    // The reference (the DynamoDB client alone) was bundled by the construct and invoked alike.
+    expect(c.reference!.bundleBytes).toBeGreaterThan(100_000);
+    expect(c.reference!.bundleBytes).toBeLessThan(c.bundleBytes);
+    expect(c.reference!.loadCpuRatio.n).toBe(1);
     expect(c.nodeOptions).toBe(''); // the construct's default: no run-time source maps
     const m = result.memory!;
     expect(m.keys).toBe(1_000);
