@@ -16,6 +16,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { quarantinePrefix } from '../../lib/checkpoint/layout.ts';
 import type { CommitStore, SnapshotStore } from '../../lib/checkpoint/stores.ts';
 import { type CommitStoreKind, DEFAULTS, type TidemarkConfig } from '../../lib/config/config.ts';
+import { ConfigurationError } from '../../lib/errors.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import type { DatabaseStores } from '../../lib/store/database/DatabaseStores.ts';
 import type { RedisStoreOptions } from '../../lib/store/database/options.ts';
@@ -130,7 +131,10 @@ export interface CampaignOptions {
    * kind started for the run in a temporary directory (and stopped after it).
    */
   databaseUrl?: string;
-  /** Sinks the processors emit to, for every record they apply. Default: Kafka, DynamoDB and S3. */
+  /**
+   * Sinks the processors emit to, for every record they apply. Default: Kafka, DynamoDB and S3. `sql`
+   * needs commits in PostgreSQL or MySQL/MariaDB (`ConfigurationError` otherwise).
+   */
   outputs?: readonly CampaignSink[];
   /** An existing Kafka cluster for the Kafka outputs. Default: a local cluster started for the run. */
   kafkaBrokers?: readonly string[];
@@ -328,6 +332,12 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
       : undefined;
   if (outputSabotage && sinks.length === 0)
     throw new RangeError(`--sabotage ${outputSabotage} needs outputs`);
+  if (sinks.includes('sql') && commitStore !== 'postgres' && commitStore !== 'mysql') {
+    throw new ConfigurationError(
+      'commitStore',
+      `the sql sink writes its rows in the epoch's commit transaction: it needs commits in postgres or mysql (--commit-store postgres|mysql), not ${commitStore}`,
+    );
+  }
 
   let stack: LocalStack | undefined;
   let env = options.env;
@@ -367,7 +377,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
   try {
     proxies.push(await startFaultProxy(hostPort(s3Endpoint)), await startFaultProxy(hostPort(ddbEndpoint)));
     // The commit store: DynamoDB (the run's table), or a database each container connects to.
-    let database: RedisStoreOptions | undefined;
+    let database: (RedisStoreOptions & { url: string }) | undefined;
     if (commitStore !== 'dynamodb') {
       let url = options.databaseUrl;
       if (!url) {
@@ -440,6 +450,15 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
       }
       if (sinks.includes('dynamodb')) targets.dynamodb = { table: `${table}-outputs` };
       if (sinks.includes('s3')) targets.s3 = { bucket, prefix: 'campaign-outputs' };
+      if (sinks.includes('sql') && database && (commitStore === 'postgres' || commitStore === 'mysql')) {
+        const suffix = runId.replace(/\W/g, '_');
+        targets.sql = {
+          store: commitStore,
+          url: database.url,
+          events: `cmp_events_${suffix}`,
+          totals: `cmp_totals_${suffix}`,
+        };
+      }
       outputs = new CampaignOutputs(targets, commitLedger, outputSabotage, options.trace);
       await outputs.setup(direct, ensureTable);
       if (outputSabotage) {

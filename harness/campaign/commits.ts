@@ -202,6 +202,14 @@ export class CampaignCommitStore implements CommitStore {
       );
       if (zombie) zombie.commit = 'won';
     } catch (err) {
+      const crash = f.midCommitCrash;
+      if (crash && attached?.writes.includes(crash.write)) {
+        // The connection was killed inside the commit's transaction (the database rolled it back):
+        // the container dies with it. A commit that lost its compare-and-set first never got there.
+        f.midCommitCrash = undefined;
+        if (!(err instanceof CommitConflictError && err.cause === undefined))
+          f.kill(`${crash.fault.kind} ${crash.label} (sql transaction)`);
+      }
       this.o.trace?.(
         `c${f.id} ${f.invocation} commit ${next.pipeline}/${label} e${next.epoch} failed: ${err instanceof Error ? err.name : String(err)}${err instanceof CommitConflictError ? ` (stored e${err.current?.epoch} by ${err.current?.attempt})` : ''}`,
       );

@@ -65,6 +65,8 @@ export const STORE_OPS = [
   'kafka-send',
   'kafka-offsets',
   'kafka-commit',
+  // The SQL sink's rows, in the commit's own transaction (after the compare-and-set).
+  'sql-txn',
   'other',
 ] as const;
 export type StoreOp = (typeof STORE_OPS)[number];
@@ -166,6 +168,12 @@ export class ContainerFaults {
   inFlight = 0;
   /** Called when the last call in flight finishes. */
   onIdle: (() => void) | undefined;
+  /**
+   * A crash planned in the middle of a commit transaction (`crash-mid-delivery` at `sql-txn`): the
+   * statement that kills the connection, among a commit's attached writes. The commit store's wrapper
+   * kills the container when the commit carrying it fails.
+   */
+  midCommitCrash: { write: object; fault: StoreFault; label: string } | undefined;
   private counters = new Map<string, number>();
 
   constructor(id: number) {
@@ -181,6 +189,7 @@ export class ContainerFaults {
     this.processor = processor;
     this.zombie = zombie;
     this.invocation = invocation;
+    this.midCommitCrash = undefined;
     this.counters.clear();
   }
 

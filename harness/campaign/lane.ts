@@ -304,7 +304,8 @@ const OPS_BY_KIND: Partial<Record<FaultKind, Partial<Record<StoreOp, number>>>> 
   // Deliveries: before the first write of a sink; after a data object (no manifest yet) or a Kafka
   // request (a transaction left open); after the last write (delivered, the engine never learns it).
   'crash-before-delivery': { 'output-data-put': 1, 'output-txn': 1, 'kafka-init': 1, 'kafka-marker': 0.5 },
-  'crash-mid-delivery': { 'output-data-put': 1, 'kafka-send': 1, 'kafka-offsets': 1 },
+  // SQL: the connection dies inside the commit's transaction, after the compare-and-set and some rows.
+  'crash-mid-delivery': { 'output-data-put': 1, 'kafka-send': 1, 'kafka-offsets': 1, 'sql-txn': 1 },
   'crash-after-delivery': { 'output-manifest-put': 1, 'output-txn': 1, 'kafka-commit': 1 },
   'kafka-error': { 'kafka-init': 1, 'kafka-marker': 1, 'kafka-send': 2, 'kafka-offsets': 1 },
   'kafka-lost-commit': { 'kafka-commit': 1 },
@@ -432,6 +433,7 @@ export class Lane {
       );
     }
     if (KAFKA_OPS.has(op)) return sinks.includes('kafka');
+    if (op === 'sql-txn') return sinks.includes('sql');
     return true;
   }
 

@@ -3,13 +3,15 @@
  * campaign against DynamoDB Local and the S3 server (started for the run, or the servers named by
  * the standard AWS variables with --use-env), a commit store (`--commit-store`: DynamoDB, or a
  * PostgreSQL, MariaDB or Redis server started for the run) and the outputs' sinks (`--outputs`: a
- * local Kafka cluster started for the run, DynamoDB, S3), prints the report, exits 1 when it failed.
+ * local Kafka cluster started for the run, DynamoDB, S3, and SQL tables in the commit store's
+ * database), prints the report, exits 1 when it failed (2 on options it cannot run with).
  */
 import { createWriteStream, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { CommitStoreKind } from '../../lib/config/config.ts';
-import { CAMPAIGN_COMMIT_STORES, runCampaign } from './campaign.ts';
-import { CAMPAIGN_SINKS, type CampaignSink } from './outputCheck.ts';
+import { ConfigurationError } from '../../lib/errors.ts';
+import { CAMPAIGN_COMMIT_STORES, type CampaignReport, runCampaign } from './campaign.ts';
+import { ALL_CAMPAIGN_SINKS, CAMPAIGN_SINKS, type CampaignSink } from './outputCheck.ts';
 import { formatReport } from './report.ts';
 
 function int(name: string) {
@@ -41,13 +43,15 @@ const program = new Command('campaign')
   )
   .option(
     '--outputs <list>',
-    `sinks the processors emit to, comma-separated (${CAMPAIGN_SINKS.join(', ')}), or none`,
+    `sinks the processors emit to, comma-separated (${ALL_CAMPAIGN_SINKS.join(', ')}; sql with --commit-store postgres or mysql), or none`,
     (v) => {
       if (v === 'none') return [];
       const list = v.split(',').filter(Boolean);
       for (const x of list) {
-        if (!(CAMPAIGN_SINKS as readonly string[]).includes(x))
-          throw new InvalidArgumentError(`unknown sink ${x}; sinks: ${CAMPAIGN_SINKS.join(', ')}, or none`);
+        if (!(ALL_CAMPAIGN_SINKS as readonly string[]).includes(x))
+          throw new InvalidArgumentError(
+            `unknown sink ${x}; sinks: ${ALL_CAMPAIGN_SINKS.join(', ')}, or none`,
+          );
       }
       return list;
     },
@@ -110,25 +114,32 @@ const traceFile = o.trace ? createWriteStream(o.trace, { flags: 'a' }) : undefin
 const trace = traceFile
   ? (line: string) => traceFile.write(`${new Date().toISOString()} ${line}\n`)
   : undefined;
-const report = await runCampaign({
-  seed,
-  faults: o.faults,
-  records: o.records,
-  partitions: o.partitions,
-  lanes: o.lanes,
-  processor: o.processor,
-  keysPerTask: o.keys,
-  commitStore: o.commitStore,
-  outputs: o.outputs,
-  kafkaBrokers: o.brokers,
-  brokerFaultRate: o.brokerFaults,
-  databaseUrl: o.useEnv ? process.env.TIDEMARK_DB_URL || undefined : undefined,
-  skip: o.skip,
-  deterministic: o.deterministic,
-  trace,
-  env: o.useEnv ? process.env : undefined,
-  log,
-});
+let report: CampaignReport;
+try {
+  report = await runCampaign({
+    seed,
+    faults: o.faults,
+    records: o.records,
+    partitions: o.partitions,
+    lanes: o.lanes,
+    processor: o.processor,
+    keysPerTask: o.keys,
+    commitStore: o.commitStore,
+    outputs: o.outputs,
+    kafkaBrokers: o.brokers,
+    brokerFaultRate: o.brokerFaults,
+    databaseUrl: o.useEnv ? process.env.TIDEMARK_DB_URL || undefined : undefined,
+    skip: o.skip,
+    deterministic: o.deterministic,
+    trace,
+    env: o.useEnv ? process.env : undefined,
+    log,
+  });
+} catch (err) {
+  if (!(err instanceof ConfigurationError || err instanceof RangeError)) throw err;
+  console.error(`campaign: ${err.message}`);
+  process.exit(2);
+}
 console.log(formatReport(report));
 if (o.json) {
   writeFileSync(

@@ -14,6 +14,9 @@
  * - **unplaced**: an output whose record's epoch the run never saw committed (a harness gap: it
  *   cannot be classified).
  *
+ * The SQL sink is judged twice over, as one verdict: its append-only table of every output (a
+ * stream: `judgeStream`) and its table of each account's running total (`judgeSqlTotals`).
+ *
  * Pure functions: the sinks are read by outputs.ts.
  */
 import type { TaskId } from '../../lib/checkpoint/stores.ts';
@@ -47,8 +50,14 @@ export function expectedOutputs(applications: readonly AppliedRecord[]): Expecte
   }));
 }
 
+/** The sinks every commit store can drive (the default set). */
 export const CAMPAIGN_SINKS = ['kafka', 'dynamodb', 's3'] as const;
-export type CampaignSink = (typeof CAMPAIGN_SINKS)[number];
+/**
+ * Every sink the campaign can drive: `sql` too, whose rows commit in the epoch's own transaction, so
+ * it needs commits in PostgreSQL or MySQL/MariaDB (the database holding its tables).
+ */
+export const ALL_CAMPAIGN_SINKS = [...CAMPAIGN_SINKS, 'sql'] as const;
+export type CampaignSink = (typeof ALL_CAMPAIGN_SINKS)[number];
 
 export interface SinkVerdict {
   sink: CampaignSink;
@@ -65,6 +74,8 @@ export interface SinkVerdict {
   unplaced: number;
   /** A few of the problems, for the report. */
   examples: string[];
+  /** A sink judged in parts (the SQL sink's tables): each part's expected and read-back counts. */
+  parts?: Array<{ name: string; expected: number; seen: number }>;
 }
 
 export function emptyVerdict(sink: CampaignSink): SinkVerdict {
@@ -330,6 +341,181 @@ export function judgeTable(
     note(v, `dynamodb: item ${pk} belongs to no account of the run`);
   }
   return v;
+}
+
+/** One row of the SQL sink's table of totals, as read back (bigint columns as decimal text). */
+export interface SqlTotalsRow {
+  readonly pk: string;
+  readonly account: string;
+  readonly balance: string;
+  readonly count: number;
+  readonly lastOffset: string;
+  readonly inv: string;
+  /** The identity column: the epoch whose commit wrote the row last. */
+  readonly epoch: number;
+}
+
+/** The fold's outputs of one account, split at its last tombstone. */
+interface AccountStates {
+  /** Every output of the account (deposits and tombstones), in order. */
+  all: ExpectedOutput[];
+  /** Deposits since the last tombstone (the last one is what the row must show; none: no row). */
+  since: ExpectedOutput[];
+  /** Deposits before the last tombstone (a row showing one of them was brought back). */
+  before: ExpectedOutput[];
+}
+
+function accountStates(outputs: readonly ExpectedOutput[]): Map<string, AccountStates> {
+  const out = new Map<string, AccountStates>();
+  for (const o of outputs) {
+    let a = out.get(o.account);
+    if (!a) {
+      a = { all: [], since: [], before: [] };
+      out.set(o.account, a);
+    }
+    a.all.push(o);
+    if (o.balance === null) {
+      a.before.push(...a.since);
+      a.since = [];
+    } else a.since.push(o);
+  }
+  return out;
+}
+
+const showsState = (row: SqlTotalsRow, o: ExpectedOutput): boolean =>
+  row.lastOffset === o.offset && row.balance === String(o.balance) && row.count === o.count;
+
+/**
+ * The SQL sink's table of totals: one row per account (keyed `<pipeline>/<task>/<account>`) upserted
+ * by every deposit with the balance, count and offset after it and the invocation that wrote it,
+ * deleted by a tombstone. The table must equal the fold's final state, row for row. A row that
+ * differs (missing, showing an older state, there although the fold closed the account) shows that
+ * some write went wrong, not which: the events table (`events`, the same epochs' rows of every
+ * output, read back) tells, for the account's outputs:
+ *
+ * - one of them missing from the committed attempts' rows: **lost**;
+ * - else one of them there twice, or the row showing an older state while every write is there
+ *   once (an older write landed again after the later ones): **duplicated**;
+ * - else a row missing: **lost**; any other content: **unexpected**.
+ *
+ * A row equal to the fold's whose last write is not the committed attempt's (its invocation or its
+ * identity's epoch) is **uncommitted**; a row of no account of the run, **unexpected**. `expected`
+ * counts the rows the fold leaves, `seen` the rows read.
+ */
+export function judgeSqlTotals(
+  rows: readonly SqlTotalsRow[],
+  events: readonly SeenOutput[],
+  expected: ReadonlyMap<string, ExpectedTask>,
+  ledger: CommitLedger,
+): SinkVerdict {
+  const v = emptyVerdict('sql');
+  // Committed copies of each output in the events table, by `<group>|<offset>`.
+  const copies = new Map<string, number>();
+  for (const e of events) {
+    const key = groupKey(e.pipeline, e.value.task);
+    const task = expected.get(key);
+    if (!task) continue;
+    if (placement(ledger, task.id, BigInt(e.value.offset), e.epoch, e.value.inv) !== 'committed') continue;
+    const k = `${key}|${e.value.offset}`;
+    copies.set(k, (copies.get(k) ?? 0) + 1);
+  }
+  const byPk = new Map<string, SqlTotalsRow>();
+  for (const r of rows) {
+    v.seen++;
+    if (byPk.has(r.pk)) {
+      // The key is the table's primary key: two rows with one key cannot happen.
+      v.duplicated++;
+      note(v, `sql totals: two rows with key ${r.pk}`);
+    }
+    byPk.set(r.pk, r);
+  }
+  const claimed = new Set<string>();
+  for (const [key, task] of expected) {
+    const [pipeline, label] = key.split('|') as [string, string];
+    for (const [account, states] of accountStates(task.outputs)) {
+      const pk = accountItemKey(pipeline, label, account);
+      claimed.add(pk);
+      const row = byPk.get(pk);
+      const last = states.since[states.since.length - 1];
+      if (last) v.expected++;
+      if (row && last && row.account === account && showsState(row, last)) {
+        const p = ledger.place(task.id, BigInt(last.offset));
+        if (!p || p.invocation === undefined) {
+          v.unplaced++;
+          note(v, `sql totals: ${pk} offset ${last.offset}: no commit of its epoch seen`);
+        } else if (row.inv !== p.invocation || row.epoch !== p.epoch) {
+          v.uncommitted++;
+          note(
+            v,
+            `sql totals: ${pk}'s last write from invocation ${row.inv}, epoch ${row.epoch}: not the committed attempt (epoch ${p.epoch}, ${p.invocation})`,
+          );
+        }
+        continue;
+      }
+      if (!row && !last) continue;
+      // The row differs from the fold's: which write went wrong, the events table tells.
+      const shows = row ? `balance ${row.balance} count ${row.count} of offset ${row.lastOffset}` : 'no row';
+      const want = last ? `the state after offset ${last.offset}` : 'no row (the account was closed)';
+      const count = (o: ExpectedOutput) => copies.get(`${key}|${o.offset}`) ?? 0;
+      const missing = states.all.find((o) => count(o) === 0);
+      const twice = states.all.find((o) => count(o) > 1);
+      const older =
+        row !== undefined &&
+        row.account === account &&
+        [...states.since, ...states.before].some((o) => showsState(row, o));
+      if (missing) {
+        v.lost++;
+        note(
+          v,
+          `sql totals: ${pk} shows ${shows}, expected ${want}; the write of offset ${missing.offset} is lost`,
+        );
+      } else if (twice || older) {
+        v.duplicated++;
+        note(
+          v,
+          `sql totals: ${pk} shows ${shows}, expected ${want}; ${twice ? `the write of offset ${twice.offset} was applied twice` : 'an older write was applied again after the later ones'}`,
+        );
+      } else if (!row) {
+        v.lost++;
+        note(v, `sql totals: ${pk} shows no row, expected ${want}`);
+      } else {
+        v.unexpected++;
+        note(
+          v,
+          `sql totals: ${pk} shows ${shows} of account ${row.account}, which no record of the account explains`,
+        );
+      }
+    }
+  }
+  for (const [pk] of byPk) {
+    if (claimed.has(pk)) continue;
+    v.unexpected++;
+    note(v, `sql totals: row ${pk} belongs to no account of the run`);
+  }
+  return v;
+}
+
+/** One verdict of several (the SQL sink's two tables): counts added, examples of each, each part's size kept. */
+export function combineVerdicts(parts: ReadonlyArray<[string, SinkVerdict]>): SinkVerdict {
+  const out = emptyVerdict(parts[0]![1].sink);
+  out.parts = parts.map(([name, v]) => ({ name, expected: v.expected, seen: v.seen }));
+  for (const [, v] of parts) {
+    out.examples.push(...v.examples);
+    for (const k of [
+      'expected',
+      'seen',
+      'lost',
+      'duplicated',
+      'uncommitted',
+      'unexpected',
+      'outOfOrder',
+      'unplaced',
+    ] as const) {
+      out[k] += v[k];
+    }
+  }
+  out.examples = out.examples.slice(0, 8);
+  return out;
 }
 
 /** The problems a verdict adds to the campaign's report (empty when the sink is exactly once). */

@@ -13,6 +13,10 @@
  *   a consistent Scan.
  * - **S3** (`log`): JSON lines with ids, small objects (an epoch spans several), gzip on some lanes;
  *   read through the manifests (`readS3Outputs`).
+ * - **SQL** (`sqlEvents`, `sqlTotals`; commits in PostgreSQL or MySQL/MariaDB only): an append-only
+ *   table of every output and a table of each account's running total (upserted, deleted by a
+ *   tombstone), both written in the commit's own transaction (sqlTables.ts). Read with the
+ *   database's own client.
  *
  * Each container builds its own sinks (`sinkProvider`) on its own clients, so the campaign's faults
  * reach them: SDK middleware for S3 and DynamoDB (faults.ts), the Kafka sink's step hooks and a
@@ -21,7 +25,10 @@
  *
  * The self-check (`OutputSabotage`) breaks a sink on purpose: `lose-output` drops every delivery of
  * the epoch holding one chosen record; `duplicate-output` delivers a task's first epoch once more at
- * the end, under another task identity, so the sinks' own idempotence cannot catch it.
+ * the end, under another task identity, so the sinks' own idempotence cannot catch it. (The SQL sink
+ * has no delivery of its own: the dropped epoch's rows are kept out of its commit, and its first
+ * epoch's statements, as the committed attempt attached them, are applied again in a transaction of
+ * their own.)
  */
 import net from 'node:net';
 import { type DynamoDBClient, paginateScan } from '@aws-sdk/client-dynamodb';
@@ -31,6 +38,7 @@ import { type ISocketFactory, Kafka, logLevel } from 'kafkajs';
 import type { TaskId } from '../../lib/checkpoint/stores.ts';
 import type { SinkProvider } from '../../lib/output/router.ts';
 import type {
+  AttachedWrites,
   Delivery,
   OutputDescriptor,
   OutputDescriptors,
@@ -54,6 +62,7 @@ import {
 import { readS3Outputs } from '../../lib/sink/s3/reader.ts';
 import { S3OutputSink } from '../../lib/sink/s3/S3OutputSink.ts';
 import { s3Output } from '../../lib/sink/s3/s3Output.ts';
+import { type SqlOutputDescriptor, sqlOutput } from '../../lib/sink/sql/index.ts';
 import { fenceOpenTransactions } from '../kafka/fence.ts';
 import { readCommittedWithKcat } from '../kafka/kcat.ts';
 import type { CommitLedger } from './commits.ts';
@@ -62,8 +71,10 @@ import {
   accountItemKey,
   type CampaignOutput,
   type CampaignSink,
+  combineVerdicts,
   type ExpectedTask,
   groupKey,
+  judgeSqlTotals,
   judgeStream,
   judgeTable,
   OFFSET_ATTRIBUTE,
@@ -71,13 +82,23 @@ import {
   type SinkVerdict,
   type TableItem,
 } from './outputCheck.ts';
+import {
+  applySqlDelivery,
+  createSqlTables,
+  readSqlEvents,
+  readSqlTotals,
+  type SqlTargets,
+} from './sqlTables.ts';
 
-/** The output each sink is declared as, by name. */
+/** The output each sink is declared as, by name (the SQL sink's table of every output). */
 export const OUTPUT_NAMES: Readonly<Record<CampaignSink, string>> = {
   kafka: 'events',
   dynamodb: 'totals',
   s3: 'log',
+  sql: 'sqlEvents',
 };
+/** The SQL sink's second output: its table of totals. */
+export const SQL_TOTALS_OUTPUT = 'sqlTotals';
 
 /** The Kafka sink's transactional id prefix (the default). */
 const TRANSACTIONAL_ID_PREFIX = 'tidemark.';
@@ -95,6 +116,7 @@ export interface OutputTargets {
   };
   readonly dynamodb?: { readonly table: string };
   readonly s3?: { readonly bucket: string; readonly prefix: string };
+  readonly sql?: SqlTargets;
 }
 
 /** A lane's own choices about its outputs (drawn per lane). */
@@ -109,6 +131,59 @@ export interface LaneOutputSettings {
 const KAFKA_REQUEST_BYTES = 4_096;
 
 export type OutputSabotage = 'lose-output' | 'duplicate-output';
+
+/** The SQL sink's two outputs (sqlTables.ts has why the events table has no key). */
+export function sqlDescriptors(t: SqlTargets): { events: SqlOutputDescriptor; totals: SqlOutputDescriptor } {
+  return {
+    events: sqlOutput<CampaignOutput>({
+      table: t.events,
+      columns: {
+        task: 'text',
+        kafka_offset: 'bigint',
+        account: 'text',
+        balance: { type: 'bigint', nullable: true },
+        count: 'integer',
+        inv: 'text',
+      },
+      identity: true,
+      row: (v) => ({
+        task: v.task,
+        kafka_offset: BigInt(v.offset),
+        account: v.account,
+        balance: v.balance,
+        count: v.count,
+        inv: v.inv,
+      }),
+    }),
+    totals: sqlOutput<CampaignOutput>({
+      table: t.totals,
+      key: 'pk',
+      columns: {
+        pk: { type: 'text', maxLength: 255 },
+        account: 'text',
+        balance: 'bigint',
+        count: 'integer',
+        last_offset: 'bigint',
+        inv: 'text',
+      },
+      identity: true,
+      write: (v, ctx) => {
+        const pk = accountItemKey(ctx.pipeline, v.task, v.account);
+        if (v.balance === null) return { delete: { pk } };
+        return {
+          upsert: {
+            pk,
+            account: v.account,
+            balance: v.balance,
+            count: v.count,
+            last_offset: BigInt(v.offset),
+            inv: v.inv,
+          },
+        };
+      },
+    }),
+  };
+}
 
 /** The output descriptors of a lane's processor. */
 export function outputDescriptors(targets: OutputTargets, lane: LaneOutputSettings): OutputDescriptors {
@@ -158,6 +233,11 @@ export function outputDescriptors(targets: OutputTargets, lane: LaneOutputSettin
       gzip: lane.gzip,
       maxObjectBytes: lane.maxObjectBytes,
     }) as OutputDescriptor;
+  }
+  if (targets.sql && targets.sinks.includes('sql')) {
+    const sql = sqlDescriptors(targets.sql);
+    out[OUTPUT_NAMES.sql] = sql.events as OutputDescriptor;
+    out[SQL_TOTALS_OUTPUT] = sql.totals as OutputDescriptor;
   }
   return out;
 }
@@ -232,6 +312,8 @@ export class CampaignOutputs {
   private target: { key: string; task: TaskId; offset: bigint } | undefined;
   /** `duplicate-output`: the first delivery of the target task, per sink kind. */
   private readonly captured = new Map<string, Delivery>();
+  /** `duplicate-output`, SQL: the target task's attached deliveries, with the invocation of each attempt. */
+  private readonly attachedCandidates: Array<{ delivery: Delivery; invocation: string }> = [];
   /** Deliveries the sabotage dropped. */
   dropped = 0;
 
@@ -277,6 +359,10 @@ export class CampaignOutputs {
       }
     }
     if (this.targets.dynamodb) await ensureTable(clients.dynamodb, this.targets.dynamodb.table);
+    if (this.targets.sql) {
+      const { events, totals } = sqlDescriptors(this.targets.sql);
+      await createSqlTables(this.targets.sql, [events, totals]);
+    }
   }
 
   /** Sabotage (self-check): aims at `task`; `lose-output` at the epoch holding `offset`. */
@@ -389,6 +475,24 @@ export class CampaignOutputs {
   }
 
   /**
+   * `duplicate-output`, SQL: an attempt's attached delivery of the target task. Whether it commits is
+   * known only later; `replayCaptured` picks the committed attempt's first epoch.
+   */
+  captureAttached(delivery: Delivery, invocation: string): void {
+    this.attachedCandidates.push({ delivery, invocation });
+  }
+
+  /** The committed attempt's earliest attached delivery of the target task. */
+  private committedAttached(): Delivery | undefined {
+    let best: Delivery | undefined;
+    for (const { delivery, invocation } of this.attachedCandidates) {
+      if (this.ledger.invocationOf(delivery.task, delivery.epoch) !== invocation) continue;
+      if (!best || delivery.epoch < best.epoch) best = delivery;
+    }
+    return best;
+  }
+
+  /**
    * `duplicate-output`: delivers each captured delivery once more, under another task identity (its
    * topic with `.replay`), through a sink built on the run's own clients: a broken sink that
    * delivers an epoch twice.
@@ -398,6 +502,14 @@ export class CampaignOutputs {
     env: SinkEnvironment,
   ): Promise<number> {
     let n = 0;
+    const sql = this.committedAttached();
+    if (sql && this.targets.sql) {
+      await applySqlDelivery(this.targets.sql, {
+        ...sql,
+        task: { ...sql.task, topic: `${sql.task.topic}.replay` },
+      });
+      n++;
+    }
     for (const [kind, d] of this.captured) {
       const descriptor = d.parts[0]!.descriptor;
       let sink: Sink;
@@ -431,7 +543,7 @@ export class CampaignOutputs {
   ): Promise<Partial<Record<CampaignSink, SinkVerdict>>> {
     const out: Partial<Record<CampaignSink, SinkVerdict>> = {};
     const mine = new Set(pipelines);
-    const { kafka, dynamodb, s3 } = this.targets;
+    const { kafka, dynamodb, s3, sql } = this.targets;
     const reads: Array<Promise<void>> = [];
     if (kafka && this.targets.sinks.includes('kafka')) {
       const expectedCount = [...expected.values()].reduce((n, t) => n + t.outputs.length, 0);
@@ -496,6 +608,18 @@ export class CampaignOutputs {
         })(),
       );
     }
+    if (sql && this.targets.sinks.includes('sql')) {
+      reads.push(
+        (async () => {
+          const [all, totals] = await Promise.all([readSqlEvents(sql), readSqlTotals(sql)]);
+          const events = all.filter((e) => mine.has(e.pipeline));
+          out.sql = combineVerdicts([
+            [sql.events, judgeStream('sql', events, expected, this.ledger)],
+            [sql.totals, judgeSqlTotals(totals, events, expected, this.ledger)],
+          ]);
+        })(),
+      );
+    }
     await Promise.all(reads);
     return out;
   }
@@ -549,9 +673,45 @@ class ContainerSink implements Sink {
   }
 
   attach(delivery: Delivery) {
-    // The sabotaged epochs go through `deliver`, where they are dropped or captured.
-    if (this.outputs.holdsTarget(delivery) || this.outputs.isDuplicateTarget(delivery)) return undefined;
-    return this.inner.attach?.(delivery);
+    // The sabotaged epochs go through `deliver`, where they are dropped or captured; the SQL sink's
+    // have no `deliver` (its rows commit with the epoch or not at all): captured here, and replayed
+    // at the end only if this attempt's commit won.
+    if (this.outputs.holdsTarget(delivery)) return undefined;
+    if (this.outputs.isDuplicateTarget(delivery)) {
+      if (this.kind !== 'sql') return undefined;
+      this.outputs.captureAttached(delivery, this.faults.invocation);
+    }
+    const attached = this.inner.attach?.(delivery);
+    if (this.kind !== 'sql' || !attached) return attached;
+    return this.midTransactionCrash(delivery, attached);
+  }
+
+  /**
+   * `crash-mid-delivery` at `sql-txn`: the connection dies inside the commit's transaction, after
+   * the compare-and-set and the first of the epoch's statements, and the container with it. A
+   * statement that makes the server kill the session's own connection is slipped in among the
+   * rows' (the database then rolls the transaction back, as for a process that died there); the
+   * commit store's wrapper (commits.ts) kills the container when the commit fails.
+   */
+  private midTransactionCrash(delivery: Delivery, attached: AttachedWrites): AttachedWrites {
+    const label = `${delivery.task.topic}-${delivery.task.partition}`;
+    const f = this.faults.next('sql-txn', label);
+    if (!f) return attached;
+    f.fired = true;
+    f.outcome = 'surfaced';
+    const kill =
+      attached.store === 'postgres'
+        ? 'SELECT pg_terminate_backend(pg_backend_pid())'
+        : 'KILL CONNECTION_ID()';
+    const write = { sql: kill };
+    this.faults.midCommitCrash = { write, fault: f, label };
+    this.outputs.trace?.(
+      `c${this.faults.id} ${this.faults.invocation} sql ${delivery.task.pipeline}/${label} e${delivery.epoch}: connection to be killed after statement 1 of ${attached.writes.length}`,
+    );
+    return {
+      store: attached.store,
+      writes: [...attached.writes.slice(0, 1), write, ...attached.writes.slice(1)],
+    };
   }
 
   async deliver(delivery: Delivery): Promise<void> {

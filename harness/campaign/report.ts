@@ -122,6 +122,13 @@ export function formatReport(r: CampaignReport): string {
       ]);
     }
     lines.push(table(rows));
+    for (const v of sinks) {
+      if (v.parts) {
+        lines.push(
+          `  ${v.sink}: ${v.parts.map((p) => `${p.name} ${p.seen} read back of ${p.expected} expected`).join(', ')}`,
+        );
+      }
+    }
     for (const v of sinks) for (const e of v.examples.slice(0, 3)) lines.push(`  ${e}`);
   }
   for (const p of r.problems) lines.push(`problem: ${p}`);
