@@ -189,11 +189,16 @@ export class CampaignCommitStore implements CommitStore {
       zombie.reached.open();
       await zombie.resume.wait;
     }
+    // Whether the commit reached the store (not failed before by a planned fault or a dead container).
+    let sent = false;
     try {
       await this.request(
         'commit-write',
         next,
-        () => this.inner.commit(next, expectedEpoch, attached),
+        () => {
+          sent = true;
+          return this.inner.commit(next, expectedEpoch, attached);
+        },
         () => this.noteChain(next),
       );
       this.noteChain(next);
@@ -205,10 +210,14 @@ export class CampaignCommitStore implements CommitStore {
       const crash = f.midCommitCrash;
       if (crash && attached?.writes.includes(crash.write)) {
         // The connection was killed inside the commit's transaction (the database rolled it back):
-        // the container dies with it. A commit that lost its compare-and-set first never got there.
+        // the container dies with it. A commit that failed before it was sent, or lost its
+        // compare-and-set first, never got there.
         f.midCommitCrash = undefined;
-        if (!(err instanceof CommitConflictError && err.cause === undefined))
+        if (sent && !(err instanceof CommitConflictError && err.cause === undefined)) {
+          crash.fault.fired = true;
+          crash.fault.outcome = 'surfaced';
           f.kill(`${crash.fault.kind} ${crash.label} (sql transaction)`);
+        }
       }
       this.o.trace?.(
         `c${f.id} ${f.invocation} commit ${next.pipeline}/${label} e${next.epoch} failed: ${err instanceof Error ? err.name : String(err)}${err instanceof CommitConflictError ? ` (stored e${err.current?.epoch} by ${err.current?.attempt})` : ''}`,

@@ -696,9 +696,9 @@ class ContainerSink implements Sink {
   private midTransactionCrash(delivery: Delivery, attached: AttachedWrites): AttachedWrites {
     const label = `${delivery.task.topic}-${delivery.task.partition}`;
     const f = this.faults.next('sql-txn', label);
+    // Counted as fired once the commit failed there (commits.ts): an attempt that loses its
+    // compare-and-set first never reaches the statement.
     if (!f) return attached;
-    f.fired = true;
-    f.outcome = 'surfaced';
     const kill =
       attached.store === 'postgres'
         ? 'SELECT pg_terminate_backend(pg_backend_pid())'
