@@ -175,9 +175,14 @@ What each benchmark does:
    after the commit) and S3: requests, write units, records/s and epoch latency per task-epoch.
 7. **AWS-latency profile** — (a) and (c) again, with DynamoDB Local and the S3 server behind a latency
    proxy that answers as AWS does (figures and sources below): records/s per partition, epoch latency
-   and record age p50/p99, and their throughput ratio.
+   and record age p50/p99, and their throughput ratio, in two layouts: one partition per batch (a
+   partition's invocations have the function to themselves, as when the event source mapping has
+   scaled out to a poller per partition; the goal is judged here) and 8 partitions per batch sharing
+   one invocation's thread (Tidemark's rate per partition is then the thread's divided by 8).
 8. **Cold start** — the balances handler bundled exactly as the CDK construct bundles it: module load
-   (wall and CPU) in a fresh process per repeat, and the first invocation.
+   (wall and CPU) in a fresh process per repeat, and the first invocation; side by side in the same
+   repeats, a reference bundled alike, a function holding only the SDK's DynamoDB client (one GetItem
+   per invocation), the least a function committing to DynamoDB loads.
 9. **Memory** — heap per million keys of balances state: restored, every key then touched, built key by
    key, and the restore's peak resident set growth.
 
