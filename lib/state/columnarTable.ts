@@ -4,9 +4,12 @@
  * Building a JavaScript `Map` of a million string keys costs 0.3–0.45 s on its own (each key made a
  * string, hashed and inserted), more than reading, checking and decompressing the snapshot. A
  * restored table instead keeps the snapshot's columns as they decode: the keys as one string with
- * their start offsets, the values as one array, and an open-addressing index over the keys (a seeded
- * hash, ./stringHash.ts) built with typed arrays. A key becomes a `Map` entry of its own when it is
- * first read or written ("materialized on access"); what no record touches stays in the columns.
+ * their start offsets, the values as one array or as typed columns that make a row's value when it
+ * is asked for (`RowValues`: values that are numbers, or objects of one shape whose fields are
+ * numbers, see ./snapshotCodec.ts), and an open-addressing index over the keys (a seeded hash,
+ * ./stringHash.ts) built with typed arrays. A key becomes a `Map` entry of its own when it is first
+ * read or written ("materialized on access"); what no record touches stays in the columns. (A row
+ * of typed columns not yet materialized makes a new, equal, frozen value each time it is iterated.)
  *
  * It is a `Map` subclass with every method of `Map` (the state store, the snapshot encoder, deltas,
  * inspection and export use it as a `Map`): entries written, deleted or read since the restore live
@@ -18,6 +21,12 @@
  */
 import { hashRange, hashString } from './stringHash.ts';
 
+/** Values of rows made on demand (from typed columns): `valueAt(row)` makes row `row`'s value. */
+export interface RowValues<V> {
+  readonly length: number;
+  valueAt(row: number): V;
+}
+
 export class ColumnarTable<V = unknown> extends Map<string, V> {
   #joined = '';
   /** Start of row i's key in #joined; #starts[rows] is the end. */
@@ -28,6 +37,8 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
    */
   #values: readonly V[] = [];
   #valuesOwned = false;
+  /** The values, when they are made on demand (then #values is empty): nothing to clear as rows go. */
+  #made: RowValues<V> | null = null;
   /** Two int32 per slot: row + 1 (0: empty), then the key's hash (compared before the key). */
   #slots: Int32Array = new Int32Array(0);
   /** 1 once row i's key lives in the Map itself, or was deleted. */
@@ -36,11 +47,15 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
   #live = 0;
 
   /**
-   * A table of the rows (`keys` joined, `lengths` in UTF-16 units, `values` in the same order; the
-   * table keeps `values` and never changes it).
+   * A table of the rows (`keys` joined, `lengths` in UTF-16 units, `values` in the same order, as an
+   * array or made on demand; the table keeps `values` and never changes it).
    * Throws when the lengths do not add up to the keys or a key appears twice.
    */
-  static fromColumns<V>(joined: string, lengths: Uint32Array, values: readonly V[]): ColumnarTable<V> {
+  static fromColumns<V>(
+    joined: string,
+    lengths: Uint32Array,
+    values: readonly V[] | RowValues<V>,
+  ): ColumnarTable<V> {
     const rows = lengths.length;
     if (values.length !== rows) throw new Error('keys and values differ in count');
     const table = new ColumnarTable<V>();
@@ -86,7 +101,8 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
     }
     table.#joined = joined;
     table.#starts = starts;
-    table.#values = values;
+    if (Array.isArray(values)) table.#values = values as readonly V[];
+    else table.#made = values as RowValues<V>;
     table.#slots = slots;
     table.#gone = new Uint8Array(rows);
     table.#live = rows;
@@ -128,6 +144,7 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
       this.#release();
       return;
     }
+    if (this.#made) return;
     if (this.#valuesOwned) (this.#values as V[])[r] = undefined as V;
     else if (this.#gone.length - this.#live >= this.#gone.length >>> 3) {
       const gone = this.#gone;
@@ -143,6 +160,7 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
     this.#starts = new Uint32Array(1);
     this.#values = [];
     this.#valuesOwned = false;
+    this.#made = null;
     this.#slots = new Int32Array(0);
     this.#gone = new Uint8Array(0);
     this.#live = 0;
@@ -150,10 +168,14 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
 
   /** Moves a row into the Map itself (once read or written). */
   #materialize(key: string, r: number): V {
-    const v = this.#values[r]!;
+    const v = this.#valueAt(r);
     this.#drop(r);
     super.set(key, v);
     return v;
+  }
+
+  #valueAt(r: number): V {
+    return this.#made ? this.#made.valueAt(r) : this.#values[r]!;
   }
 
   override get(key: string): V | undefined {
@@ -196,7 +218,7 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
     const rows = this.#gone.length;
     for (let r = 0; r < rows; r++) {
       if (this.#gone[r]) continue;
-      yield [this.#joined.slice(this.#starts[r]!, this.#starts[r + 1]!), this.#values[r]!];
+      yield [this.#joined.slice(this.#starts[r]!, this.#starts[r + 1]!), this.#valueAt(r)];
     }
     yield* super.entries();
   }

@@ -4,7 +4,7 @@
  *
  *     offset  size  field
  *     0       4     magic "TDMK"
- *     4       2     format version (uint16 LE) = 1
+ *     4       2     format version (uint16 LE): 1 or 2 (see below)
  *     6       2     flags (uint16 LE): bit 0 = body compressed with zstd
  *     8       4     header length H (uint32 LE)
  *     12      H     header: UTF-8 JSON (SnapshotHeader: task identity, epoch, offset, tables, sizes)
@@ -18,6 +18,17 @@
  * repeated object shapes cost their field names once), then the deleted keys (deltas only) as a
  * MessagePack array. Columns keep encode and decode to a few large operations instead of millions
  * of small ones: a 1 M-key state encodes and decodes in a few hundred milliseconds.
+ *
+ * Format 2 adds typed value columns. A value table of at least COLUMN_MIN_ROWS rows whose values are
+ * all numbers, or all plain objects with the same fields in the same order whose values are all
+ * numbers (a balance and a count, a deadline), is written with a `layout` in its table header: the
+ * field names (null for numbers) and a type per field ('i32' when every value of the field is a
+ * 32-bit integer, else 'f64'); its values are then one column per field, every row's value of that
+ * field in row order (int32 or float64, little-endian), instead of MessagePack. Decoding copies the
+ * columns into typed arrays and makes a row's value (a frozen object) only when it is asked for: a
+ * restore no longer unpacks a million objects. A snapshot with no such table is written as format 1,
+ * which older readers read; format 1 snapshots are read as before. As with MessagePack, -0 comes
+ * back as 0.
  *
  * Decoding refuses, with typed errors, anything that is not exactly what was written: wrong magic,
  * unknown version, truncated or extended bytes, a checksum mismatch, an undecodable header or body.
@@ -34,7 +45,13 @@ import type { StateKind, StateScope } from './descriptors.ts';
 import type { StateTable } from './stateStore.ts';
 
 export const SNAPSHOT_MAGIC = 0x4b4d4454; // "TDMK" read as uint32 LE
-export const SNAPSHOT_FORMAT_VERSION = 1;
+/** The newest format written (format 1 is written when no table uses typed value columns). */
+export const SNAPSHOT_FORMAT_VERSION = 2;
+const FORMAT_MESSAGEPACK_VALUES = 1;
+/** The fewest rows for which a table's values are written as typed columns. */
+const COLUMN_MIN_ROWS = 1024;
+/** The most fields an object value may have for its table to be written as typed columns. */
+const COLUMN_MAX_FIELDS = 64;
 const FLAG_ZSTD = 1;
 const FIXED_BYTES = 4 + 2 + 2 + 4 + 8 + 8 + 4;
 
@@ -59,6 +76,16 @@ export interface SnapshotTableHeader {
   keyBytes: number;
   valueBytes: number;
   deleteBytes: number;
+  /** Format 2: the table's values are typed columns (see the top of this file). */
+  layout?: ValueLayout;
+}
+
+/** How a table's values are written as typed columns. */
+export interface ValueLayout {
+  /** The fields of every value, in order; null when every value is a number. */
+  fields: string[] | null;
+  /** One per field (one when `fields` is null). */
+  types: Array<'i32' | 'f64'>;
 }
 
 export interface SnapshotHeader extends SnapshotIdentity {
@@ -212,6 +239,118 @@ function unflattenMap(flat: unknown): Map<string, unknown> {
   return m;
 }
 
+/**
+ * The typed columns of a value table's values (see the top of this file), or null when they are not
+ * all numbers or all plain objects of one shape with number fields.
+ */
+function typedColumns(values: readonly unknown[]): { layout: ValueLayout; blob: Buffer } | null {
+  const n = values.length;
+  const first = values[0];
+  let fields: string[] | null = null;
+  if (typeof first !== 'number') {
+    if (!isPlainObject(first)) return null;
+    fields = Object.keys(first);
+    if (fields.length === 0 || fields.length > COLUMN_MAX_FIELDS || fields.includes(PROTO_KEY)) return null;
+  }
+  const width = fields ? fields.length : 1;
+  const ints = new Array<boolean>(width).fill(true);
+  // First pass: the shape of every value, and which fields are all 32-bit integers.
+  if (fields === null) {
+    for (let r = 0; r < n; r++) {
+      const x = values[r];
+      if (typeof x !== 'number') return null;
+      if (ints[0] && (x | 0) !== x) ints[0] = false;
+    }
+  } else {
+    for (let r = 0; r < n; r++) {
+      const v = values[r];
+      if (!isPlainObject(v)) return null;
+      let i = 0;
+      for (const k in v) {
+        if (k !== fields[i]) return null;
+        const x = v[k];
+        if (typeof x !== 'number') return null;
+        if (ints[i] && (x | 0) !== x) ints[i] = false;
+        i++;
+      }
+      if (i !== width) return null;
+    }
+  }
+  const types = ints.map((i) => (i ? 'i32' : 'f64') as 'i32' | 'f64');
+  let bytes = 0;
+  for (const t of types) bytes += n * (t === 'i32' ? 4 : 8);
+  const blob = Buffer.alloc(bytes);
+  let at = 0;
+  for (let f = 0; f < width; f++) {
+    const key = fields ? fields[f]! : null;
+    if (types[f] === 'i32') {
+      const col = new Int32Array(n);
+      for (let r = 0; r < n; r++)
+        col[r] = (key === null ? values[r] : (values[r] as Record<string, unknown>)[key]) as number;
+      blob.set(new Uint8Array(col.buffer), at);
+      at += n * 4;
+    } else {
+      const col = new Float64Array(n);
+      // + 0: -0 is stored as 0, as MessagePack does.
+      for (let r = 0; r < n; r++)
+        col[r] = ((key === null ? values[r] : (values[r] as Record<string, unknown>)[key]) as number) + 0;
+      blob.set(new Uint8Array(col.buffer), at);
+      at += n * 8;
+    }
+  }
+  return { layout: { fields, types }, blob };
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/**
+ * A table's values from its typed columns (`bytes`, laid out as `layout` says): each row's value is
+ * made when asked for, a number or a frozen object (as MessagePack decodes them, see unpacker()).
+ */
+class TypedValues {
+  readonly length: number;
+  readonly #fields: string[] | null;
+  readonly #columns: Array<Int32Array | Float64Array>;
+
+  constructor(layout: ValueLayout, rows: number, bytes: Buffer) {
+    const { fields, types } = layout;
+    this.length = rows;
+    this.#fields = fields;
+    let expected = 0;
+    for (const t of types) expected += rows * (t === 'i32' ? 4 : 8);
+    if (bytes.length !== expected) throw new Error('typed value columns do not match their layout');
+    // Copied (aligned, and the decompressed body is not kept alive by the table).
+    this.#columns = [];
+    let at = 0;
+    for (const t of types) {
+      const size = rows * (t === 'i32' ? 4 : 8);
+      const copy = bytes.buffer.slice(bytes.byteOffset + at, bytes.byteOffset + at + size);
+      this.#columns.push(t === 'i32' ? new Int32Array(copy) : new Float64Array(copy));
+      at += size;
+    }
+  }
+
+  valueAt(row: number): unknown {
+    const fields = this.#fields;
+    const columns = this.#columns;
+    if (fields === null) return columns[0]![row];
+    const o: Record<string, unknown> = {};
+    for (let f = 0; f < fields.length; f++) o[fields[f]!] = columns[f]![row];
+    return Object.freeze(o);
+  }
+
+  /** Every row's value, in order. */
+  toArray(): unknown[] {
+    const out = new Array<unknown>(this.length);
+    for (let r = 0; r < this.length; r++) out[r] = this.valueAt(r);
+    return out;
+  }
+}
+
 /** A section's keys and values as two arrays (map state values flattened to key/value lists). */
 function columns(s: SnapshotSection): { keys: readonly string[]; values: readonly unknown[] } {
   const src = s.entries;
@@ -255,8 +394,13 @@ export function encodeSnapshot(
     if (!joined.isWellFormed()) throw new StateError(`state '${s.name}': a key is not well-formed UTF-16`);
     const keyBlob = Buffer.from(joined, 'utf8');
     let valueBlob: Buffer;
+    let layout: ValueLayout | undefined;
     try {
-      valueBlob = packValues(packr, values);
+      const typed = s.kind === 'value' && n >= COLUMN_MIN_ROWS ? typedColumns(values) : null;
+      if (typed) {
+        layout = typed.layout;
+        valueBlob = typed.blob;
+      } else valueBlob = packValues(packr, values);
     } catch (err) {
       throw new StateError(`state '${s.name}': a value cannot be encoded (${(err as Error).message})`, {
         cause: err,
@@ -275,6 +419,7 @@ export function encodeSnapshot(
       keyBytes: keyBlob.length,
       valueBytes: valueBlob.length,
       deleteBytes: deleteBlob.length,
+      ...(layout ? { layout } : {}),
     });
     entryCount += n;
   }
@@ -291,7 +436,8 @@ export function encodeSnapshot(
   let p = 0;
   out.writeUInt32LE(SNAPSHOT_MAGIC, p);
   p += 4;
-  out.writeUInt16LE(SNAPSHOT_FORMAT_VERSION, p);
+  const version = tables.some((t) => t.layout) ? SNAPSHOT_FORMAT_VERSION : FORMAT_MESSAGEPACK_VALUES;
+  out.writeUInt16LE(version, p);
   p += 2;
   out.writeUInt16LE(compression === 'zstd' ? FLAG_ZSTD : 0, p);
   p += 2;
@@ -319,7 +465,7 @@ export function snapshotChecksum(bytes: Uint8Array): string {
     .padStart(8, '0');
 }
 
-function parseHeader(blob: Buffer, key: string | undefined): SnapshotHeader {
+function parseHeader(blob: Buffer, key: string | undefined, version: number): SnapshotHeader {
   let h: Record<string, unknown>;
   try {
     h = JSON.parse(blob.toString('utf8')) as Record<string, unknown>;
@@ -356,6 +502,8 @@ function parseHeader(blob: Buffer, key: string | undefined): SnapshotHeader {
         (f) => Number.isSafeInteger(r[f]) && (r[f] as number) >= 0,
       );
     if (!ok) throw bad(`tables[${i}]`);
+    if (r.layout !== undefined && (version < 2 || r.kind !== 'value' || !validLayout(r.layout)))
+      throw bad(`tables[${i}].layout`);
     return r as unknown as SnapshotTableHeader;
   });
   return {
@@ -375,6 +523,21 @@ function parseHeader(blob: Buffer, key: string | undefined): SnapshotHeader {
   };
 }
 
+function validLayout(l: unknown): l is ValueLayout {
+  if (typeof l !== 'object' || l === null) return false;
+  const { fields, types } = l as Record<string, unknown>;
+  if (!Array.isArray(types) || !types.every((t) => t === 'i32' || t === 'f64')) return false;
+  if (fields === null) return types.length === 1;
+  return (
+    Array.isArray(fields) &&
+    fields.length === types.length &&
+    fields.length > 0 &&
+    fields.length <= COLUMN_MAX_FIELDS &&
+    fields.every((f) => typeof f === 'string' && f !== PROTO_KEY) &&
+    new Set(fields).size === fields.length
+  );
+}
+
 function decodeEnvelope(
   bytes: Uint8Array,
   key: string | undefined,
@@ -384,7 +547,7 @@ function decodeEnvelope(
   if (b.readUInt32LE(0) !== SNAPSHOT_MAGIC)
     throw new SnapshotCorruptError('not a Tidemark snapshot (bad magic)', { key });
   const version = b.readUInt16LE(4);
-  if (version !== SNAPSHOT_FORMAT_VERSION) {
+  if (version !== FORMAT_MESSAGEPACK_VALUES && version !== SNAPSHOT_FORMAT_VERSION) {
     throw new SnapshotCorruptError(`unsupported snapshot format version ${version}`, { key });
   }
   const flags = b.readUInt16LE(6);
@@ -405,7 +568,7 @@ function decodeEnvelope(
   if (crc32(b.subarray(0, end)) !== b.readUInt32LE(end))
     throw new SnapshotCorruptError('checksum mismatch', { key });
   if (flags & ~FLAG_ZSTD) throw new SnapshotCorruptError(`unknown flags ${flags}`, { key });
-  const header = parseHeader(b.subarray(12, 12 + headerLen), key);
+  const header = parseHeader(b.subarray(12, 12 + headerLen), key, version);
   if ((header.compression === 'zstd') !== ((flags & FLAG_ZSTD) !== 0)) {
     throw new SnapshotCorruptError('compression flag disagrees with the header', { key });
   }
@@ -451,20 +614,24 @@ export function decodeSnapshot(
       p += t.entries * 4;
       const joined = raw.toString('utf8', p, p + t.keyBytes);
       p += t.keyBytes;
-      const values = packr.unpack(raw.subarray(p, p + t.valueBytes)) as unknown[];
+      const valueBytes = raw.subarray(p, p + t.valueBytes);
+      const typed = t.layout ? new TypedValues(t.layout, t.entries, valueBytes) : null;
+      const values = typed ?? (packr.unpack(valueBytes) as unknown[]);
       p += t.valueBytes;
       const deletes = t.deleteBytes > 0 ? (packr.unpack(raw.subarray(p, p + t.deleteBytes)) as string[]) : [];
       p += t.deleteBytes;
-      if (!Array.isArray(values) || values.length !== t.entries) throw new Error('value count mismatch');
+      if (!(typed || Array.isArray(values)) || values.length !== t.entries)
+        throw new Error('value count mismatch');
       if (!Array.isArray(deletes) || deletes.length !== t.deletes) throw new Error('delete count mismatch');
       let entries: Map<string, unknown>;
       if (options.columnar && t.kind !== 'map') entries = ColumnarTable.fromColumns(joined, lens, values);
       else {
         entries = new Map<string, unknown>();
+        const all = typed ? typed.toArray() : (values as unknown[]);
         let pos = 0;
         for (let i = 0; i < t.entries; i++) {
           const len = lens[i]!;
-          const v = values[i];
+          const v = all[i];
           entries.set(joined.slice(pos, pos + len), t.kind === 'map' ? unflattenMap(v) : v);
           pos += len;
         }

@@ -2,12 +2,14 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ColumnarTable } from '../../lib/state/columnarTable.ts';
 
-function table(entries: Array<[string, number]>): ColumnarTable<number> {
+/** A table of `entries`, its values an array or (`made`) made on demand row by row. */
+function table(entries: Array<[string, number]>, made = false): ColumnarTable<number> {
   const lengths = new Uint32Array(entries.map(([k]) => k.length));
+  const values = entries.map(([, v]) => v);
   return ColumnarTable.fromColumns(
     entries.map(([k]) => k).join(''),
     lengths,
-    entries.map(([, v]) => v),
+    made ? { length: values.length, valueAt: (r: number) => values[r]! } : values,
   );
 }
 
@@ -22,8 +24,9 @@ describe('ColumnarTable', () => {
           fc.tuple(fc.constantFrom('get', 'has', 'set', 'delete', 'size', 'iterate'), key, fc.integer()),
           { maxLength: 80 },
         ),
-        (entries, ops) => {
-          const t = table(entries);
+        fc.boolean(),
+        (entries, ops, made) => {
+          const t = table(entries, made);
           const m = new Map(entries);
           for (const [op, k, v] of ops) {
             if (op === 'get') expect(t.get(k)).toBe(m.get(k));
@@ -47,6 +50,32 @@ describe('ColumnarTable', () => {
           expect(t).toBeInstanceOf(Map);
         },
       ),
+    );
+  });
+
+  it('keeps the value a made row gave once the row is read: later reads return the same object', () => {
+    let made = 0;
+    const t = ColumnarTable.fromColumns('abc', new Uint32Array([1, 1, 1]), {
+      length: 3,
+      valueAt: (r: number) => {
+        made++;
+        return Object.freeze({ row: r });
+      },
+    });
+    expect([...t.values()]).toEqual([{ row: 0 }, { row: 1 }, { row: 2 }]);
+    const b = t.get('b');
+    expect(b).toEqual({ row: 1 });
+    expect(t.get('b')).toBe(b);
+    expect([...t].find(([k]) => k === 'b')![1]).toBe(b);
+    // Rows not read are made again at each iteration (3 + 1 + the 2 rows still in the columns).
+    expect(made).toBe(6);
+    t.delete('a');
+    expect(t.size).toBe(2);
+    expect(new Map(t)).toEqual(
+      new Map([
+        ['b', { row: 1 }],
+        ['c', { row: 2 }],
+      ]),
     );
   });
 

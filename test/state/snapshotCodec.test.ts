@@ -223,9 +223,9 @@ describe('snapshot codec', () => {
     const badMagic = Buffer.from(bytes);
     badMagic.write('XXXX', 0);
     expect(corrupt(() => decodeSnapshot(badMagic)).message).toMatch(/bad magic/);
-    const v2 = Buffer.from(bytes);
-    v2.writeUInt16LE(2, 4);
-    expect(corrupt(() => decodeSnapshot(v2)).message).toMatch(/version 2/);
+    const v3 = Buffer.from(bytes);
+    v3.writeUInt16LE(3, 4);
+    expect(corrupt(() => decodeSnapshot(v3)).message).toMatch(/version 3/);
     expect(corrupt(() => decodeSnapshot(Buffer.from('TDMK'))).message).toMatch(/truncated/);
   });
 
