@@ -44,6 +44,16 @@ export interface KafkaMock {
   setRtt(broker: number, ms: number): Promise<void>;
   /** The next `count` requests of an API (cluster-wide) fail with a (retriable) error code. */
   failRequests(api: KafkaApiName, error: KafkaErrorName, count: number): Promise<void>;
+  /**
+   * Scripts the next `count` requests of an API to one broker: each is answered `delayMs` later
+   * (handled at once: a Produce is appended, only its answer waits) or, with `error`, fails with it.
+   */
+  scriptBrokerRequests(
+    broker: number,
+    api: KafkaApiName,
+    count: number,
+    answer: { error?: KafkaErrorName; delayMs?: number },
+  ): Promise<void>;
   clearRequestErrors(api: KafkaApiName): Promise<void>;
   createTopic(name: string, partitions: number): Promise<void>;
   /** Moves a partition's leadership to another broker (clients get NOT_LEADER and refresh). */
@@ -159,6 +169,10 @@ export async function startKafkaMock(options: KafkaMockOptions = {}): Promise<Ka
     setRtt: (b, ms) => control(`rtt ${checkInt('broker', b)} ${checkInt('rtt', ms)}`),
     failRequests: (api, error, n) =>
       control(`err ${KAFKA_API[api]} ${KAFKA_ERROR[error]} ${checkInt('count', n)}`),
+    scriptBrokerRequests: (b, api, n, answer) =>
+      control(
+        `berr ${checkInt('broker', b)} ${KAFKA_API[api]} ${answer.error ? KAFKA_ERROR[answer.error] : 0} ${checkInt('delay', answer.delayMs ?? 0)} ${checkInt('count', n)}`,
+      ),
     clearRequestErrors: (api) => control(`clear ${KAFKA_API[api]}`),
     createTopic: (name, partitions) =>
       control(`topic ${checkName('topic', name)} ${checkInt('partition count', partitions)}`),

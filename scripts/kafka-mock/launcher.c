@@ -9,6 +9,11 @@
  *   up <broker>                         broker is back
  *   rtt <broker> <ms>                   broker answers every request <ms> later
  *   err <apikey> <errcode> <count>      the next <count> requests of that API fail with <errcode>
+ *   berr <broker> <apikey> <errcode> <ms> <count>
+ *                                       the broker's next <count> requests of that API fail
+ *                                       with <errcode> (0: handled as usual) and are answered
+ *                                       <ms> later (a request is handled at once, its answer
+ *                                       waits)
  *   clear <apikey>                      forget pending request errors of that API
  *   topic <name> <partitions>           create a topic
  *   leader <topic> <partition> <broker> move a partition's leadership
@@ -91,7 +96,7 @@ int main(int argc, char **argv) {
   while (fgets(line, sizeof line, stdin)) {
     line[strcspn(line, "\r\n")] = '\0';
     char cmd[32] = "", a[256] = "";
-    int x = 0, y = 0, z = 0, n = 0;
+    int x = 0, y = 0, z = 0, b = 0, c = 0, n = 0;
     if (sscanf(line, "%31s", cmd) != 1) continue;
     if (!strcmp(cmd, "quit")) {
       reply(1, NULL, line);
@@ -112,6 +117,13 @@ int main(int argc, char **argv) {
       for (int i = 0; i < z; i++) errs[i] = (rd_kafka_resp_err_t)y;
       rd_kafka_mock_push_request_errors_array(mc, (int16_t)x, (size_t)z, errs);
       reply(1, NULL, line);
+    } else if (!strcmp(cmd, "berr") &&
+               sscanf(line, "berr %d %d %d %d %d %n", &x, &y, &z, &b, &c, &n) == 5 && !line[n]) {
+      int ok = c >= 1 && c <= MAX_ERRORS && b >= 0 && z >= 0;
+      for (int i = 0; ok && i < c; i++)
+        ok = !rd_kafka_mock_broker_push_request_error_rtts(mc, x, (int16_t)y, 1,
+                                                           (rd_kafka_resp_err_t)z, b);
+      reply(ok, "no such broker, or count not 1..1000, or negative code or delay", line);
     } else if (!strcmp(cmd, "clear") && sscanf(line, "clear %d %n", &x, &n) == 1 && !line[n]) {
       rd_kafka_mock_clear_request_errors(mc, (int16_t)x);
       reply(1, NULL, line);

@@ -14,8 +14,8 @@
  *     only; then the producer keeps it):   |                                        |
  *     skip E if Kafka already has it       |                                        |
  *   3 send the records, in requests of     | an open transaction: read_committed    | aborts it (its InitProducerId),
- *     `maxRequestBytes`, each with header  | readers of its partitions wait at it   | else the cluster aborts it after
- *     `tidemark-id`                        | (bounded: see step 1 / the timeout)    | transactionTimeoutMs; sends again
+ *     `maxRequestBytes` (one kafkajs send  | readers of its partitions wait at it   | else the cluster aborts it after
+ *     per partition), header `tidemark-id` | (bounded: see step 1 / the timeout)    | transactionTimeoutMs; sends again
  *   4 sendOffsets: T's marker = E, with    | as 3                                   | as 3
  *     E's committed input offset           |                                        |
  *   5 commit (EndTxn)                      | committed or not, unknown: a new       | waits for it to complete (step 1),
@@ -347,11 +347,7 @@ export class KafkaOutputSink implements Sink {
       }
       // Step 3.
       for (let i = 0; i < requests.length; i++) {
-        const written = await tx.sendBatch({
-          topicMessages: requests[i]!,
-          acks: -1,
-          compression: this.cluster.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
-        });
+        const written = await this.send(tx, requests[i]!);
         this.checkWritten(requests[i]!, written, entry.transactionalId, delivery.epoch);
         await this.hooks.step?.('request-sent', { ...info, request: i, requests: requests.length });
       }
@@ -385,10 +381,46 @@ export class KafkaOutputSink implements Sink {
   }
 
   /**
+   * Sends one request's records: one kafkajs send per partition, all at once, settled before this
+   * returns or throws (an abort never overtakes a produce still in flight).
+   *
+   * Never one send for several partitions: kafkajs 2.2.4 can then write a partition's records twice
+   * in the transaction. Its send produces to each leader at once and waits with `Promise.all`; when
+   * one broker fails (a retriable error, a dropped connection) while another has not answered yet,
+   * the retry produces again to every broker without an answer, the slow one included. That second
+   * request waits for the broker's lock until the first is answered, then goes out with the
+   * sequence numbers that answer moved on to, so the broker (a real one too) appends it as new
+   * records (test/sink/kafka/retryInFlight.repro.test.ts). A send of one partition has one request:
+   * a retry follows only its failure, and resends with the same sequence numbers, which the broker
+   * deduplicates.
+   */
+  private async send(tx: Transaction, request: Request): Promise<RecordMetadata[]> {
+    const compression = this.cluster.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
+    const sends: Promise<RecordMetadata[]>[] = [];
+    for (const { topic, messages } of request) {
+      const byPartition = new Map<number, Message[]>();
+      for (const m of messages) {
+        const list = byPartition.get(m.partition!) ?? [];
+        list.push(m);
+        byPartition.set(m.partition!, list);
+      }
+      for (const list of byPartition.values()) {
+        sends.push(tx.sendBatch({ topicMessages: [{ topic, messages: list }], acks: -1, compression }));
+      }
+    }
+    const settled = await Promise.allSettled(sends);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    return settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+  }
+
+  /**
    * Throws (retriable: the attempt aborts and sends again) when a partition of the request has no
    * answer. kafkajs 2.2.4 retries a failed produce only towards brokers that have not answered yet:
    * when a partition's new leader already answered for other partitions of the same send, the
    * partition's records are never sent, and the send resolves without them (kafkajs issue 1303).
+   * Sends of one partition each (see `send`) leave no other partition to answer for; this stays as
+   * a guard.
    */
   private checkWritten(
     request: Request,
