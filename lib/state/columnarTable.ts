@@ -79,12 +79,18 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
     const counts = new Uint32Array((capacity >>> shift) + 1);
     for (let r = 0; r < rows; r++) counts[((hashes[r]! & mask) >>> shift) + 1]!++;
     for (let b = 1; b < counts.length; b++) counts[b]! += counts[b - 1]!;
-    const order = new Uint32Array(rows);
-    for (let r = 0; r < rows; r++) order[counts[(hashes[r]! & mask) >>> shift]!++] = r;
-    const slots = new Int32Array(capacity * 2);
-    for (let n = 0; n < rows; n++) {
-      const r = order[n]!;
+    // The rows in that order, each with its hash (read in sequence below).
+    const order = new Int32Array(rows * 2);
+    for (let r = 0; r < rows; r++) {
       const h = hashes[r]!;
+      const o = counts[(h & mask) >>> shift]!++ << 1;
+      order[o] = r;
+      order[o + 1] = h;
+    }
+    const slots = new Int32Array(capacity * 2);
+    for (let n = 0; n < rows * 2; n += 2) {
+      const r = order[n]!;
+      const h = order[n + 1]!;
       let i = h & mask;
       for (;;) {
         const s = i << 1;

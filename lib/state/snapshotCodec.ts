@@ -609,8 +609,12 @@ export function decodeSnapshot(
   let entryCount = 0;
   for (const t of header.tables) {
     try {
-      // Copy the lengths so the Uint32Array is aligned whatever the offset.
-      const lens = new Uint32Array(raw.buffer.slice(raw.byteOffset + p, raw.byteOffset + p + t.entries * 4));
+      // The lengths are only read here: a view of the body when it is aligned, else a copy.
+      const at = raw.byteOffset + p;
+      const lens =
+        at % 4 === 0
+          ? new Uint32Array(raw.buffer, at, t.entries)
+          : new Uint32Array(raw.buffer.slice(at, at + t.entries * 4));
       p += t.entries * 4;
       const joined = raw.toString('utf8', p, p + t.keyBytes);
       p += t.keyBytes;
