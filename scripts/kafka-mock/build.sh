@@ -4,7 +4,8 @@
 # mock-kafkajs.patch (kafkajs compatibility: read_committed fetches, CreateTopics, DescribeGroups,
 # LeaveGroup v0-1, group Empty when its last member leaves) and mock-transactions.patch (Kafka's
 # transaction semantics: fencing by epoch, abort on InitProducerId and on timeout, offsets committed
-# with the transaction), linked statically with launcher.c.
+# with the transaction) and mock-sequences.patch (Kafka's idempotent sequence checks: a resend of one
+# of a producer's last 5 batches answered with its offset), linked statically with launcher.c.
 #
 # Cached: exits at once when .kafka-mock/stamp matches the inputs. Safe to run from several
 # processes at once (one builds, the others wait for it). Needs gcc, make, patch, tar and npm;
@@ -15,7 +16,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 OUT="${KAFKA_MOCK_DIR:-$HERE/../../.kafka-mock}"
 PKG=@confluentinc/kafka-javascript@1.10.1
 INTEGRITY='sha512-KVePUBn21EqCVP9mfxzEuM3SYJHHEF7X+iiC2e43QQgDSyEaksInmCGooT3w5q+cNAdkSCrK71j0ICfqoSqZLw=='
-PATCHES=(mock-kafkajs.patch mock-transactions.patch) # applied in this order
+PATCHES=(mock-kafkajs.patch mock-transactions.patch mock-sequences.patch) # applied in this order
 STAMP="$PKG $(cd "$HERE" && cat build.sh "${PATCHES[@]}" launcher.c | sha256sum | cut -c1-16)"
 
 fresh() { [ -x "$OUT/kafka-mock" ] && [ "$(cat "$OUT/stamp" 2>/dev/null)" = "$STAMP" ]; }
