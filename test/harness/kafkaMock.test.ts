@@ -93,6 +93,24 @@ describe('Kafka mock cluster', () => {
     await producer.disconnect();
   });
 
+  it('scripts the next requests of one broker (a delayed error) and refuses an unknown broker', async () => {
+    const admin = kafka.admin();
+    await admin.connect();
+    const meta = await admin.fetchTopicMetadata({ topics: ['orders'] });
+    await admin.disconnect();
+    const leader = meta.topics[0]!.partitions.find((p) => p.partitionId === 0)!.leader;
+    const producer = kafka.producer({ retry: { retries: 0 } });
+    await producer.connect();
+    await mock.scriptBrokerRequests(leader, 'Produce', 1, { error: 'NOT_ENOUGH_REPLICAS', delayMs: 10 });
+    const err = (await producer
+      .send({ topic: 'orders', messages: [{ partition: 0, value: 'x' }] })
+      .catch((e: unknown) => e)) as { type?: string; cause?: { type?: string } };
+    expect(err.type ?? err.cause?.type).toBe('NOT_ENOUGH_REPLICAS');
+    await producer.send({ topic: 'orders', messages: [{ partition: 0, value: 'y' }] });
+    await producer.disconnect();
+    await expect(mock.scriptBrokerRequests(99, 'Produce', 1, {})).rejects.toThrow(/no such broker/);
+  });
+
   it('takes a broker down and brings it back', async () => {
     const address = mock.brokers[1]!;
     await mock.brokerDown(2);
