@@ -82,6 +82,12 @@ const rec = (offset: number, key: string, op: string, arg: number): TestRecord =
   value: `${op}:${arg}`,
 });
 
+/** The state the warm container holds (of the one task these tests run). */
+const warmStore = (engine: EpochEngine) =>
+  (engine as unknown as { cache: Map<string, { store: { allTables(): Iterable<never> } }> }).cache
+    .values()
+    .next().value!.store;
+
 /** Object keys a commit item references (inline links are in the item, not objects). */
 const objectKeys = (c: CommitRecord) =>
   new Set([c, ...c.history].flatMap((x) => x.chain.filter((r) => !r.inline).map((r) => r.key)));
@@ -119,6 +125,29 @@ describe.each(MODES)('incremental checkpoints (%s)', (_name, modeConfig) => {
     expect(chainLengths).toContain(1); // compacted at least once
     const c = (await s.memCommits.read(TASK))!;
     expect(c.chain.slice(1).reduce((n, r) => n + r.bytes, 0)).toBeLessThanOrEqual(0.5 * base);
+  });
+
+  it('compacts epoch after epoch when every delta is over the bound, and goes back to deltas when they are light', async () => {
+    // After a delta found too heavy, the next heavy ones are judged by its weight (not encoded).
+    const s = setup({ compactDeltaRatio: 0.5, compactAfterDeltas: 100, snapshotInlineMaxBytes: 0 });
+    const e = s.engine();
+    const n = 3000;
+    let offset = 0;
+    await e.processEvent(mskEvent(Array.from({ length: n }, (_, i) => rec(offset++, `key-${i}`, 'set', i))));
+    const chains: string[] = [];
+    const kinds = async () =>
+      (await s.memCommits.read(TASK))!.chain.map((r) => (r.kind === 'full' ? 'F' : 'd')).join('');
+    for (let epoch = 0; epoch < 12; epoch++) {
+      // Every key: a delta of them outweighs half the full snapshot.
+      const heavy = Array.from({ length: n }, (_, i) => rec(offset++, `key-${i}`, 'set', epoch * 7 + i));
+      await e.processEvent(mskEvent(heavy));
+      chains.push(await kinds());
+      expect(await restoredJson(s)).toEqual(tablesToJson(warmStore(e).allTables()));
+    }
+    expect(chains).toEqual(Array(12).fill('F'));
+    await e.processEvent(mskEvent([rec(offset++, 'key-5', 'set', -1), rec(offset++, 'key-6', 'del', 0)]));
+    expect(await kinds()).toBe('Fd');
+    expect(await restoredJson(s)).toEqual(tablesToJson(warmStore(e).allTables()));
   });
 
   it('writes delta bytes that grow with the changed keys, not the state', async () => {
