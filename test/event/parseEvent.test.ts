@@ -184,6 +184,12 @@ describe('parseEvent', () => {
     const cases: Array<[string, Record<string, unknown>]> = [
       ['key is not valid base64', { key: 'not base64!' }],
       ['value must be a base64 string', { value: 12 }],
+      // Strings of the right length that Node's decoder would take without a word.
+      ['key is not valid base64', { key: 'a2V5' + 'LQ-_' }],
+      ['value is not valid base64', { value: 'e30=e30=' }],
+      ['value is not valid base64', { value: '\u0141QJD' }], // read as 'AQJD'
+      ['key is not valid base64', { key: 'QUJD\u00e9QJD' }],
+      ['value is not valid base64', { value: 'QU\u0141=' }],
       ['headers must be an array', { headers: { a: [1] } }],
       ['must be a byte', { headers: [{ a: [300] }] }],
       ['exactly one key', { headers: [{ a: [1], b: [2] }] }],
