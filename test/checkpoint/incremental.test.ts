@@ -83,10 +83,9 @@ const rec = (offset: number, key: string, op: string, arg: number): TestRecord =
 });
 
 /** The state the warm container holds (of the one task these tests run). */
-const warmStore = (engine: EpochEngine) =>
-  (engine as unknown as { cache: Map<string, { store: { allTables(): Iterable<never> } }> }).cache
-    .values()
-    .next().value!.store;
+const warmStore = (engine: object) =>
+  (engine as { cache: Map<string, { store: { allTables(): Iterable<never> } }> }).cache.values().next().value!
+    .store;
 
 /** Object keys a commit item references (inline links are in the item, not objects). */
 const objectKeys = (c: CommitRecord) =>
