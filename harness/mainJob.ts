@@ -583,7 +583,8 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
     }
     stage('run', `consumer group ${pipeline} · BatchSize ${batchSize} · ${records} records to produce`);
 
-    // Produce the stream (idempotent producer, one request in flight: the log order is the send order).
+    // Produce the stream (idempotent producer, one request in flight per broker: each partition's log
+    // order is its send order).
     const oracle = new BalancesOracle();
     // The same fold, per partition, with every applied record: what the outputs must show.
     const folds = new Map<number, TaskFold>();
@@ -599,17 +600,33 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
     const chunk: StreamRecord[] = [];
     const flush = async () => {
       if (chunk.length === 0) return;
-      const meta = await producer.send({
-        topic,
-        acks: -1,
-        messages: chunk.map((r) => ({
-          partition: r.partition,
-          key: r.key,
-          value: r.value,
-          timestamp: String(r.timestamp),
-          ...(r.headers ? { headers: r.headers } : {}),
-        })),
-      });
+      // One send per partition, never one spanning brokers: kafkajs 2.2.4 can then write a
+      // partition's records twice when one broker fails a produce while another has not answered
+      // (docs/outputs.md, the Kafka sink's step 3); the input would hold records the fold never saw.
+      const byPartition = new Map<number, StreamRecord[]>();
+      for (const r of chunk) {
+        const list = byPartition.get(r.partition) ?? [];
+        list.push(r);
+        byPartition.set(r.partition, list);
+      }
+      const settled = await Promise.allSettled(
+        [...byPartition.values()].map((list) =>
+          producer.send({
+            topic,
+            acks: -1,
+            messages: list.map((r) => ({
+              partition: r.partition,
+              key: r.key,
+              value: r.value,
+              timestamp: String(r.timestamp),
+              ...(r.headers ? { headers: r.headers } : {}),
+            })),
+          }),
+        ),
+      );
+      const failed = settled.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      const meta = settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
       const next = new Map(meta.map((m) => [m.partition, BigInt(m.baseOffset ?? '-1')]));
       for (const r of chunk) {
         const offset = next.get(r.partition);
