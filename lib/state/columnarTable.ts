@@ -48,13 +48,16 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
 
   /**
    * A table of the rows (`keys` joined, `lengths` in UTF-16 units, `values` in the same order, as an
-   * array or made on demand; the table keeps `values` and never changes it).
+   * array or made on demand; the table keeps `values` and never changes it). `scratch`, when given, is
+   * memory the caller no longer needs (it may overlap `lengths`, read before it is written) where
+   * the index is built when it holds three int32 per row; otherwise it is allocated.
    * Throws when the lengths do not add up to the keys or a key appears twice.
    */
   static fromColumns<V>(
     joined: string,
     lengths: Uint32Array,
     values: readonly V[] | RowValues<V>,
+    scratch?: Int32Array,
   ): ColumnarTable<V> {
     const rows = lengths.length;
     if (values.length !== rows) throw new Error('keys and values differ in count');
@@ -70,7 +73,8 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
     let capacity = 16;
     while (capacity < rows * 2) capacity *= 2;
     const mask = capacity - 1;
-    const hashes = new Int32Array(rows);
+    const own = scratch !== undefined && scratch.length >= rows * 3;
+    const hashes = own ? scratch.subarray(0, rows) : new Int32Array(rows);
     for (let r = 0; r < rows; r++) hashes[r] = hashRange(joined, starts[r]!, starts[r + 1]!);
     // Rows are inserted in the order of their home slot (a counting sort on its top bits), so the
     // writes sweep the index once instead of landing anywhere in it: with a million keys the index
@@ -80,7 +84,7 @@ export class ColumnarTable<V = unknown> extends Map<string, V> {
     for (let r = 0; r < rows; r++) counts[((hashes[r]! & mask) >>> shift) + 1]!++;
     for (let b = 1; b < counts.length; b++) counts[b]! += counts[b - 1]!;
     // The rows in that order, each with its hash (read in sequence below).
-    const order = new Int32Array(rows * 2);
+    const order = own ? scratch.subarray(rows, rows * 3) : new Int32Array(rows * 2);
     for (let r = 0; r < rows; r++) {
       const h = hashes[r]!;
       const o = counts[(h & mask) >>> shift]!++ << 1;

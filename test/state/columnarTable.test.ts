@@ -79,6 +79,24 @@ describe('ColumnarTable', () => {
     );
   });
 
+  it('builds its index in scratch memory it is given, even over the lengths, or allocates when it is short', () => {
+    const keys = Array.from({ length: 50 }, (_, i) => `key${i}`);
+    for (const extra of [0, -1]) {
+      const memory = new Int32Array(keys.length * 3 + extra);
+      const lengths = new Uint32Array(memory.buffer, 0, keys.length);
+      lengths.set(keys.map((k) => k.length));
+      const t = ColumnarTable.fromColumns(
+        keys.join(''),
+        lengths,
+        keys.map((_, i) => i),
+        memory,
+      );
+      expect(new Map(t)).toEqual(new Map(keys.map((k, i) => [k, i])));
+      for (const k of keys) expect(t.has(k)).toBe(true);
+      expect(t.has('key50')).toBe(false);
+    }
+  });
+
   it('refuses columns whose lengths do not add up, or a key twice', () => {
     expect(() => ColumnarTable.fromColumns('abc', new Uint32Array([1, 1]), [1, 2])).toThrow(/lengths/);
     expect(() => ColumnarTable.fromColumns('abab', new Uint32Array([2, 2]), [1, 2])).toThrow(/twice/);
