@@ -188,7 +188,8 @@ describe('snapshot format 2: typed value columns', () => {
     ]);
     for (let i = 0; i < sections.length; i++) {
       expect(new Map(decoded.sections[i]!.entries), sections[i]!.name).toEqual(sections[i]!.entries);
-      for (const [k] of sections[i]!.entries) expect(decoded.sections[i]!.entries.has(k)).toBe(true);
+      for (const [k] of sections[i]!.entries as Map<string, unknown>)
+        expect(decoded.sections[i]!.entries.has(k)).toBe(true);
     }
   });
 
@@ -397,7 +398,7 @@ describe('snapshot format 1 (written by earlier versions)', () => {
       [fixture, d1, d2, d3],
       {},
     );
-    const expected = new Map(fixtureState()[0]!.entries);
+    const expected = new Map(fixtureState()[0]!.entries as Map<string, unknown>);
     expected.set('acct-1', { balance: 1, count: 1 });
     expected.delete('acct-2');
     for (const [k, v] of rows(1100, (i) => ({ balance: i + 0.25, count: i }))) expected.set(k, v);
