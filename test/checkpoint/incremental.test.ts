@@ -149,6 +149,51 @@ describe.each(MODES)('incremental checkpoints (%s)', (_name, modeConfig) => {
     expect(await restoredJson(s)).toEqual(tablesToJson(warmStore(e).allTables()));
   });
 
+  it('spills whose merged delta is heavy compact, and spills of a few hot keys go back to merged deltas', async () => {
+    // Deltas travel inline until the chain's share of the commit item is used; then a spill merges
+    // them into one delta in S3, or compacts when that delta would be too heavy. After a spill found
+    // its union heavy, the next spills are judged from the share of distinct keys it had (no union).
+    const s = setup({
+      compactDeltaRatio: 0.5,
+      compactAfterDeltas: 100,
+      snapshotInlineMaxBytes: 4096,
+      commitInlineMaxBytes: 16384,
+    });
+    const e = s.engine();
+    const n = 4000;
+    let offset = 0;
+    await e.processEvent(mskEvent(Array.from({ length: n }, (_, i) => rec(offset++, `key-${i}`, 'set', i))));
+    const chains: string[] = [];
+    const kinds = async () =>
+      (await s.memCommits.read(TASK))!.chain
+        .map((r) => (r.kind === 'full' ? 'F' : r.inline ? 'i' : 'd'))
+        .join('');
+    const epochOf = async (keys: number[], arg: number) => {
+      await e.processEvent(mskEvent(keys.map((k) => rec(offset++, `key-${k}`, 'set', arg + k))));
+      chains.push(await kinds());
+      expect(await restoredJson(s)).toEqual(tablesToJson(warmStore(e).allTables()));
+    };
+    // Phase 1: 700 different keys per epoch, so every merged delta is heavy.
+    for (let epoch = 0; epoch < 30; epoch++) {
+      await epochOf(
+        Array.from({ length: 700 }, (_, i) => (epoch * 700 + i) % n),
+        epoch,
+      );
+    }
+    expect(chains.filter((c) => c === 'F').length).toBeGreaterThanOrEqual(3);
+    expect(chains.some((c) => c.includes('d'))).toBe(false);
+    // Phase 2: the same 40 keys every epoch (their union stays small): spills become merged deltas
+    // again once the share of distinct keys is measured anew.
+    chains.length = 0;
+    for (let epoch = 0; epoch < 60; epoch++) {
+      await epochOf(
+        Array.from({ length: 40 }, (_, i) => i * 7),
+        100 + epoch,
+      );
+    }
+    expect(chains.some((c) => /^Fd/.test(c))).toBe(true);
+  });
+
   it('writes delta bytes that grow with the changed keys, not the state', async () => {
     const s = setup({ compactAfterDeltas: 100, compactDeltaRatio: 1, epochMaxRecords: 100_000 });
     const e = s.engine();
