@@ -218,6 +218,11 @@ export function parseEvent(event: unknown): ParsedEvent {
     seenTasks.add(taskId);
 
     const decoded: Array<KafkaRecord | RecordDefect> = new Array(list.length);
+    // Whether offsets ascend, checked as they are read: on the numbers the event holds while they
+    // are numbers (comparing bigints costs several times more), on the bigints otherwise.
+    let sorted = true;
+    let previousNumber = -1; // NaN when the previous offset was not a JSON number
+    let previous = -1n;
     for (let i = 0; i < list.length; i++) {
       // Paths are built only for an error (a string per record would cost more than the checks).
       const raw: unknown = list[i];
@@ -236,15 +241,20 @@ export function parseEvent(event: unknown): ParsedEvent {
         );
       }
       const o = raw.offset;
-      const offset =
-        typeof o === 'number' && Number.isSafeInteger(o) && o >= 0
-          ? BigInt(o)
-          : parseOffset(o, `${gpath}[${i}].offset`);
+      let offset: bigint;
+      if (typeof o === 'number' && Number.isSafeInteger(o) && o >= 0) {
+        offset = BigInt(o);
+        if (sorted) sorted = Number.isNaN(previousNumber) ? previous < offset : previousNumber < o;
+        previousNumber = o;
+      } else {
+        offset = parseOffset(o, `${gpath}[${i}].offset`);
+        if (sorted) sorted = previous < offset;
+        previousNumber = Number.NaN;
+      }
+      previous = offset;
       decoded[i] = decodeRecord(raw, topic, partition, offset);
     }
-    // Lambda delivers each partition in order; do not rely on it.
-    let sorted = true;
-    for (let i = 1; i < decoded.length && sorted; i++) sorted = decoded[i - 1]!.offset < decoded[i]!.offset;
+    // Lambda delivers each partition in order; do not rely on it (sorted above).
     let duplicatesInEvent = 0;
     let records = decoded;
     if (!sorted) {

@@ -134,6 +134,24 @@ describe('parseEvent', () => {
     expect(parsed.tasks[0]!.duplicatesInEvent).toBe(1);
   });
 
+  it('sorts offsets given partly as numbers and partly as decimal strings, and keeps ascending ones as they are', () => {
+    const mixed = parseEvent(
+      mskEvent([{ offset: 7 }, { offset: '6' }, { offset: 9 }, { offset: '8' }, { offset: 2 }]),
+    );
+    expect(mixed.tasks[0]!.records.map((r) => r.offset)).toEqual([2n, 6n, 7n, 8n, 9n]);
+    const dup = parseEvent(mskEvent([{ offset: '3' }, { offset: 3 }, { offset: 4 }]));
+    expect(dup.tasks[0]!.records.map((r) => r.offset)).toEqual([3n, 4n]);
+    expect(dup.tasks[0]!.duplicatesInEvent).toBe(1);
+    const events = [
+      [{ offset: 1 }, { offset: 1 }],
+      [{ offset: '9' }, { offset: 10 }, { offset: '11' }],
+    ];
+    expect(parseEvent(mskEvent(events[0]!)).tasks[0]!.duplicatesInEvent).toBe(1);
+    const ascending = parseEvent(mskEvent(events[1]!));
+    expect(ascending.tasks[0]!.records.map((r) => r.offset)).toEqual([9n, 10n, 11n]);
+    expect(ascending.tasks[0]!.duplicatesInEvent).toBe(0);
+  });
+
   it('accepts non-contiguous offsets (compaction, transaction markers, filters)', () => {
     const parsed = parseEvent(mskEvent([{ offset: 10 }, { offset: 12 }, { offset: 40 }]));
     expect(parsed.tasks[0]!.records.map((r) => r.offset)).toEqual([10n, 12n, 40n]);
