@@ -31,92 +31,102 @@ export function writeOutputs(
  * The hand-written reading of the run the page shows: which goals it meets, and why the others fall
  * short. Rewrite it with the figures of a new run.
  */
-const READING = `Written for the full run of 2026-12-02 16:40 (figures below). The machine was busy: 2 vCPUs
-shared with other engineers' fault campaigns and test runs, load average 13.8 at the start and 7.6
-at the end. Counts (requests, write units, bytes) do not care; wall-clock rates fell by a factor of
-3–10 against the quiet runs of 2026-11-23 (the raw loop did 91–141 k records/s here, about 1 M
-there; Tidemark warm 65 k against 230 k), and ratios between a CPU-bound and a latency-bound side
-(the AWS profile) move with it. Since the previous runs: small snapshots travel inside the commit item, restores decode into columnar tables
-whose key index is built in one sweep, the bundle takes the SDK's CommonJS builds and msgpackr's
-entry without its native probe, and the overhead ratio is taken from CPU time.
+const READING = `Written for the full run of 2026-12-03 07:58 (figures below), on a quiet machine: 2 vCPUs,
+load average about 2 at the start and the end (the run took 6 minutes; the busy run of 2026-12-02,
+load 8–14, took 20). Since that run: snapshot format 2 (typed value columns, a value made only when
+read), a zstd body decompressed into one buffer, a snapshot plan that no longer encodes a delta it
+would throw away, a one-pass base64 check, and the Kafka sink's one send per partition.
 
 **Met.**
 
-- **One durable request per task-epoch: 1.11** (0.11 S3 PUT + 1.00 DynamoDB write, plus 0.03 reads
-  and cleanup). Every delta travelled inline (704 of 800 epochs, 8 full inline); every ninth epoch or
-  so the commit item's inline budget was used and the chain compacted into a full snapshot in S3
-  (88 PUTs of full snapshots of up to 61 KB): the merged delta would have outweighed half the full
-  snapshot.
-- **Requests: 1,092× fewer than an UpdateItem per record (goal 1,000×), 3,275× fewer than the same
-  with Powertools idempotency (goal 3,000×)**, 87 % of what this input allows (1,250× and 3,750×:
+- **One durable request per task-epoch: 1.12** (0.12 S3 PUT + 1.00 DynamoDB write, plus 0.04 reads
+  and cleanup). Of 800 task-epochs, 699 deltas and 8 full snapshots travelled inline in the commit
+  item; 93 compactions wrote a full snapshot to S3 (the merged delta would have outweighed half the
+  full snapshot, or the item's inline budget was used).
+- **Requests: 1,080× fewer than an UpdateItem per record (goal 1,000×), 3,240× fewer than the same
+  with Powertools idempotency (goal 3,000×)**, 86 % of what this input allows (1,250× and 3,750×:
   an epoch never spans invocations, and a 10,000-record batch over 8 partitions gives 1,250-record
   task-epochs).
-- **Memory: 86 MB per million keys restored, 143 MB once every key was touched or built key by key,
-  and a restore's peak resident set 146 MB above what the process held before** (goal 256 MB: half
-  of a 512 MB function, the other half for Node and the SDK, about 60 MB resident once the bundled
-  handler is loaded, the invocation's payload of up to 6 MB decoded a few times over, and the garbage collector's
-  headroom). So a 512 MB function holds a million keys of this state; a 1,024 MB one, the default
-  of the construct, holds a few.
-- Incremental checkpoints at 100 k and 1 M keys, and every output goal, as before.
+- **AWS-latency profile: 773× the throughput of an UpdateItem per record, per partition (goal
+  500×).** With one partition per batch (a partition's invocations have the function to themselves,
+  as when the event source mapping has scaled out to a poller per partition), Tidemark warm did
+  90,427 records/s per partition against 116 for an UpdateItem per record (7.6 ms per write at p50,
+  22.1 ms at p99, the drawn AWS latency or DynamoDB Local's own time when longer). Tidemark's epochs
+  took 64 ms (p50) and 142 ms (p99): a record was durable 69 ms (p50) and 146 ms (p99) after its
+  invocation started, against 4.3 s and 8.5 s for records waiting behind the ones before them in an
+  UpdateItem-per-record partition. With 8 partitions per batch sharing one invocation's thread the
+  ratio per partition is 208× (Tidemark's 175 k records/s of CPU divided among 8 partitions; the
+  per-record side waits on latency, not CPU, and stays at about 105 records/s per partition).
+- **Overhead at 1,000-record epochs: 0.57 of the raw loop's throughput (goal 0.55)**, CPU time,
+  repeats 0.48–0.62.
+- **Restoring a 1 M-key state: 246 ms (79–302), 412 ms of CPU (112–423) (goal 0.30 s).** Snapshot
+  format 2 stores a value table whose values are numbers, or objects of one shape with number fields
+  (the balances' balance and count), as int32 or float64 columns, and a restore makes a row's value
+  only when a record reads it (\`docs/checkpoints.md\`): the snapshot shrank from 4.7 MB to 0.85 MB and
+  a restore no longer unpacks a million MessagePack objects (110–150 ms before). The key index is built
+  from rows sorted with their hashes (least of 15 builds 47 → 30 ms), and zstd decompresses into one
+  buffer instead of 16 KB chunks joined at the end (86 → 7 ms for a 24 MB body). The least restores
+  take 55–80 ms: the work itself. The spread above it is memory: a restore still allocates about 54 MB
+  of array buffers (the body, the index, the columns), which starts a full collection in the
+  benchmark's process, whose live heap holds the 1 M-key state the snapshot was written from (60–130
+  ms of marking when it falls in the restore, \`--trace-gc\`). A restore of the old format on the
+  same machine, alternating with the new code, took 312–359 ms (median of runs).
+- **Memory: 30 MB per million keys restored (86 MB before format 2), 143 MB once every key was
+  touched or built key by key, and a restore's peak resident set 65 MB above what the process held
+  before (146 MB before)** (goal 256 MB: half of a 512 MB function, the other half for Node and the
+  SDK, about 60 MB resident once the bundled handler is loaded, the invocation's payload of up to
+  6 MB decoded a few times over, and the garbage collector's headroom). A 512 MB function holds a
+  million keys of this state; a 1,024 MB one, the default of the construct, holds several.
+- Incremental checkpoint time at 100 k and 1 M keys, and every output goal: one Kafka transaction per
+  task-epoch, no DynamoDB request added by outputs in the commit, two S3 PUTs for an S3 output.
 
 **Reported.**
 
-- **Write units and cost: 36,200 write units per million records (800 with every snapshot in S3),
-  $0.0234 per million records on AWS in the model, against $0.666 for an UpdateItem per record
-  (28×) and $1.98 with idempotency.** Inline snapshots trade dollars for requests and latency: DynamoDB
-  bills the whole commit item at every commit (a write unit per started KB), and the items averaged
-  49 KB (inline deltas of about 8 KB accumulate up to the chain's half of the 128 KiB budget before a
-  compaction). The run of 2026-11-23, with snapshots in S3, cost $0.0049. For dollars rather than
+- **Write units and cost: 35,209 write units per million records, $0.0227 per million records on AWS
+  in the model, against $0.6345 for an UpdateItem per record (28×) and $1.90 with idempotency.**
+  Inline snapshots trade dollars for requests and latency: DynamoDB bills the whole commit item at
+  every commit (a write unit per started KB), and the items averaged 46 KB (inline deltas of about
+  8 KB accumulate up to the chain's half of the 128 KiB budget before a compaction). With every
+  snapshot in S3 (the run of 2026-11-23) the same input cost $0.0049. For dollars rather than
   requests, lower \`TIDEMARK_COMMIT_INLINE_MAX_BYTES\` (a few deltas per chain) or set
   \`TIDEMARK_SNAPSHOT_INLINE_MAX_BYTES=0\` (docs/checkpoints.md, "The trade-off").
-- AWS-latency profile, Tidemark warm: epoch latency p50 90 ms, p99 401 ms; a record is durable 137 ms
-  (p50) and 632 ms (p99) after its invocation started. An UpdateItem per record: 14.6 ms per write
-  (p50), and records wait behind the ones before them in their partition: 4.5 s (p50), 9.3 s (p99).
+- Outputs: a Kafka output adds one transaction per task-epoch (18 Kafka requests with 4 output
+  partitions, one produce and one AddPartitionsToTxn per partition since the sink sends each
+  partition on its own) and the settle write; throughput ratios against state only are the local
+  servers' (DynamoDB Local is far slower than DynamoDB for transactions).
 - Partial batch responses (retry only what failed) are measured by the main job, not by this
   benchmark: \`npm start -- --partial-batch-response off\` and \`… on\` print the records delivered
   again per failure (docs/local-run.md).
 
 **Not met.**
 
-- **Overhead: 0.68 of the raw loop's throughput at 10,000-record epochs (goal 0.75), 0.53 at 1,000
-  (goal 0.55)**, from CPU time; the repeats spread from 0.54 to 0.87 and from 0.40 to 0.57. A CPU
-  profile of the Tidemark side on this machine, 10,000-record epochs, the garbage collector aside:
-  validating and decoding the event about 29 % of the engine's time, applying records about 46 % (the
-  user function with its state reads and writes about three quarters of it, as in the raw loop; the
-  undo journal, change tracking and freezing the rest), the epoch's checkpoint about 24 % (delta
-  sections, MessagePack, zstd). 1,000-record epochs spend about 40 % in checkpoints: costs per epoch
-  (zstd creates a compression context per snapshot, about 0.1 ms) and the compactions above. 0.75
-  needs the checkpoint's cost per changed key about halved and lighter validation; this round did not
-  get there.
-- **AWS-latency profile: Tidemark warm did 127× the throughput of an UpdateItem per record (goal
-  500×).** Tidemark is bound by CPU: 8 partitions share one Node thread, 7,241 records/s per
-  partition (58 k/s in all) on two cores that other work held at a load of 8–14. The per-record
-  approach is bound by latency: 53 records/s per partition, 14.6 ms per write at p50 (the drawn 6 ms,
-  or DynamoDB Local's own time when that was longer, which on this machine it often was). The ratio
-  moves with the CPU Tidemark gets (Tidemark warm did 230 k records/s against the local servers in
-  the quiet run of 2026-11-23, 65 k here): it was not measured on a quiet machine, and a 1,024 MB
-  function has about 0.6 vCPU.
-- **Restoring a 1 M-key state: 949 ms (525–1,545), 590 ms of CPU (441–912) (goal 0.30 s).** Decoding
-  it alone, in isolation on this machine (least CPU of a few repeats), takes about 300 ms: zstd
-  25–35 ms, the keys' string 5–10 ms, MessagePack unpacking a million value objects 110–150 ms, the
-  columnar key index 45–90 ms (about 180 ms before this round's change: rows are now inserted in the
-  order of their home slot, and each slot keeps the key's hash), and the garbage collector. The
-  representation no longer builds a Map; what remains is materializing a million value objects, which
-  a lazily decoded value column (values packed with shared record structures and an offset each,
-  decoded on first access) would avoid: a snapshot format change not done here.
-- **Cold start: module load 240 ms wall (134–627), 159 ms of CPU (126–173) for an 882 KB bundle
-  (goal 40 ms).** A CPU profile puts about 70 % of the load in V8 parsing the bundle, about 700 KB of
-  which is the AWS SDK (the S3 and DynamoDB clients and their shared core), and 10–20 % in Node built-ins.
-  This round took the SDK's CommonJS builds (its ES build imported node:stream, node:fs, node:os,
-  node:path and node:process at the top of the bundle) and msgpackr's entry without its native probe:
-  about 18 % less CPU, measured side by side (210 → 172 ms median at a load of about 10). Splitting
-  the bundle so that each SDK client is a chunk loaded on first use measured 60 ms of CPU side by
-  side (143 KB parsed at load), but it moves the DynamoDB client's parse into the first invocation
-  (the S3 client's only into an invocation that writes or reads a snapshot in S3), and the
-  construct's bundler (NodejsFunction) writes one file: not done. The first invocation took 233 ms
-  (151–819) against the local servers.
-- Incremental checkpoints at 10 k keys, as before: 1 % of the keys is 100, the envelope's fixed part
-  outweighs them.`;
+- **Overhead at 10,000-record epochs: 0.68 of the raw loop's throughput (goal 0.75)**, repeats
+  0.64–0.81. The raw loop did about 1 M records/s, Tidemark 676 k. Where Tidemark's own time goes
+  (CPU profiles of this round): validating and decoding the event (base64 checked character by
+  character: Node's decoder silently accepts what is not base64, and a wrong key must not pass),
+  the undo journal, change tracking and freezing of every write (about 50 ns per write, half of it
+  \`Object.freeze\`), and the epoch's checkpoint: at this epoch size every epoch changes about 64 % of
+  the 10,000 accounts, so each writes a full 10,000-key snapshot (about 10 % of the profile; before
+  this round it also encoded a 40 KB delta first, only to throw it away). zstd costs about 0.07 ms
+  per call in set-up alone (Node offers no synchronous reuse of a compression context). Tried without
+  gain: decoding records lazily, a cheaper freeze, a reused change set; each kept change is measured
+  in its commit.
+- **Cold start: module load 108.5 ms wall (93.6–122.5), 115.5 ms of CPU for an 885 KB bundle (goal
+  40 ms).** Side by side in the same repeats, a function holding only the SDK's DynamoDB client,
+  bundled by the same construct, took 108.8 ms (132.9 ms of CPU) for 527 KB: Tidemark's load is 0.80
+  of that minimum in CPU, because it defers evaluating the SDK clients to the first invocation (111
+  ms here, against 33 ms for the reference's first GetItem). A CPU profile puts about 75 % of the load
+  in V8 compiling the bundle (\`compileSourceTextModule\`), about 700 KB of which is the AWS SDK. With
+  V8's compile cache (\`NODE_COMPILE_CACHE\`, a second load) the same bundle loads in 38 ms here, but
+  Lambda cannot reuse one across containers: Node keys the cache by its exact version, the
+  architecture and the user id, none of which a build knows for Lambda's runtime, and the package is
+  read-only. So 40 ms needs a smaller SDK than v3's clients, which this project does not replace.
+- **Incremental checkpoint bytes ÷ full: 3.6 %, 3.1 % and 9.4 % at 10 k, 100 k and 1 M keys (goal
+  2 %), time at 10 k keys 49 % (goal 10 %).** The deltas did not grow (80 KB for 10,000 changed keys
+  of 1 M, 84 KB before); the full snapshots shrank: format 2's columns compress the benchmark's
+  synthetic balances (an arithmetic sequence per key) to under one byte per key (0.85 MB for 1 M keys,
+  4.7 MB before), while a delta's keys, a random 1 %, compress like any keys. At 10 k keys 1 % is 100
+  keys and the envelope's fixed part outweighs them, as before.`;
 
 /**
  * docs/performance.md: how to reproduce, then a copy of the run's summary (its chart copied next
@@ -136,7 +146,7 @@ is regenerated from a full run with \`npm run bench -- --docs\` (or \`-- --rende
 
 \`\`\`sh
 npm ci
-npm run bench              # full run (about 20 minutes on 2 busy shared cores)
+npm run bench              # full run (about 6 minutes on 2 quiet cores, 20 on busy ones)
 npm run bench -- --quick   # smaller sizes and fewer repeats
 npm run bench -- --only overhead,state   # some benchmarks only (overhead, requests, state, cost,
                                          # iceberg, outputs, aws, coldstart, memory)

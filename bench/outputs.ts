@@ -841,9 +841,10 @@ ${r.scenarios
   .join('\n')}
 
 How to read it. Every sink's cost is per task-epoch, not per record. **Kafka**: one transaction per
-task-epoch — AddPartitionsToTxn once per broker leading a partition the epoch writes (before the
-first Produce there), Produce once per such broker and request of about 512 KiB of records (all
-outputs together), AddOffsetsToTxn and TxnOffsetCommit for the
+task-epoch — AddPartitionsToTxn once per partition the epoch writes (before the first Produce
+there), Produce once per such partition and request of about 512 KiB of records (all outputs
+together; one kafkajs send per partition, never one spanning brokers: docs/outputs.md says why),
+AddOffsetsToTxn and TxnOffsetCommit for the
 task's marker, EndTxn — and kafkajs looks the coordinator up (FindCoordinator) before each
 transactional request; the one DynamoDB write more is the settle, which rewrites the whole commit item
 (with its inline snapshot and outbox, so it costs the commit's write units again) once per task and
