@@ -5,6 +5,13 @@
 import { Kafka, logLevel } from 'kafkajs';
 import type { KafkaMock } from '../../../harness/kafka/kafkaMock.ts';
 import { readCommittedWithKcat } from '../../../harness/kafka/kcat.ts';
+import type { Delivery, OutputDescriptor } from '../../../lib/output/types.ts';
+import { KafkaOutputSink } from '../../../lib/sink/kafka/KafkaOutputSink.ts';
+import {
+  type KafkaOutputEntry,
+  kafkaOutput,
+  type ResolvedKafkaOutputOptions,
+} from '../../../lib/sink/kafka/kafkaOutput.ts';
 
 /** A record as a reader saw it. */
 export interface ReadRecord {
@@ -147,6 +154,64 @@ export async function lastStableOffsets(mock: KafkaMock, topic: string): Promise
   } finally {
     await admin.disconnect();
   }
+}
+
+/** The leader broker of each of a topic's partitions. */
+export async function partitionLeaders(mock: KafkaMock, topic: string): Promise<Map<number, number>> {
+  const admin = kafkaClient(mock, 'leaders').admin();
+  await admin.connect();
+  try {
+    const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+    return new Map(meta.topics[0]!.partitions.map((p) => [p.partitionId, p.leader]));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * A Kafka sink writing to `output` (commits in memory) and the deliveries of one task of `input`:
+ * epoch E holds one record per partition p of `partitions`, value `eE-p`, written to partition p.
+ */
+export async function partitionedSink(
+  mock: KafkaMock,
+  pipeline: string,
+  input: string,
+  output: string,
+  partitions: readonly number[],
+): Promise<{
+  sink: KafkaOutputSink;
+  values: (epoch: number) => string[];
+  delivery: (epoch: number) => Delivery;
+}> {
+  const descriptor = kafkaOutput<string>({
+    topic: output,
+    key: () => null,
+    partition: (v) => Number(v.split('-')[1]),
+    value: (v) => v,
+    cluster: { brokers: [...mock.brokers] },
+  }) as OutputDescriptor;
+  const sink = await KafkaOutputSink.create(
+    { pipeline, env: {}, commitStore: 'memory' },
+    descriptor.options as unknown as ResolvedKafkaOutputOptions,
+  );
+  const ctx = { pipeline, topic: input, partition: 0, offset: 0n, key: null };
+  const values = (epoch: number) => partitions.map((p) => `e${epoch}-${p}`);
+  const delivery = (epoch: number): Delivery => ({
+    task: { pipeline, topic: input, partition: 0 },
+    epoch,
+    committedOffset: BigInt(epoch),
+    parts: [
+      {
+        name: 'out',
+        descriptor,
+        entries: values(epoch).map((v, seq) => ({
+          seq,
+          entry: descriptor.encode(v, ctx) as KafkaOutputEntry,
+        })),
+      },
+    ],
+  });
+  return { sink, values, delivery };
 }
 
 /** A promise the test resolves by hand, and one that says when someone started waiting on it. */

@@ -8,17 +8,9 @@
  * kafkajs issue 1303, open). The sink must check that every partition of a request was written, and
  * abort and send again otherwise.
  */
-import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type KafkaMock, startKafkaMock } from '../../../harness/kafka/kafkaMock.ts';
-import type { Delivery, OutputDescriptor } from '../../../lib/output/types.ts';
-import { KafkaOutputSink } from '../../../lib/sink/kafka/KafkaOutputSink.ts';
-import {
-  type KafkaOutputEntry,
-  kafkaOutput,
-  type ResolvedKafkaOutputOptions,
-} from '../../../lib/sink/kafka/kafkaOutput.ts';
-import { readWithKcat } from './helpers.ts';
+import { partitionedSink, partitionLeaders, readWithKcat } from './helpers.ts';
 
 const INPUT = 'in';
 const OUTPUT = 'out';
@@ -32,51 +24,14 @@ afterAll(async () => {
   await mock?.stop();
 });
 
-async function leaders(): Promise<Map<number, number>> {
-  const admin = new Kafka({ clientId: 'lm', brokers: [...mock.brokers], logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
-  try {
-    const meta = await admin.fetchTopicMetadata({ topics: [OUTPUT] });
-    return new Map(meta.topics[0]!.partitions.map((p) => [p.partitionId, p.leader]));
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 it('delivers every record of an epoch whose partition moved to a broker that answered first', async () => {
-  const descriptor = kafkaOutput<string>({
-    topic: OUTPUT,
-    key: () => null,
-    partition: (v) => Number(v.split('-')[1]),
-    value: (v) => v,
-    cluster: { brokers: [...mock.brokers] },
-  }) as OutputDescriptor;
-  const sink = await KafkaOutputSink.create(
-    { pipeline: 'lm', env: {}, commitStore: 'memory' },
-    descriptor.options as unknown as ResolvedKafkaOutputOptions,
-  );
-  const ctx = { pipeline: 'lm', topic: INPUT, partition: 0, offset: 0n, key: null };
-  const delivery = (epoch: number): Delivery => ({
-    task: { pipeline: 'lm', topic: INPUT, partition: 0 },
-    epoch,
-    committedOffset: BigInt(epoch),
-    parts: [
-      {
-        name: 'out',
-        descriptor,
-        entries: [0, 1, 2, 3].map((p, seq) => ({
-          seq,
-          entry: descriptor.encode(`e${epoch}-${p}`, ctx) as KafkaOutputEntry,
-        })),
-      },
-    ],
-  });
+  const { sink, delivery } = await partitionedSink(mock, 'lm', INPUT, OUTPUT, [0, 1, 2, 3]);
   try {
     await sink.deliver(delivery(1));
     // Partition 3 moves to the leader of another partition of the next request: kafkajs (its
     // metadata now stale) sends partition 3's record to the old leader, which refuses it, while the
     // new leader answers for its own partition.
-    const before = await leaders();
+    const before = await partitionLeaders(mock, OUTPUT);
     const target = [0, 1, 2].map((p) => before.get(p)!).find((b) => b !== before.get(3))!;
     await mock.moveLeader(OUTPUT, 3, target);
     await sink.deliver(delivery(2));

@@ -13,14 +13,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type KafkaMock, startKafkaMock } from '../../../harness/kafka/kafkaMock.ts';
-import type { Delivery, OutputDescriptor } from '../../../lib/output/types.ts';
-import { KafkaOutputSink } from '../../../lib/sink/kafka/KafkaOutputSink.ts';
-import {
-  type KafkaOutputEntry,
-  kafkaOutput,
-  type ResolvedKafkaOutputOptions,
-} from '../../../lib/sink/kafka/kafkaOutput.ts';
-import { kafkaClient, readWithKafkajs, readWithKcat, visible } from './helpers.ts';
+import { partitionedSink, partitionLeaders, readWithKafkajs, readWithKcat, visible } from './helpers.ts';
 
 const INPUT = 'in';
 const OUTPUT = 'out';
@@ -35,50 +28,18 @@ afterAll(async () => {
   await mock?.stop();
 });
 
-async function leaders(): Promise<Map<number, number>> {
-  const admin = kafkaClient(mock, 'leaders').admin();
-  await admin.connect();
-  try {
-    const meta = await admin.fetchTopicMetadata({ topics: [OUTPUT] });
-    return new Map(meta.topics[0]!.partitions.map((p) => [p.partitionId, p.leader]));
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 it('writes each record once when one broker fails a produce while another is still answering', async () => {
   // Prepare: a sink whose records go to every partition, one request per epoch.
-  const descriptor = kafkaOutput<string>({
-    topic: OUTPUT,
-    key: () => null,
-    partition: (v) => Number(v.split('-')[1]),
-    value: (v) => v,
-    cluster: { brokers: [...mock.brokers] },
-  }) as OutputDescriptor;
-  const sink = await KafkaOutputSink.create(
-    { pipeline: 'rif', env: {}, commitStore: 'memory' },
-    descriptor.options as unknown as ResolvedKafkaOutputOptions,
+  const { sink, values, delivery } = await partitionedSink(
+    mock,
+    'rif',
+    INPUT,
+    OUTPUT,
+    Array.from({ length: PARTITIONS }, (_, p) => p),
   );
-  const ctx = { pipeline: 'rif', topic: INPUT, partition: 0, offset: 0n, key: null };
-  const values = (epoch: number) => Array.from({ length: PARTITIONS }, (_, p) => `e${epoch}-${p}`);
-  const delivery = (epoch: number): Delivery => ({
-    task: { pipeline: 'rif', topic: INPUT, partition: 0 },
-    epoch,
-    committedOffset: BigInt(epoch),
-    parts: [
-      {
-        name: 'out',
-        descriptor,
-        entries: values(epoch).map((v, seq) => ({
-          seq,
-          entry: descriptor.encode(v, ctx) as KafkaOutputEntry,
-        })),
-      },
-    ],
-  });
   try {
     await sink.deliver(delivery(1)); // the producer, its transaction and metadata are warm
-    const led = [...new Set((await leaders()).values())];
+    const led = [...new Set((await partitionLeaders(mock, OUTPUT)).values())];
     expect(led.length).toBeGreaterThanOrEqual(2);
     const [slow, failing] = led as [number, number];
     // Act: in each epoch, the slow broker appends its next produce at once but answers 1.5 s later,
