@@ -40,7 +40,7 @@ import { crc32, constants as zc, zstdCompressSync, zstdDecompressSync } from 'no
 // when it loads (a native addon no bundled function ships), a cold-start cost for nothing.
 import { addExtension, Packr } from 'msgpackr/pack';
 import { SnapshotCorruptError, SnapshotIdentityError, StateError } from '../errors.ts';
-import { ColumnarTable } from './columnarTable.ts';
+import { ColumnarTable, type RowValues } from './columnarTable.ts';
 import type { StateKind, StateScope } from './descriptors.ts';
 import type { StateTable } from './stateStore.ts';
 
@@ -280,7 +280,7 @@ function typedColumns(values: readonly unknown[]): { layout: ValueLayout; blob: 
   }
   const types = ints.map((i) => (i ? 'i32' : 'f64') as 'i32' | 'f64');
   let bytes = 0;
-  for (const t of types) bytes += n * (t === 'i32' ? 4 : 8);
+  for (const t of types) bytes += columnBytes(t, n);
   const blob = Buffer.alloc(bytes);
   let at = 0;
   for (let f = 0; f < width; f++) {
@@ -290,17 +290,22 @@ function typedColumns(values: readonly unknown[]): { layout: ValueLayout; blob: 
       for (let r = 0; r < n; r++)
         col[r] = (key === null ? values[r] : (values[r] as Record<string, unknown>)[key]) as number;
       blob.set(new Uint8Array(col.buffer), at);
-      at += n * 4;
+      at += columnBytes('i32', n);
     } else {
       const col = new Float64Array(n);
       // + 0: -0 is stored as 0, as MessagePack does.
       for (let r = 0; r < n; r++)
         col[r] = ((key === null ? values[r] : (values[r] as Record<string, unknown>)[key]) as number) + 0;
       blob.set(new Uint8Array(col.buffer), at);
-      at += n * 8;
+      at += columnBytes('f64', n);
     }
   }
   return { layout: { fields, types }, blob };
+}
+
+/** Bytes of one typed column of `rows` rows. */
+function columnBytes(type: 'i32' | 'f64', rows: number): number {
+  return rows * (type === 'i32' ? 4 : 8);
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -313,7 +318,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
  * A table's values from its typed columns (`bytes`, laid out as `layout` says): each row's value is
  * made when asked for, a number or a frozen object (as MessagePack decodes them, see unpacker()).
  */
-class TypedValues {
+class TypedValues implements RowValues<unknown> {
   readonly length: number;
   readonly #fields: string[] | null;
   readonly #columns: Array<Int32Array | Float64Array>;
@@ -323,13 +328,13 @@ class TypedValues {
     this.length = rows;
     this.#fields = fields;
     let expected = 0;
-    for (const t of types) expected += rows * (t === 'i32' ? 4 : 8);
+    for (const t of types) expected += columnBytes(t, rows);
     if (bytes.length !== expected) throw new Error('typed value columns do not match their layout');
     // Copied (aligned, and the decompressed body is not kept alive by the table).
     this.#columns = [];
     let at = 0;
     for (const t of types) {
-      const size = rows * (t === 'i32' ? 4 : 8);
+      const size = columnBytes(t, rows);
       const copy = bytes.buffer.slice(bytes.byteOffset + at, bytes.byteOffset + at + size);
       this.#columns.push(t === 'i32' ? new Int32Array(copy) : new Float64Array(copy));
       at += size;
@@ -618,11 +623,10 @@ export function decodeSnapshot(
     try {
       const tableStart = raw.byteOffset + p;
       // The lengths are only read here: a view of the body when it is aligned, else a copy.
-      const at = raw.byteOffset + p;
       const lens =
-        at % 4 === 0
-          ? new Uint32Array(raw.buffer, at, t.entries)
-          : new Uint32Array(raw.buffer.slice(at, at + t.entries * 4));
+        tableStart % 4 === 0
+          ? new Uint32Array(raw.buffer, tableStart, t.entries)
+          : new Uint32Array(raw.buffer.slice(tableStart, tableStart + t.entries * 4));
       p += t.entries * 4;
       const joined = raw.toString('utf8', p, p + t.keyBytes);
       p += t.keyBytes;
