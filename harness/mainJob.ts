@@ -21,6 +21,7 @@ import { BALANCES_PIPELINE } from '../examples/balances.ts';
 import { BALANCE_UPDATES_TOPIC, balancesWithOutputs } from '../examples/balancesWithOutputs.ts';
 import { loadConfig } from '../lib/config/config.ts';
 import { type CommitStoreKind, ENV } from '../lib/config/env.ts';
+import { sendPerPartition } from '../lib/sink/kafka/sendPerPartition.ts';
 import { createDynamoDBClient, createS3Client } from '../lib/store/clients.ts';
 import { createStores } from '../lib/store/stores.ts';
 import { BROKER_FAULT_KINDS, type BrokerFaultKind, BrokerFaults } from './brokerFaults.ts';
@@ -600,33 +601,24 @@ export async function runMainJob(options: MainJobOptions = {}): Promise<MainJobR
     const chunk: StreamRecord[] = [];
     const flush = async () => {
       if (chunk.length === 0) return;
-      // One send per partition, never one spanning brokers: kafkajs 2.2.4 can then write a
-      // partition's records twice when one broker fails a produce while another has not answered
-      // (docs/outputs.md, the Kafka sink's step 3); the input would hold records the fold never saw.
-      const byPartition = new Map<number, StreamRecord[]>();
-      for (const r of chunk) {
-        const list = byPartition.get(r.partition) ?? [];
-        list.push(r);
-        byPartition.set(r.partition, list);
-      }
-      const settled = await Promise.allSettled(
-        [...byPartition.values()].map((list) =>
-          producer.send({
+      // One send per partition, as the Kafka sink sends (lib/sink/kafka/sendPerPartition.ts says why):
+      // a send spanning brokers could append a partition's records twice, which the fold never saw.
+      const meta = await sendPerPartition(
+        producer,
+        [
+          {
             topic,
-            acks: -1,
-            messages: list.map((r) => ({
+            messages: chunk.map((r) => ({
               partition: r.partition,
               key: r.key,
               value: r.value,
               timestamp: String(r.timestamp),
               ...(r.headers ? { headers: r.headers } : {}),
             })),
-          }),
-        ),
+          },
+        ],
+        { acks: -1 },
       );
-      const failed = settled.find((r) => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      const meta = settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
       const next = new Map(meta.map((m) => [m.partition, BigInt(m.baseOffset ?? '-1')]));
       for (const r of chunk) {
         const offset = next.get(r.partition);

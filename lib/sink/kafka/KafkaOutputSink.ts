@@ -76,6 +76,7 @@ import {
   parseMarker,
   transactionalIdOf,
 } from './marker.ts';
+import { sendPerPartition } from './sendPerPartition.ts';
 
 /** Points of a delivery attempt where tests can hold or fail it (`KafkaSinkHooks.step`). */
 export const KAFKA_DELIVERY_STEPS = [
@@ -380,38 +381,10 @@ export class KafkaOutputSink implements Sink {
     }
   }
 
-  /**
-   * Sends one request's records: one kafkajs send per partition, all at once, settled before this
-   * returns or throws (an abort never overtakes a produce still in flight).
-   *
-   * Never one send for several partitions: kafkajs 2.2.4 can then write a partition's records twice
-   * in the transaction. Its send produces to each leader at once and waits with `Promise.all`; when
-   * one broker fails (a retriable error, a dropped connection) while another has not answered yet,
-   * the retry produces again to every broker without an answer, the slow one included. That second
-   * request waits for the broker's lock until the first is answered, then goes out with the
-   * sequence numbers that answer moved on to, so the broker (a real one too) appends it as new
-   * records (test/sink/kafka/retryInFlight.repro.test.ts). A send of one partition has one request:
-   * a retry follows only its failure, and resends with the same sequence numbers, which the broker
-   * deduplicates.
-   */
-  private async send(tx: Transaction, request: Request): Promise<RecordMetadata[]> {
+  /** Sends one request's records, one kafkajs send per partition (see sendPerPartition). */
+  private send(tx: Transaction, request: Request): Promise<RecordMetadata[]> {
     const compression = this.cluster.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
-    const sends: Promise<RecordMetadata[]>[] = [];
-    for (const { topic, messages } of request) {
-      const byPartition = new Map<number, Message[]>();
-      for (const m of messages) {
-        const list = byPartition.get(m.partition!) ?? [];
-        list.push(m);
-        byPartition.set(m.partition!, list);
-      }
-      for (const list of byPartition.values()) {
-        sends.push(tx.sendBatch({ topicMessages: [{ topic, messages: list }], acks: -1, compression }));
-      }
-    }
-    const settled = await Promise.allSettled(sends);
-    const failed = settled.find((r) => r.status === 'rejected');
-    if (failed) throw failed.reason;
-    return settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+    return sendPerPartition(tx, request, { acks: -1, compression });
   }
 
   /**
