@@ -1,7 +1,7 @@
 import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { SnapshotCorruptError, SnapshotIdentityError, StateError } from '../../lib/errors.ts';
+import { SnapshotIdentityError, StateError } from '../../lib/errors.ts';
 import {
   decodeSnapshot,
   encodeSnapshot,
@@ -10,6 +10,7 @@ import {
   snapshotChecksum,
   verifySnapshotIdentity,
 } from '../../lib/state/snapshotCodec.ts';
+import { corrupt } from '../helpers/snapshots.ts';
 
 const meta: SnapshotMeta = {
   pipeline: 'p',
@@ -63,16 +64,6 @@ function sections(): SnapshotSection[] {
     { name: 'events', kind: 'list', scope: 'key', version: 1, entries: new Map([['k', ['a', 'b']]]) },
     { name: 'total', kind: 'value', scope: 'task', version: 1, entries: new Map([['', 42]]) },
   ];
-}
-
-function corrupt(fn: () => unknown): SnapshotCorruptError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SnapshotCorruptError);
-    return err as SnapshotCorruptError;
-  }
-  throw new Error('expected SnapshotCorruptError');
 }
 
 describe('snapshot codec', () => {

@@ -4,7 +4,6 @@
  * earlier versions wrote) still read, alone or as the base of a chain whose deltas are newer.
  */
 import { readFileSync } from 'node:fs';
-import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { buildCheckpoint } from '../../lib/checkpoint/restore.ts';
@@ -18,6 +17,7 @@ import {
   type SnapshotSection,
   snapshotChecksum,
 } from '../../lib/state/snapshotCodec.ts';
+import { corrupt, resealed } from '../helpers/snapshots.ts';
 
 const meta: SnapshotMeta = {
   pipeline: 'p',
@@ -54,18 +54,7 @@ function withHeader(bytes: Buffer, edit: (h: Record<string, unknown>) => void): 
   bytes.copy(fixed, 0, 0, 8);
   fixed.writeUInt32LE(blob.length, 8);
   const out = Buffer.concat([fixed, blob, bytes.subarray(12 + headerLen, bytes.length - 4), Buffer.alloc(4)]);
-  out.writeUInt32LE(crc32(out.subarray(0, out.length - 4)), out.length - 4);
-  return out;
-}
-
-function corrupt(fn: () => unknown): SnapshotCorruptError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(SnapshotCorruptError);
-    return err as SnapshotCorruptError;
-  }
-  throw new Error('expected SnapshotCorruptError');
+  return resealed(out);
 }
 
 /** What earlier versions wrote (format 1): the state the fixture was written from. */
@@ -99,6 +88,20 @@ function fixtureState(): SnapshotSection[] {
 }
 
 const fixture = readFileSync(new URL('./fixtures/snapshot-v1.tdmk', import.meta.url));
+
+/** An uncompressed snapshot of one typed table: an int32 and a float64 column. */
+function twoColumns(): Buffer {
+  return encodeSnapshot(
+    meta,
+    [
+      valueTable(
+        's',
+        rows(ROWS, (i) => ({ a: i, b: i / 2 })),
+      ),
+    ],
+    'none',
+  );
+}
 
 describe('snapshot format 2: typed value columns', () => {
   const shapes: Array<[string, (i: number) => unknown, Array<'i32' | 'f64'>, string[] | null]> = [
@@ -263,16 +266,7 @@ describe('snapshot format 2: typed value columns', () => {
   });
 
   it('refuses a layout that does not match the body, is malformed, or is in a format 1 snapshot', () => {
-    const bytes = encodeSnapshot(
-      meta,
-      [
-        valueTable(
-          's',
-          rows(ROWS, (i) => ({ a: i, b: i / 2 })),
-        ),
-      ],
-      'none',
-    );
+    const bytes = twoColumns();
     type T = { layout: { fields: unknown; types: unknown }; kind: string };
     const edits: Array<[string, (t: T, h: Record<string, unknown>) => void, RegExp]> = [
       ['a type changed', (t) => (t.layout.types = ['i32', 'i32']), /match their layout/],
@@ -292,28 +286,17 @@ describe('snapshot format 2: typed value columns', () => {
     }
     const v1 = Buffer.from(bytes);
     v1.writeUInt16LE(1, 4);
-    v1.writeUInt32LE(crc32(v1.subarray(0, v1.length - 4)), v1.length - 4);
-    expect(corrupt(() => decodeSnapshot(v1)).message).toMatch(/layout/);
+    expect(corrupt(() => decodeSnapshot(resealed(v1))).message).toMatch(/layout/);
   });
 
   it('refuses tampered column snapshots whose checksum was recomputed with a typed error, or decodes them', () => {
-    const bytes = encodeSnapshot(
-      meta,
-      [
-        valueTable(
-          's',
-          rows(ROWS, (i) => ({ a: i, b: i / 2 })),
-        ),
-      ],
-      'none',
-    );
+    const bytes = twoColumns();
     fc.assert(
       fc.property(fc.array(fc.tuple(fc.nat(), fc.nat(255)), { minLength: 1, maxLength: 6 }), (edits) => {
         const b = Buffer.from(bytes);
         for (const [at, v] of edits) b[at % (b.length - 4)] = v;
-        b.writeUInt32LE(crc32(b.subarray(0, b.length - 4)), b.length - 4);
         try {
-          const t = decodeSnapshot(b, 'k', { columnar: true }).sections[0]?.entries;
+          const t = decodeSnapshot(resealed(b), 'k', { columnar: true }).sections[0]?.entries;
           if (t) for (const _ of t);
         } catch (e) {
           if (!(e instanceof SnapshotCorruptError)) throw e;
