@@ -134,8 +134,7 @@ describe.each(MODES)('incremental checkpoints (%s)', (_name, modeConfig) => {
     let offset = 0;
     await e.processEvent(mskEvent(Array.from({ length: n }, (_, i) => rec(offset++, `key-${i}`, 'set', i))));
     const chains: string[] = [];
-    const kinds = async () =>
-      (await s.memCommits.read(TASK))!.chain.map((r) => (r.kind === 'full' ? 'F' : 'd')).join('');
+    const kinds = () => chainKinds(s);
     for (let epoch = 0; epoch < 12; epoch++) {
       // Every key: a delta of them outweighs half the full snapshot.
       const heavy = Array.from({ length: n }, (_, i) => rec(offset++, `key-${i}`, 'set', epoch * 7 + i));
@@ -164,10 +163,7 @@ describe.each(MODES)('incremental checkpoints (%s)', (_name, modeConfig) => {
     let offset = 0;
     await e.processEvent(mskEvent(Array.from({ length: n }, (_, i) => rec(offset++, `key-${i}`, 'set', i))));
     const chains: string[] = [];
-    const kinds = async () =>
-      (await s.memCommits.read(TASK))!.chain
-        .map((r) => (r.kind === 'full' ? 'F' : r.inline ? 'i' : 'd'))
-        .join('');
+    const kinds = () => chainKinds(s);
     const epochOf = async (keys: number[], arg: number) => {
       await e.processEvent(mskEvent(keys.map((k) => rec(offset++, `key-${k}`, 'set', arg + k))));
       chains.push(await kinds());
@@ -360,6 +356,12 @@ function warmJson(engine: EpochEngine<typeof kitchen.state>) {
 const shape = (c: CommitRecord) =>
   c.chain.map((r) => (r.inline ? 'i' : r.kind === 'full' ? 'F' : 'D')).join('');
 
+/** The task's committed chain, a letter per link: F full, i inline delta, d delta in S3. */
+async function chainKinds(s: ReturnType<typeof setup>): Promise<string> {
+  return (await s.memCommits.read(TASK))!.chain
+    .map((r) => (r.kind === 'full' ? 'F' : r.inline ? 'i' : 'd'))
+    .join('');
+}
 describe('inline snapshots', () => {
   beforeAll(() => {
     mode = {};

@@ -81,16 +81,21 @@ describe('Kafka mock cluster', () => {
     await admin.disconnect();
   });
 
-  it('injects request errors through its control channel', async () => {
+  /** After `inject`, one produce to orders/0 is refused with NOT_ENOUGH_REPLICAS and the next one passes. */
+  async function expectOneProduceRefused(inject: () => Promise<void>): Promise<void> {
     const producer = kafka.producer({ retry: { retries: 0 } });
     await producer.connect();
-    await mock.failRequests('Produce', 'NOT_ENOUGH_REPLICAS', 1);
+    await inject();
     const err = (await producer
       .send({ topic: 'orders', messages: [{ partition: 0, value: 'x' }] })
       .catch((e: unknown) => e)) as { type?: string; cause?: { type?: string } };
     expect(err.type ?? err.cause?.type).toBe('NOT_ENOUGH_REPLICAS');
     await producer.send({ topic: 'orders', messages: [{ partition: 0, value: 'y' }] });
     await producer.disconnect();
+  }
+
+  it('injects request errors through its control channel', async () => {
+    await expectOneProduceRefused(() => mock.failRequests('Produce', 'NOT_ENOUGH_REPLICAS', 1));
   });
 
   it('scripts the next requests of one broker (a delayed error) and refuses an unknown broker', async () => {
@@ -99,15 +104,9 @@ describe('Kafka mock cluster', () => {
     const meta = await admin.fetchTopicMetadata({ topics: ['orders'] });
     await admin.disconnect();
     const leader = meta.topics[0]!.partitions.find((p) => p.partitionId === 0)!.leader;
-    const producer = kafka.producer({ retry: { retries: 0 } });
-    await producer.connect();
-    await mock.scriptBrokerRequests(leader, 'Produce', 1, { error: 'NOT_ENOUGH_REPLICAS', delayMs: 10 });
-    const err = (await producer
-      .send({ topic: 'orders', messages: [{ partition: 0, value: 'x' }] })
-      .catch((e: unknown) => e)) as { type?: string; cause?: { type?: string } };
-    expect(err.type ?? err.cause?.type).toBe('NOT_ENOUGH_REPLICAS');
-    await producer.send({ topic: 'orders', messages: [{ partition: 0, value: 'y' }] });
-    await producer.disconnect();
+    await expectOneProduceRefused(() =>
+      mock.scriptBrokerRequests(leader, 'Produce', 1, { error: 'NOT_ENOUGH_REPLICAS', delayMs: 10 }),
+    );
     await expect(mock.scriptBrokerRequests(99, 'Produce', 1, {})).rejects.toThrow(/no such broker/);
   });
 
