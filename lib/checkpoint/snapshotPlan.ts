@@ -133,10 +133,10 @@ function mergedChanges(
 const discardedDeltas = new WeakMap<StateStore, { perEntry: number; judged: number; distinct?: number }>();
 const REMEASURE_AFTER = 8;
 
-function changeCount(changes: ReadonlyMap<string, Iterable<string>>): number {
+/** Keys changed in all tables (the epoch's change lists, or a spill's merged key sets). */
+function changeCount(changes: ReadonlyMap<string, readonly string[] | ReadonlySet<string>>): number {
   let n = 0;
-  for (const keys of changes.values())
-    n += (keys as { length?: number; size?: number }).length ?? (keys as Set<string>).size;
+  for (const keys of changes.values()) n += 'length' in keys ? keys.length : keys.size;
   return n;
 }
 
@@ -201,7 +201,7 @@ export function planSnapshot(
       // To S3. Inline links form the chain's tail: a delta after them merges them (a spill).
       if (tail > 0) {
         const spilled = chain.slice(tail);
-        let keys: ReadonlyMap<string, Iterable<string>> = changes;
+        let keys: ReadonlyMap<string, readonly string[] | ReadonlySet<string>> = changes;
         let distinct: number | undefined;
         if (spilled.length > 0) {
           const listed = spilled.reduce((n, r) => n + r.entries, ownEntries);
