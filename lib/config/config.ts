@@ -1,6 +1,8 @@
 import { ConfigurationError } from '../errors.ts';
 import { DEFAULT_PREFIX, PIPELINE_ID_PATTERN, prefixProblem } from './definitions.ts';
 import {
+  AWS_CLIENTS,
+  type AwsClientKind,
   COMMIT_STORES,
   type CommitStoreKind,
   ENV,
@@ -117,6 +119,15 @@ export interface TidemarkConfig {
    */
   commitStore: CommitStoreKind;
   /**
+   * The client of the handler's snapshots in S3 and commits in DynamoDB: `lite` (a small SigV4
+   * transport; credentials from the environment, which is where Lambda puts the execution role's)
+   * or `sdk` (the AWS SDK v3, every credential source, FIPS and dual-stack endpoints). `lite` falls
+   * back to the SDK where it cannot serve the environment and the SDK is in the bundle; the CDK
+   * construct bundles only the chosen one (docs/performance.md, cold start). Operators' commands and
+   * sinks always use the SDK. Env `TIDEMARK_AWS_CLIENT`. Default `lite`.
+   */
+  awsClient: AwsClientKind;
+  /**
    * Connection URL of the database commit store (`postgres://user@host:5432/db`,
    * `mysql://user@host:3306/db`, `redis://host:6379`, `rediss://…` for TLS). A password in it is
    * used as is (local runs); in AWS use `dbSecret` or `dbIamAuth`. Env `TIDEMARK_DB_URL`.
@@ -187,6 +198,7 @@ export const DEFAULTS = {
   commitInlineMaxBytes: 131_072,
   reportBatchItemFailures: false,
   commitStore: 'dynamodb',
+  awsClient: 'lite',
   dbIamAuth: false,
   dbTls: 'require',
   dbPrefix: 'tidemark',
@@ -357,6 +369,7 @@ export function loadConfig(
     ),
     reportBatchItemFailures: bool(ENV.reportBatchItemFailures, pick('reportBatchItemFailures')!),
     commitStore,
+    awsClient: oneOf(ENV.awsClient, String(pick('awsClient')), AWS_CLIENTS),
     dbUrl: optional('dbUrl'),
     dbSecret: optional('dbSecret'),
     dbIamAuth: bool(ENV.dbIamAuth, pick('dbIamAuth')!),

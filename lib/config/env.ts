@@ -43,6 +43,7 @@ export const ENV = {
   icebergRestUri: 'TIDEMARK_ICEBERG_REST_URI',
   icebergRestSigning: 'TIDEMARK_ICEBERG_REST_SIGNING',
   commitStore: 'TIDEMARK_COMMIT_STORE',
+  awsClient: 'TIDEMARK_AWS_CLIENT',
   dbUrl: 'TIDEMARK_DB_URL',
   dbSecret: 'TIDEMARK_DB_SECRET',
   dbIamAuth: 'TIDEMARK_DB_IAM_AUTH',
@@ -56,6 +57,14 @@ export const ENV = {
   redisDurability: 'TIDEMARK_REDIS_DURABILITY',
   redisCluster: 'TIDEMARK_REDIS_CLUSTER',
 } as const;
+
+/**
+ * Clients of the handler's S3 snapshots and DynamoDB commits (`TIDEMARK_AWS_CLIENT`): `lite`, a small
+ * SigV4 transport that loads in a few milliseconds (credentials from the environment, as Lambda
+ * gives them), or `sdk`, the AWS SDK v3 (any credential source). Shared with the CDK construct.
+ */
+export const AWS_CLIENTS = ['lite', 'sdk'] as const;
+export type AwsClientKind = (typeof AWS_CLIENTS)[number];
 
 /** The commit stores Tidemark has (`TIDEMARK_COMMIT_STORE`); shared with the CDK construct. */
 export const COMMIT_STORES = ['dynamodb', 'postgres', 'mysql', 'redis'] as const;
@@ -86,6 +95,7 @@ export const OTHER_ENV_NAMES = [
   'TIDEMARK_KAFKA_USERNAME',
   'TIDEMARK_KAFKA_PASSWORD',
   'TIDEMARK_BUNDLED_COMMIT_STORE',
+  'TIDEMARK_BUNDLED_AWS_CLIENT',
   'TIDEMARK_TEST_POSTGRES_URL',
   'TIDEMARK_TEST_MYSQL_URL',
   'TIDEMARK_TEST_REDIS_URL',

@@ -7,10 +7,12 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { CommitStore, SnapshotStore, StoredObject } from '../checkpoint/stores.ts';
 import type { TidemarkConfig } from '../config/config.ts';
-import { ENV } from '../config/env.ts';
+import { type AwsClientKind, ENV } from '../config/env.ts';
 import { ConfigurationError } from '../errors.ts';
+import { liteAwsSettings } from './aws/environment.ts';
 import type { DatabaseStores } from './database/DatabaseStores.ts';
 import { databaseOptions, type RedisStoreOptions } from './database/options.ts';
+import type { DynamoRequests } from './dynamodb/requests.ts';
 
 export interface Stores {
   snapshots: SnapshotStore;
@@ -18,7 +20,39 @@ export interface Stores {
 }
 
 export type StoreSettings = Pick<TidemarkConfig, 'bucket' | 'table' | 'commitStore'> &
+  Partial<Pick<TidemarkConfig, 'awsClient'>> &
   Parameters<typeof databaseOptions>[0];
+
+/**
+ * Whether the SDK may be loaded. A bundler that defines `process.env.TIDEMARK_BUNDLED_AWS_CLIENT` as
+ * `lite` (the CDK construct does, unless its `awsClient` is `sdk`) leaves every branch that loads the
+ * SDK's DynamoDB or S3 client as dead code, so neither is in the bundle; unbundled, both are there.
+ */
+function sdkBundled(): boolean {
+  return (process.env.TIDEMARK_BUNDLED_AWS_CLIENT ?? 'sdk') === 'sdk';
+}
+
+/** Why a chosen client cannot be used in this bundle and environment. */
+function clientUnavailable(kind: AwsClientKind, service: string, reason: string): ConfigurationError {
+  return new ConfigurationError(
+    ENV.awsClient,
+    kind === 'lite'
+      ? `the lightweight ${service} client cannot serve this environment (${reason}) and this bundle holds no AWS SDK client; bundle with awsClient: 'sdk' on the CDK construct`
+      : `${ENV.awsClient} is sdk, but this bundle holds only the lightweight ${service} client; bundle with awsClient: 'sdk' on the CDK construct`,
+  );
+}
+
+/** The DynamoDB client of the handler's commit store: the lightweight transport, or the SDK's. */
+async function runtimeDynamoClient(kind: AwsClientKind): Promise<DynamoRequests | DynamoDBClient> {
+  let reason = 'TIDEMARK_AWS_CLIENT is sdk';
+  if (kind === 'lite') {
+    const settings = liteAwsSettings('dynamodb');
+    if (!('unsupported' in settings)) return (await import('./aws/dynamodb.ts')).liteDynamoRequests(settings);
+    reason = settings.unsupported;
+  }
+  if (sdkBundled()) return (await import('./dynamodb/client.ts')).createDynamoDBClient();
+  throw clientUnavailable(kind, 'DynamoDB', reason);
+}
 
 /**
  * Loads the module of a database commit store and builds its stores. Each driver loads only when its
@@ -148,11 +182,10 @@ export function createRuntimeStores(
     return {
       snapshots,
       commits: new DeferredCommitStore('dynamodb', async () => {
-        const [{ DynamoCommitStore }, { createDynamoDBClient }] = await Promise.all([
+        const [{ DynamoCommitStore }, client] = await Promise.all([
           import('./dynamodb/DynamoCommitStore.ts'),
-          import('./dynamodb/client.ts'),
+          clients.dynamodb ?? runtimeDynamoClient(config.awsClient ?? 'lite'),
         ]);
-        const client = clients.dynamodb ?? createDynamoDBClient();
         return { commits: new DynamoCommitStore({ client, table: config.table }) };
       }),
     };

@@ -5,6 +5,7 @@ import { DynamoCommitStore } from '../../lib/store/dynamodb/DynamoCommitStore.ts
 import { DynamoSavepointStore } from '../../lib/store/dynamodb/DynamoSavepointStore.ts';
 import { MemorySavepointStore } from '../../lib/store/memory/MemorySavepointStore.ts';
 import { MemoryCommitStore } from '../../lib/store/memory/memoryStores.ts';
+import { dynamoLite } from '../helpers/liteClients.ts';
 import { type ContractBackend, commitStoreContract } from './commitStore.contract.ts';
 import { type DatabaseBackend, mariadbBackend, postgresBackend, redisBackend } from './databases.ts';
 
@@ -35,6 +36,26 @@ commitStoreContract(
         close: async () => client.destroy(),
       };
     },
+  }),
+);
+
+// The same on the lightweight transport the Lambda handler uses (savepoints stay on the SDK).
+commitStoreContract(
+  'DynamoDB Local, lightweight client',
+  (): ContractBackend => ({
+    commits: new DynamoCommitStore({ client: dynamoLite(), table: table() }),
+    savepoints: new DynamoSavepointStore({ client: ddb, table: table() }),
+    missing: () => ({
+      commits: new DynamoCommitStore({ client: dynamoLite(), table: `no-such-table-${Date.now()}` }),
+      close: async () => {},
+    }),
+    unreachable: () => ({
+      commits: new DynamoCommitStore({
+        client: dynamoLite({ ...process.env, AWS_ENDPOINT_URL_DYNAMODB: 'http://127.0.0.1:9' }),
+        table: table(),
+      }),
+      close: async () => {},
+    }),
   }),
 );
 

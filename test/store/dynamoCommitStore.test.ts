@@ -4,9 +4,9 @@ import type { CommitRecord } from '../../lib/checkpoint/stores.ts';
 import { CommitConflictError, StoreError, StoreMissingError } from '../../lib/errors.ts';
 import { createDynamoDBClient } from '../../lib/store/clients.ts';
 import { DynamoCommitStore } from '../../lib/store/dynamodb/DynamoCommitStore.ts';
+import { dynamoLite } from '../helpers/liteClients.ts';
 
 const client = createDynamoDBClient();
-const store = new DynamoCommitStore({ client, table: process.env.TIDEMARK_TABLE! });
 
 afterAll(() => client.destroy());
 
@@ -50,7 +50,15 @@ function record(
   };
 }
 
-describe('DynamoCommitStore (DynamoDB Local)', () => {
+/** The store on both of its clients: the AWS SDK, and the lightweight transport the handler uses. */
+const CLIENTS = [
+  ['SDK', () => client, (env: Record<string, string | undefined>) => createDynamoDBClient(env)],
+  ['lightweight client', () => dynamoLite(), (env: Record<string, string | undefined>) => dynamoLite(env)],
+] as const;
+
+describe.each(CLIENTS)('DynamoCommitStore (DynamoDB Local, %s)', (_name, current, at) => {
+  const store = new DynamoCommitStore({ client: current(), table: process.env.TIDEMARK_TABLE! });
+
   it('creates epoch 1 only when no item exists, then advances only from the expected epoch', async () => {
     const p = `p-${randomUUID()}`;
     const task = { pipeline: p, topic: 'orders.v1-eu', partition: 7 };
@@ -99,7 +107,7 @@ describe('DynamoCommitStore (DynamoDB Local)', () => {
   });
 
   it('reports a missing table as StoreMissingError, not retriable', async () => {
-    const missing = new DynamoCommitStore({ client, table: `no-such-table-${Date.now()}` });
+    const missing = new DynamoCommitStore({ client: current(), table: `no-such-table-${Date.now()}` });
     const err = await missing.read({ pipeline: 'p', topic: 't', partition: 0 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreMissingError);
     expect((err as StoreError).retriable).toBe(false);
@@ -108,12 +116,57 @@ describe('DynamoCommitStore (DynamoDB Local)', () => {
 
   it('reports an unreachable server as a retriable StoreError', async () => {
     const dead = new DynamoCommitStore({
-      client: createDynamoDBClient({ ...process.env, AWS_ENDPOINT_URL_DYNAMODB: 'http://127.0.0.1:9' }),
+      client: at({ ...process.env, AWS_ENDPOINT_URL_DYNAMODB: 'http://127.0.0.1:9' }),
       table: 't',
     });
     const err = await dead.read({ pipeline: 'p', topic: 't', partition: 0 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreError);
     expect((err as StoreError).retriable).toBe(true);
+  });
+
+  it('round-trips binary attributes: inline snapshots and an inline outbox', async () => {
+    const p = `p-${randomUUID()}`;
+    const bytes = new Uint8Array(2048).map((_, i) => (i * 31) & 0xff);
+    const base = record(p, 1, 10n);
+    const inline: CommitRecord = {
+      ...base,
+      chain: [{ ...base.chain[0]!, inline: bytes }],
+      outbox: { epoch: 1, count: 2, bytes: 3, checksum: 'c0ffee', inline: bytes.subarray(5, 9) },
+    };
+    await store.commit(inline, 0);
+    const back = await store.read({ pipeline: p, topic: 'orders.v1-eu', partition: 7 });
+    expect(back).toEqual(inline);
+    expect(back!.chain[0]!.inline).toBeInstanceOf(Uint8Array);
+  });
+
+  it('commits with attached writes in one transaction, and names a conflict or a failed output', async () => {
+    const p = `p-${randomUUID()}`;
+    const table = process.env.TIDEMARK_TABLE!;
+    const output = (sk: string, condition?: string) => ({
+      Put: {
+        TableName: table,
+        Item: { pk: { S: `${p}#out` }, sk: { S: sk }, v: { B: new Uint8Array([1, 2, 3]) } },
+        ...(condition ? { ConditionExpression: condition } : {}),
+      },
+    });
+    await store.commit(record(p, 1, 1n), 0, { store: 'dynamodb', writes: [output('a')] });
+    const conflict = await store
+      // another attempt (the transaction's token is derived from task, epoch and attempt)
+      .commit({ ...record(p, 1, 2n), attempt: 'other' }, 0, { store: 'dynamodb', writes: [output('b')] })
+      .catch((e: unknown) => e);
+    expect(conflict).toBeInstanceOf(CommitConflictError);
+    expect((conflict as CommitConflictError).current).toEqual(record(p, 1, 1n));
+    const failed = await store
+      .commit(record(p, 2, 3n), 1, {
+        store: 'dynamodb',
+        writes: [output('a', 'attribute_not_exists(pk)')],
+      })
+      .catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(StoreError);
+    expect(failed).not.toBeInstanceOf(CommitConflictError);
+    expect((failed as StoreError).retriable).toBe(false);
+    expect((failed as Error).message).toMatch(/action 1: ConditionalCheckFailed/);
+    expect((await store.read({ pipeline: p, topic: 'orders.v1-eu', partition: 7 }))!.epoch).toBe(1);
   });
 });
 

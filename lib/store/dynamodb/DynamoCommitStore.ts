@@ -1,15 +1,5 @@
 import { createHash } from 'node:crypto';
-import {
-  type AttributeValue,
-  ConditionalCheckFailedException,
-  DescribeTableCommand,
-  type DynamoDBClient,
-  GetItemCommand,
-  PutItemCommand,
-  paginateScan,
-  type TransactWriteItem,
-  TransactWriteItemsCommand,
-} from '@aws-sdk/client-dynamodb';
+import type { AttributeValue, DynamoDBClient, TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import { COMMIT_SK, taskPk, taskPkPrefix } from '../../checkpoint/layout.ts';
 import type {
   CheckpointSummary,
@@ -23,6 +13,7 @@ import type {
 import { CommitConflictError, ConfigurationError, StoreError, StoreMissingError } from '../../errors.ts';
 import type { AttachedWrites } from '../../output/types.ts';
 import { big, type Item, int, list, MalformedItemError, N, S, snapshotKind, str } from './attributes.ts';
+import type { DynamoOperation, DynamoOperations, DynamoRequests } from './requests.ts';
 
 /** Actions of one TransactWriteItems. */
 const MAX_TRANSACTION_ACTIONS = 100;
@@ -251,8 +242,35 @@ export function itemToCommit(item: Item): CommitRecord {
 }
 
 export interface DynamoCommitStoreOptions {
-  client: DynamoDBClient;
+  /** An AWS SDK v3 client, or requests of another client (the handler's lightweight transport). */
+  client: DynamoDBClient | DynamoRequests;
   table: string;
+}
+
+function isRequests(client: DynamoDBClient | DynamoRequests): client is DynamoRequests {
+  return typeof (client as DynamoRequests).client === 'string';
+}
+
+/**
+ * Requests sent by an SDK client, whose adapter (and with it the SDK's commands) loads on first use.
+ * A bundle built for the lightweight transport (the CDK construct defines
+ * `process.env.TIDEMARK_BUNDLED_AWS_CLIENT` as `lite`) leaves this branch out, and the SDK with it.
+ */
+export function sdkRequestsOnFirstUse(client: DynamoDBClient): DynamoRequests {
+  let loaded: Promise<DynamoRequests> | undefined;
+  return {
+    client: 'sdk',
+    async send<K extends DynamoOperation>(operation: K, input: DynamoOperations[K]['input']) {
+      if ((process.env.TIDEMARK_BUNDLED_AWS_CLIENT ?? 'sdk') === 'sdk') {
+        loaded ??= import('./sdkRequests.ts').then((m) => m.sdkDynamoRequests(client));
+        return (await loaded).send(operation, input);
+      }
+      throw new ConfigurationError(
+        'TIDEMARK_BUNDLED_AWS_CLIENT',
+        'this bundle was built without the AWS SDK DynamoDB client (awsClient: lite); pass no client, or bundle with awsClient: sdk',
+      );
+    },
+  };
 }
 
 /**
@@ -262,23 +280,26 @@ export interface DynamoCommitStoreOptions {
 export class DynamoCommitStore implements CommitStore {
   readonly kind = 'dynamodb';
   readonly table: string;
-  private readonly client: DynamoDBClient;
+  private readonly client: DynamoRequests;
 
   constructor(options: DynamoCommitStoreOptions) {
-    this.client = options.client;
+    this.client = isRequests(options.client) ? options.client : sdkRequestsOnFirstUse(options.client);
     this.table = options.table;
+  }
+
+  /** Which client sends the requests (`sdk` or `lite`). */
+  get clientKind(): 'sdk' | 'lite' {
+    return this.client.client;
   }
 
   async read(task: TaskId): Promise<CommitRecord | undefined> {
     let out: { Item?: Item };
     try {
-      out = await this.client.send(
-        new GetItemCommand({
-          TableName: this.table,
-          Key: { pk: S(taskPk(task)), sk: S(COMMIT_SK) },
-          ConsistentRead: true,
-        }),
-      );
+      out = await this.client.send('GetItem', {
+        TableName: this.table,
+        Key: { pk: S(taskPk(task)), sk: S(COMMIT_SK) },
+        ConsistentRead: true,
+      });
     } catch (err) {
       throw dynamoError('read', this.table, err);
     }
@@ -303,12 +324,9 @@ export class DynamoCommitStore implements CommitStore {
     if (attached && attached.writes.length > 0)
       return this.commitTransaction(next, expectedEpoch, put, attached);
     try {
-      await this.client.send(new PutItemCommand(put));
+      await this.client.send('PutItem', put);
     } catch (err) {
-      if (
-        err instanceof ConditionalCheckFailedException ||
-        (err as SdkError)?.name === 'ConditionalCheckFailedException'
-      ) {
+      if ((err as SdkError)?.name === 'ConditionalCheckFailedException') {
         const item = (err as { Item?: Item }).Item;
         throw new CommitConflictError(expectedEpoch, item ? itemToCommit(item) : undefined, { cause: err });
       }
@@ -344,12 +362,10 @@ export class DynamoCommitStore implements CommitStore {
       .digest('hex')
       .slice(0, 36);
     try {
-      await this.client.send(
-        new TransactWriteItemsCommand({
-          TransactItems: [{ Put: put }, ...(attached.writes as TransactWriteItem[])],
-          ClientRequestToken: token,
-        }),
-      );
+      await this.client.send('TransactWriteItems', {
+        TransactItems: [{ Put: put }, ...(attached.writes as TransactWriteItem[])],
+        ClientRequestToken: token,
+      });
     } catch (err) {
       const reasons = (err as { CancellationReasons?: Array<{ Code?: string; Item?: Item }> })
         .CancellationReasons;
@@ -382,7 +398,7 @@ export class DynamoCommitStore implements CommitStore {
 
   async probe(): Promise<void> {
     try {
-      await this.client.send(new DescribeTableCommand({ TableName: this.table }));
+      await this.client.send('DescribeTable', { TableName: this.table });
     } catch (err) {
       throw dynamoError('probe', this.table, err);
     }
@@ -390,16 +406,18 @@ export class DynamoCommitStore implements CommitStore {
 
   async *list(pipeline: string): AsyncIterable<CommitRecord> {
     try {
-      const pages = paginateScan(
-        { client: this.client },
-        {
+      let start: Item | undefined;
+      do {
+        const page = await this.client.send('Scan', {
           TableName: this.table,
           ConsistentRead: true,
           FilterExpression: 'begins_with(pk, :p) AND sk = :sk',
           ExpressionAttributeValues: { ':p': S(taskPkPrefix(pipeline)), ':sk': S(COMMIT_SK) },
-        },
-      );
-      for await (const page of pages) for (const item of page.Items ?? []) yield itemToCommit(item);
+          ...(start ? { ExclusiveStartKey: start } : {}),
+        });
+        for (const item of page.Items ?? []) yield itemToCommit(item);
+        start = page.LastEvaluatedKey;
+      } while (start);
     } catch (err) {
       if (err instanceof StoreError) throw err;
       throw dynamoError('list', this.table, err);
