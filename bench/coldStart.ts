@@ -7,7 +7,9 @@
  *   - first invocation: the handler's first call with a small MSK event (reads an absent commit item,
  *     applies two records, commits inline), against the local servers (AWS would add its latencies
  *     and the first TLS handshakes).
- * Side by side, in the same repeats, a reference bundled by the same construct: a function holding
+ * Side by side, in the same repeats: the same handler bundled with `awsClient: 'sdk'` (the AWS SDK v3
+ * clients of DynamoDB and S3 instead of the lightweight transport the construct bundles by default),
+ * and a reference bundled by the same construct: a function holding
  * only the DynamoDB client of the AWS SDK v3, created at module load, doing one GetItem per invocation
  * (bench/fixtures/dynamodbOnly.ts) — the least any function that commits to DynamoDB loads. Its module
  * load says how much of Tidemark's is the SDK's.
@@ -37,6 +39,13 @@ export interface ColdStartResult {
   moduleLoadMs: Spread;
   moduleLoadCpuMs: Spread;
   firstInvocationMs: Spread;
+  /** The handler bundled with `awsClient: 'sdk'` (absent in runs before the lightweight client). */
+  sdkClients?: {
+    bundleBytes: number;
+    moduleLoadMs: Spread;
+    moduleLoadCpuMs: Spread;
+    firstInvocationMs: Spread;
+  };
   /** The reference function (absent in runs before it was measured). */
   reference?: {
     label: string;
@@ -55,6 +64,7 @@ const REFERENCE_LABEL = 'the DynamoDB client alone (one GetItem per invocation)'
 function bundleAsConstruct(
   outdir: string,
   entry: string,
+  awsClient: 'lite' | 'sdk' = 'lite',
 ): { dir: string; environment: Record<string, string> } {
   const app = new App({ outdir, context: { 'aws:cdk:enable-asset-metadata': true } });
   const stack = new Stack(app, 'ColdStart', { env: { account: '111122223333', region: 'us-east-1' } });
@@ -63,6 +73,7 @@ function bundleAsConstruct(
     entry: join(ROOT, entry),
     source: { kind: 'msk', clusterArn: CLUSTER_ARN },
     topic: 'payments',
+    awsClient,
   });
   const template = app.synth().getStackArtifact(stack.artifactId).template as {
     Resources: Record<
@@ -126,13 +137,22 @@ export function runColdStart(
   const outdir = mkdtempSync(join(tmpdir(), 'tidemark-coldstart-'));
   try {
     log('cold start: bundling the balances handler and the reference through the CDK construct');
-    const bundles = (['functions/balances.ts', 'bench/fixtures/dynamodbOnly.ts'] as const).map((entry, i) => {
-      const { dir, environment } = bundleAsConstruct(join(outdir, String(i)), entry);
+    const entries = [
+      ['functions/balances.ts', 'lite'],
+      ['functions/balances.ts', 'sdk'],
+      ['bench/fixtures/dynamodbOnly.ts', 'lite'],
+    ] as const;
+    const bundles = entries.map(([entry, awsClient], i) => {
+      const { dir, environment } = bundleAsConstruct(join(outdir, String(i)), entry, awsClient);
       const file = join(dir, 'index.mjs');
       readFileSync(file); // in the page cache, as a warm Lambda host's disk would be
       return { file, environment, bytes: statSync(file).size };
     });
-    const [tidemark, reference] = bundles as [(typeof bundles)[0], (typeof bundles)[0]];
+    const [tidemark, tidemarkSdk, reference] = bundles as [
+      (typeof bundles)[0],
+      (typeof bundles)[0],
+      (typeof bundles)[0],
+    ];
     const bundleBytes = tidemark.bytes;
     const environment = tidemark.environment;
     type Sample = { load: number; loadCpu: number; first: number };
@@ -154,16 +174,17 @@ export function runColdStart(
       return JSON.parse(out.trim().split('\n').pop()!);
     };
     const samples: Sample[] = [];
+    const sdkSamples: Sample[] = [];
     const refSamples: Sample[] = [];
-    for (let i = 0; i < o.repeats; i++) {
-      // Back to back, alternating which goes first, so machine noise hits both alike.
-      if (i % 2 === 0) {
-        samples.push(run(tidemark, 'tidemark', i));
-        refSamples.push(run(reference, 'reference', i));
-      } else {
-        refSamples.push(run(reference, 'reference', i));
-        samples.push(run(tidemark, 'tidemark', i));
-      }
+    const order = [
+      () => samples.push(run(tidemark, 'tidemark', 3 * i)),
+      () => sdkSamples.push(run(tidemarkSdk, 'tidemark', 3 * i + 1)),
+      () => refSamples.push(run(reference, 'reference', 3 * i + 2)),
+    ];
+    let i = 0;
+    for (; i < o.repeats; i++) {
+      // Back to back, rotating which goes first, so machine noise hits all three alike.
+      for (let k = 0; k < order.length; k++) order[(i + k) % order.length]!();
     }
     const result: ColdStartResult = {
       bundleBytes,
@@ -171,6 +192,12 @@ export function runColdStart(
       moduleLoadMs: spread(samples.map((s) => s.load)),
       moduleLoadCpuMs: spread(samples.map((s) => s.loadCpu)),
       firstInvocationMs: spread(samples.map((s) => s.first)),
+      sdkClients: {
+        bundleBytes: tidemarkSdk.bytes,
+        moduleLoadMs: spread(sdkSamples.map((s) => s.load)),
+        moduleLoadCpuMs: spread(sdkSamples.map((s) => s.loadCpu)),
+        firstInvocationMs: spread(sdkSamples.map((s) => s.first)),
+      },
       reference: {
         label: REFERENCE_LABEL,
         bundleBytes: reference.bytes,
@@ -181,7 +208,7 @@ export function runColdStart(
       },
     };
     log(
-      `cold start: ${bundleBytes} B bundle, module load ${result.moduleLoadMs.median.toFixed(1)} ms (CPU ${result.moduleLoadCpuMs.median.toFixed(1)} ms), first invocation ${result.firstInvocationMs.median.toFixed(1)} ms; reference (${REFERENCE_LABEL}): ${reference.bytes} B, module load ${result.reference!.moduleLoadMs.median.toFixed(1)} ms (CPU ${result.reference!.moduleLoadCpuMs.median.toFixed(1)} ms), first invocation ${result.reference!.firstInvocationMs.median.toFixed(1)} ms`,
+      `cold start: ${bundleBytes} B bundle, module load ${result.moduleLoadMs.median.toFixed(1)} ms (CPU ${result.moduleLoadCpuMs.median.toFixed(1)} ms), first invocation ${result.firstInvocationMs.median.toFixed(1)} ms; with the SDK clients: ${tidemarkSdk.bytes} B, module load ${result.sdkClients!.moduleLoadMs.median.toFixed(1)} ms, first invocation ${result.sdkClients!.firstInvocationMs.median.toFixed(1)} ms; reference (${REFERENCE_LABEL}): ${reference.bytes} B, module load ${result.reference!.moduleLoadMs.median.toFixed(1)} ms (CPU ${result.reference!.moduleLoadCpuMs.median.toFixed(1)} ms), first invocation ${result.reference!.firstInvocationMs.median.toFixed(1)} ms`,
     );
     return result;
   } finally {

@@ -181,6 +181,12 @@ export function evaluateGoals(r: {
     'Cold start: first invocation (local servers)',
     cold ? fmtSpread(cold.firstInvocationMs, 1, ' ms') : undefined,
   );
+  if (cold?.sdkClients) {
+    reported(
+      "Cold start, the same handler bundled with awsClient 'sdk' (AWS SDK v3 clients): module load (wall; CPU); first invocation",
+      `${fmtSpread(cold.sdkClients.moduleLoadMs, 1, ' ms')}; CPU ${fmtSpread(cold.sdkClients.moduleLoadCpuMs, 1, ' ms')} (${fmt(cold.sdkClients.bundleBytes / 1000)} KB); ${fmtSpread(cold.sdkClients.firstInvocationMs, 1, ' ms')}`,
+    );
+  }
   if (cold?.reference) {
     reported(
       `Cold start, reference: ${cold.reference.label}, bundled alike: module load (wall; CPU); first invocation`,

@@ -299,6 +299,17 @@ ${table(
       fmtSpread(c.moduleLoadCpuMs, 1, ' ms'),
       fmtSpread(c.firstInvocationMs, 1, ' ms'),
     ],
+    ...(c.sdkClients
+      ? [
+          [
+            "The same, bundled with awsClient 'sdk' (AWS SDK v3 clients)",
+            `${fmt(c.sdkClients.bundleBytes / 1000)} KB`,
+            fmtSpread(c.sdkClients.moduleLoadMs, 1, ' ms'),
+            fmtSpread(c.sdkClients.moduleLoadCpuMs, 1, ' ms'),
+            fmtSpread(c.sdkClients.firstInvocationMs, 1, ' ms'),
+          ],
+        ]
+      : []),
     ...(c.reference
       ? [
           [
