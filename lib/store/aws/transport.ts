@@ -125,8 +125,11 @@ export interface AwsTransportOptions {
   maxAttempts?: number;
   /** Connection, whole-request and socket-idle timeouts (default `CLIENT_TIMEOUTS`, as the SDK clients). */
   timeouts?: Partial<Record<'connectionTimeout' | 'requestTimeout' | 'socketTimeout', number>>;
-  /** Called once per request sent, retries included (tests and benchmarks count them). */
-  onRequest?: (operation: string) => void;
+  /**
+   * Called once per request sent, retries included (tests and benchmarks count them); headers it
+   * returns are added to that attempt (the fault proxy of the tests reads its marker from one).
+   */
+  onRequest?: (operation: string, attempt: number) => undefined | Readonly<Record<string, string>>;
 }
 
 type HttpModule = typeof import('node:https');
@@ -182,8 +185,10 @@ export class AwsTransport {
       let error: AwsServiceError;
       let throttled = false;
       try {
-        this.onRequest?.(operation);
-        const response = await this.once(request);
+        const extra = this.onRequest?.(operation, attempt);
+        const response = await this.once(
+          extra ? { ...request, headers: { ...request.headers, ...extra } } : request,
+        );
         if (response.status < 300) {
           this.verify?.(response);
           return response;

@@ -143,7 +143,12 @@ describe('AwsTransport', () => {
       json(400, { __type: 'ThrottlingException' }),
       json(200, {}),
     );
-    await transport({ onRequest: (op) => ops.push(op) }).send('PutItem', {
+    await transport({
+      onRequest: (op) => {
+        ops.push(op);
+        return undefined;
+      },
+    }).send('PutItem', {
       method: 'POST',
       path: '/',
       body: '{}',
