@@ -13,6 +13,7 @@ import { liteAwsSettings } from './aws/environment.ts';
 import type { DatabaseStores } from './database/DatabaseStores.ts';
 import { databaseOptions, type RedisStoreOptions } from './database/options.ts';
 import type { DynamoRequests } from './dynamodb/requests.ts';
+import type { S3Requests } from './s3/requests.ts';
 
 export interface Stores {
   snapshots: SnapshotStore;
@@ -23,7 +24,6 @@ export type StoreSettings = Pick<TidemarkConfig, 'bucket' | 'table' | 'commitSto
   Partial<Pick<TidemarkConfig, 'awsClient'>> &
   Parameters<typeof databaseOptions>[0];
 
-
 /** Why a chosen client cannot be used in this bundle and environment. */
 function clientUnavailable(kind: AwsClientKind, service: string, reason: string): ConfigurationError {
   return new ConfigurationError(
@@ -32,6 +32,21 @@ function clientUnavailable(kind: AwsClientKind, service: string, reason: string)
       ? `the lightweight ${service} client cannot serve this environment (${reason}) and this bundle holds no AWS SDK client; bundle with awsClient: 'sdk' on the CDK construct`
       : `${ENV.awsClient} is sdk, but this bundle holds only the lightweight ${service} client; bundle with awsClient: 'sdk' on the CDK construct`,
   );
+}
+
+/** The S3 client of the handler's snapshot store: the lightweight transport, or the SDK's. */
+async function runtimeS3Client(kind: AwsClientKind): Promise<S3Requests | S3Client> {
+  let reason = 'TIDEMARK_AWS_CLIENT is sdk';
+  if (kind === 'lite') {
+    const settings = liteAwsSettings('s3');
+    if (!('unsupported' in settings)) return (await import('./aws/s3.ts')).liteS3Requests(settings);
+    reason = settings.unsupported;
+  }
+  // Written out for the bundler to fold, as in runtimeDynamoClient.
+  if ((process.env.TIDEMARK_BUNDLED_AWS_CLIENT ?? 'sdk') === 'sdk') {
+    return (await import('./s3/client.ts')).createS3Client();
+  }
+  throw clientUnavailable(kind, 'S3', reason);
 }
 
 /** The DynamoDB client of the handler's commit store: the lightweight transport, or the SDK's. */
@@ -168,11 +183,11 @@ export function createRuntimeStores(
   // The AWS SDK loads on first use, not at cold start: a task whose snapshots all travel inline in
   // its commit item never loads the S3 client at all.
   const snapshots = new DeferredSnapshotStore(async () => {
-    const [{ S3SnapshotStore }, { createS3Client }] = await Promise.all([
+    const [{ S3SnapshotStore }, client] = await Promise.all([
       import('./s3/S3SnapshotStore.ts'),
-      import('./s3/client.ts'),
+      clients.s3 ?? runtimeS3Client(config.awsClient ?? 'lite'),
     ]);
-    return new S3SnapshotStore({ client: clients.s3 ?? createS3Client(), bucket: config.bucket });
+    return new S3SnapshotStore({ client, bucket: config.bucket });
   });
   const kind = config.commitStore;
   if (kind === 'dynamodb') {

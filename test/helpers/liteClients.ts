@@ -1,8 +1,10 @@
 /** The lightweight AWS clients of the handler, pointed at the local servers the tests start. */
 import { liteDynamoRequests } from '../../lib/store/aws/dynamodb.ts';
 import { liteAwsSettings } from '../../lib/store/aws/environment.ts';
+import { liteS3Requests } from '../../lib/store/aws/s3.ts';
 import type { AwsTransportOptions } from '../../lib/store/aws/transport.ts';
 import type { DynamoRequests } from '../../lib/store/dynamodb/requests.ts';
+import type { S3Requests } from '../../lib/store/s3/requests.ts';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -17,4 +19,11 @@ export function dynamoLite(
   options: Pick<AwsTransportOptions, 'onRequest' | 'maxAttempts' | 'timeouts'> = {},
 ): DynamoRequests {
   return liteDynamoRequests(liteSettingsOf('dynamodb', env), options);
+}
+
+export function s3Lite(
+  env: Env = process.env,
+  options: Pick<AwsTransportOptions, 'onRequest' | 'maxAttempts' | 'timeouts'> = {},
+): S3Requests {
+  return liteS3Requests(liteSettingsOf('s3', env), options);
 }

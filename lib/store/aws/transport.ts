@@ -31,6 +31,8 @@ export interface AwsRequest {
   body?: Uint8Array | string;
   /** Host name other than the endpoint's (S3 virtual-hosted buckets). */
   hostname?: string;
+  /** Checks a successful response of this request (S3 answers some failures with 200); throws to fail or retry. */
+  verify?: (response: AwsResponse) => void;
 }
 
 export interface AwsResponse {
@@ -191,6 +193,7 @@ export class AwsTransport {
         );
         if (response.status < 300) {
           this.verify?.(response);
+          request.verify?.(response);
           return response;
         }
         const parsed = this.parseError(response);

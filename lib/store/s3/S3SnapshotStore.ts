@@ -1,19 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CopyObjectCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  PutObjectCommand,
-  paginateListObjectsV2,
-  type S3Client,
-  UploadPartCommand,
-} from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import type { SnapshotStore, StoredObject } from '../../checkpoint/stores.ts';
-import { ObjectExistsError, StoreError, StoreMissingError } from '../../errors.ts';
+import { ConfigurationError, ObjectExistsError, StoreError, StoreMissingError } from '../../errors.ts';
+import type { S3Operation, S3Operations, S3Requests } from './requests.ts';
 
 /** Bodies above this go through a multipart upload (still conditional: If-None-Match on complete). */
 export const MULTIPART_THRESHOLD = 64 * 1024 * 1024;
@@ -78,8 +67,35 @@ function isNoSuchKey(err: unknown): boolean {
   return e.name === 'NoSuchKey' || (e.$metadata?.httpStatusCode === 404 && e.name !== 'NoSuchBucket');
 }
 
+function isRequests(client: S3Client | S3Requests): client is S3Requests {
+  return typeof (client as S3Requests).client === 'string';
+}
+
+/**
+ * Requests sent by an SDK client, whose adapter (and with it the SDK's commands) loads on first use.
+ * A bundle built for the lightweight transport (the CDK construct defines
+ * `process.env.TIDEMARK_BUNDLED_AWS_CLIENT` as `lite`) leaves this branch out, and the SDK with it.
+ */
+export function sdkS3RequestsOnFirstUse(client: S3Client): S3Requests {
+  let loaded: Promise<S3Requests> | undefined;
+  return {
+    client: 'sdk',
+    async send<K extends S3Operation>(operation: K, input: S3Operations[K]['input']) {
+      if ((process.env.TIDEMARK_BUNDLED_AWS_CLIENT ?? 'sdk') === 'sdk') {
+        loaded ??= import('./sdkRequests.ts').then((m) => m.sdkS3Requests(client));
+        return (await loaded).send(operation, input);
+      }
+      throw new ConfigurationError(
+        'TIDEMARK_BUNDLED_AWS_CLIENT',
+        'this bundle was built without the AWS SDK S3 client (awsClient: lite); pass no client, or bundle with awsClient: sdk',
+      );
+    },
+  };
+}
+
 export interface S3SnapshotStoreOptions {
-  client: S3Client;
+  /** An AWS SDK v3 client, or requests of another client (the handler's lightweight transport). */
+  client: S3Client | S3Requests;
   bucket: string;
   /** Bodies above this many bytes go through a multipart upload. Default 64 MiB (tests lower it). */
   multipartThresholdBytes?: number;
@@ -90,12 +106,12 @@ export interface S3SnapshotStoreOptions {
 /** `SnapshotStore` on S3: immutable objects created with `If-None-Match: *`. */
 export class S3SnapshotStore implements SnapshotStore {
   readonly bucket: string;
-  private readonly client: S3Client;
+  private readonly client: S3Requests;
   private readonly multipartThreshold: number;
   private readonly partBytes: number;
 
   constructor(options: S3SnapshotStoreOptions) {
-    this.client = options.client;
+    this.client = isRequests(options.client) ? options.client : sdkS3RequestsOnFirstUse(options.client);
     this.bucket = options.bucket;
     this.multipartThreshold = options.multipartThresholdBytes ?? MULTIPART_THRESHOLD;
     this.partBytes = options.multipartPartBytes ?? MULTIPART_PART_SIZE;
@@ -119,7 +135,7 @@ export class S3SnapshotStore implements SnapshotStore {
         if (body.length > this.multipartThreshold) {
           await this.putMultipart(params, body);
         } else {
-          await this.client.send(new PutObjectCommand(params));
+          await this.client.send('PutObject', params);
         }
         return;
       } catch (err) {
@@ -144,9 +160,9 @@ export class S3SnapshotStore implements SnapshotStore {
     body: Uint8Array,
   ): Promise<void> {
     const { Bucket, Key, ContentType, IfNoneMatch } = params;
-    const { UploadId } = await this.client.send(
-      new CreateMultipartUploadCommand({ Bucket, Key, ContentType }),
-    );
+    const { UploadId } = await this.client.send('CreateMultipartUpload', { Bucket, Key, ContentType });
+    if (!UploadId)
+      throw new StoreError('s3', 'put', `no upload id for a multipart upload of ${Key}`, { retriable: true });
     try {
       const count = Math.ceil(body.length / this.partBytes);
       const etags = new Array<string>(count);
@@ -155,36 +171,34 @@ export class S3SnapshotStore implements SnapshotStore {
         while (next < count) {
           const i = next++;
           const part = body.subarray(i * this.partBytes, Math.min(body.length, (i + 1) * this.partBytes));
-          const out = await this.client.send(
-            new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: i + 1, Body: part }),
-          );
+          const out = await this.client.send('UploadPart', {
+            Bucket,
+            Key,
+            UploadId,
+            PartNumber: i + 1,
+            Body: part,
+          });
           etags[i] = out.ETag!;
         }
       };
       await Promise.all(Array.from({ length: Math.min(MULTIPART_CONCURRENCY, count) }, worker));
-      await this.client.send(
-        new CompleteMultipartUploadCommand({
-          Bucket,
-          Key,
-          UploadId,
-          MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
-          ...(IfNoneMatch ? { IfNoneMatch } : {}),
-        }),
-      );
+      await this.client.send('CompleteMultipartUpload', {
+        Bucket,
+        Key,
+        UploadId,
+        MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+        ...(IfNoneMatch ? { IfNoneMatch } : {}),
+      });
     } catch (err) {
       // Best effort: the bucket's lifecycle rule aborts incomplete uploads anyway.
-      await this.client
-        .send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }))
-        .catch(() => undefined);
+      await this.client.send('AbortMultipartUpload', { Bucket, Key, UploadId }).catch(() => undefined);
       throw err;
     }
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      if (!out.Body) return new Uint8Array(0);
-      return await out.Body.transformToByteArray();
+      return (await this.client.send('GetObject', { Bucket: this.bucket, Key: key })).Body;
     } catch (err) {
       if (isNoSuchKey(err)) return undefined;
       throw s3Error('get', this.bucket, err);
@@ -196,12 +210,10 @@ export class S3SnapshotStore implements SnapshotStore {
       const chunk = keys.slice(i, i + 1000);
       let out: { Errors?: Array<{ Key?: string; Code?: string; Message?: string }> };
       try {
-        out = await this.client.send(
-          new DeleteObjectsCommand({
-            Bucket: this.bucket,
-            Delete: { Objects: chunk.map((Key) => ({ Key })), Quiet: true },
-          }),
-        );
+        out = await this.client.send('DeleteObjects', {
+          Bucket: this.bucket,
+          Delete: { Objects: chunk.map((Key) => ({ Key })), Quiet: true },
+        });
       } catch (err) {
         throw s3Error('delete', this.bucket, err);
       }
@@ -220,7 +232,7 @@ export class S3SnapshotStore implements SnapshotStore {
   async copy(fromKey: string, toKey: string): Promise<boolean> {
     const source = `${this.bucket}/${fromKey}`.split('/').map(encodeURIComponent).join('/');
     try {
-      await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: toKey, CopySource: source }));
+      await this.client.send('CopyObject', { Bucket: this.bucket, Key: toKey, CopySource: source });
       return true;
     } catch (err) {
       if (isNoSuchKey(err)) return false;
@@ -230,7 +242,7 @@ export class S3SnapshotStore implements SnapshotStore {
 
   async probe(): Promise<void> {
     try {
-      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+      await this.client.send('HeadBucket', { Bucket: this.bucket });
     } catch (err) {
       const status = (err as SdkError).$metadata?.httpStatusCode;
       if (status === 404 || status === 403) {
@@ -242,14 +254,18 @@ export class S3SnapshotStore implements SnapshotStore {
 
   async *list(prefix: string): AsyncIterable<StoredObject> {
     try {
-      for await (const page of paginateListObjectsV2(
-        { client: this.client },
-        { Bucket: this.bucket, Prefix: prefix },
-      )) {
+      let token: string | undefined;
+      do {
+        const page = await this.client.send('ListObjectsV2', {
+          Bucket: this.bucket,
+          Prefix: prefix,
+          ...(token !== undefined ? { ContinuationToken: token } : {}),
+        });
         for (const o of page.Contents ?? []) {
           if (o.Key) yield { key: o.Key, size: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) };
         }
-      }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token !== undefined);
     } catch (err) {
       throw s3Error('list', this.bucket, err);
     }
