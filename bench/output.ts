@@ -189,10 +189,12 @@ What each benchmark does:
    partition's invocations have the function to themselves, as when the event source mapping has
    scaled out to a poller per partition; the goal is judged here) and 8 partitions per batch sharing
    one invocation's thread (Tidemark's rate per partition is then the thread's divided by 8).
-8. **Cold start** — the balances handler bundled exactly as the CDK construct bundles it: module load
-   (wall and CPU) in a fresh process per repeat, and the first invocation; side by side in the same
-   repeats, a reference bundled alike, a function holding only the SDK's DynamoDB client (one GetItem
-   per invocation), the least a function committing to DynamoDB loads.
+8. **Cold start** — the balances handler bundled exactly as the CDK construct bundles it (by default
+   with the lightweight AWS client, \`awsClient: 'lite'\`): module load (wall and CPU) in a fresh process
+   per repeat, and the first invocation; side by side in the same repeats, the same handler bundled
+   with \`awsClient: 'sdk'\` (the AWS SDK v3 clients), and a reference bundled alike, a function
+   holding only the SDK's DynamoDB client (one GetItem per invocation), the least a function
+   committing to DynamoDB with the SDK loads.
 9. **Memory** — heap per million keys of balances state: restored, every key then touched, built key by
    key, and the restore's peak resident set growth.
 

@@ -14,7 +14,12 @@ import { createKafkaHandler } from '../lib/handler/createKafkaHandler.ts';
 import { defaultSinkProvider, type SinkProvider } from '../lib/output/router.ts';
 import type { Delivery, OutputDescriptors, Sink } from '../lib/output/types.ts';
 import type { StateDescriptors } from '../lib/state/descriptors.ts';
+import { liteDynamoRequests } from '../lib/store/aws/dynamodb.ts';
+import { liteAwsSettings } from '../lib/store/aws/environment.ts';
+import { liteS3Requests } from '../lib/store/aws/s3.ts';
 import { createDynamoDBClient, createS3Client } from '../lib/store/clients.ts';
+import { DynamoCommitStore } from '../lib/store/dynamodb/DynamoCommitStore.ts';
+import { S3SnapshotStore } from '../lib/store/s3/S3SnapshotStore.ts';
 import { createStores } from '../lib/store/stores.ts';
 import type { CommitLedger } from './campaign/commits.ts';
 import type { LambdaContainer } from './esm/esmEmulator.ts';
@@ -27,6 +32,15 @@ import {
 } from './faultyStores.ts';
 import { LedgerCommitStore, tagOutputs } from './jobOutputs.ts';
 import type { SeededRandom } from './seededRandom.ts';
+
+/** The lightweight clients of the local servers, from the job's AWS environment. */
+function liteClients(env: Readonly<Record<string, string | undefined>>) {
+  const dynamo = liteAwsSettings('dynamodb', env);
+  const s3 = liteAwsSettings('s3', env);
+  if ('unsupported' in dynamo) throw new Error(`the job's AWS environment: ${dynamo.unsupported}`);
+  if ('unsupported' in s3) throw new Error(`the job's AWS environment: ${s3.unsupported}`);
+  return { dynamodb: liteDynamoRequests(dynamo), s3: liteS3Requests(s3) };
+}
 
 export interface TidemarkContainerOptions<S extends StateDescriptors, O extends OutputDescriptors> {
   processor: Processor<S, O>;
@@ -120,7 +134,20 @@ export class TidemarkContainers<S extends StateDescriptors, O extends OutputDesc
   readonly create = (_id: number): LambdaContainer => {
     const s3 = createS3Client(this.env);
     const dynamodb = createDynamoDBClient(this.env);
-    const own = createStores(this.storeConfig, { s3, dynamodb });
+    const configured = createStores(this.storeConfig, { s3, dynamodb });
+    // The handler's own clients, as on Lambda: the lightweight transport unless TIDEMARK_AWS_CLIENT
+    // is sdk (the SDK clients above still serve savepoints and provisioning).
+    const lite = this.storeConfig.awsClient === 'lite' ? liteClients(this.env) : undefined;
+    const own = lite
+      ? {
+          ...configured,
+          snapshots: new S3SnapshotStore({ client: lite.s3, bucket: this.storeConfig.bucket }),
+          commits:
+            this.storeConfig.commitStore === 'dynamodb'
+              ? new DynamoCommitStore({ client: lite.dynamodb, table: this.storeConfig.table })
+              : configured.commits,
+        }
+      : configured;
     this.resources.push(
       () => own.close(),
       () => {

@@ -12,7 +12,8 @@
  * Node built-ins load on first request (dynamic imports), not at module load.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { sign } from 'aws4';
+// CommonJS: its exports are one object Node's ES module loader cannot name statically.
+import aws4 from 'aws4';
 import { CLIENT_TIMEOUTS } from '../clientOptions.ts';
 
 export interface AwsCredentials {
@@ -248,7 +249,7 @@ export class AwsTransport {
     const protocol = url.protocol === 'http:' ? 'http:' : 'https:';
     const { http, agent } = await connection(protocol);
     const query = request.query ? new URLSearchParams(request.query).toString() : '';
-    const signed = sign(
+    const signed = aws4.sign(
       {
         service: this.service,
         region: this.region,

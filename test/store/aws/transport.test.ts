@@ -277,3 +277,19 @@ describe('liteAwsSettings', () => {
     );
   });
 });
+
+describe('the lightweight clients under plain Node', () => {
+  it('load as ES modules without a bundler (aws4 is CommonJS)', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const out = execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        "const [d, s] = await Promise.all([import('./lib/store/aws/dynamodb.ts'), import('./lib/store/aws/s3.ts')]); console.log(typeof d.liteDynamoRequests, typeof s.liteS3Requests);",
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(out.trim()).toBe('function function');
+  });
+});
