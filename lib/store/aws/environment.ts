@@ -49,7 +49,15 @@ export function liteAwsSettings(
   };
 }
 
-/** The DNS suffix of a region's endpoints (China's regions have their own). */
+/** DNS suffixes of the partitions other than `aws` (whose suffix is `amazonaws.com`), by region prefix. */
+const PARTITION_SUFFIXES: ReadonlyArray<readonly [string, string]> = [
+  ['cn-', 'amazonaws.com.cn'],
+  ['eusc-', 'amazonaws.eu'],
+  ['us-isob-', 'sc2s.sgov.gov'],
+  ['us-iso-', 'c2s.ic.gov'],
+];
+
+/** The DNS suffix of a region's endpoints (the partition's: China, the European Sovereign Cloud, …). */
 export function dnsSuffix(region: string): string {
-  return region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com';
+  return PARTITION_SUFFIXES.find(([prefix]) => region.startsWith(prefix))?.[1] ?? 'amazonaws.com';
 }

@@ -11,7 +11,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { StoreError } from '../../../lib/errors.ts';
 import { decodeDynamoJson, encodeDynamoJson, liteDynamoRequests } from '../../../lib/store/aws/dynamodb.ts';
-import { liteAwsSettings } from '../../../lib/store/aws/environment.ts';
+import { dnsSuffix, liteAwsSettings } from '../../../lib/store/aws/environment.ts';
 import { AwsServiceError, AwsTransport } from '../../../lib/store/aws/transport.ts';
 import { DynamoCommitStore } from '../../../lib/store/dynamodb/DynamoCommitStore.ts';
 
@@ -261,6 +261,20 @@ describe('liteAwsSettings', () => {
       credentials: { accessKeyId: 'a', secretAccessKey: 's', sessionToken: 't' },
       endpoint: 'http://s3:1',
     });
+  });
+  it('knows the DNS suffix of each partition', () => {
+    expect(
+      ['eu-west-1', 'us-gov-west-1', 'cn-north-1', 'eusc-de-east-1', 'us-iso-east-1', 'us-isob-east-1'].map(
+        dnsSuffix,
+      ),
+    ).toEqual([
+      'amazonaws.com',
+      'amazonaws.com',
+      'amazonaws.com.cn',
+      'amazonaws.eu',
+      'c2s.ic.gov',
+      'sc2s.sgov.gov',
+    ]);
   });
   it('says why it cannot serve an environment', () => {
     expect(liteAwsSettings('dynamodb', { AWS_REGION: 'eu-west-1' })).toHaveProperty(
