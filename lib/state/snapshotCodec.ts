@@ -242,10 +242,65 @@ function unflattenMap(flat: unknown): Map<string, unknown> {
 }
 
 /**
- * The typed columns of a value table's values (see the top of this file), or null when they are not
- * all numbers or all plain objects of one shape with number fields.
+ * Scratch memory of the encoder, reused from one snapshot to the next: the raw body, and the columns
+ * typed values are read into. A fresh buffer of a few hundred kilobytes per snapshot costs more than
+ * filling it (the allocator maps and faults in new pages every time). Encoding is synchronous, so one
+ * snapshot uses them at a time; buffers over SCRATCH_MAX_BYTES are not kept.
  */
-function typedColumns(values: readonly unknown[]): { layout: ValueLayout; blob: Buffer } | null {
+const SCRATCH_MAX_BYTES = 1 << 22;
+let bodyScratch = new Uint8Array(0);
+let readScratch = new Float64Array(0);
+let intScratch = new Int32Array(0);
+
+/** A Float64Array of at least `n` elements (the read scratch when it is large enough, or kept). */
+function readColumns(n: number): Float64Array {
+  if (readScratch.length >= n) return readScratch;
+  const fresh = new Float64Array(Math.max(n, 2 * readScratch.length));
+  if (fresh.byteLength <= SCRATCH_MAX_BYTES) readScratch = fresh;
+  return fresh;
+}
+
+function intColumn(n: number): Int32Array {
+  if (intScratch.length >= n) return intScratch;
+  const fresh = new Int32Array(Math.max(n, 2 * intScratch.length));
+  if (fresh.byteLength <= SCRATCH_MAX_BYTES) intScratch = fresh;
+  return fresh;
+}
+
+/** The raw body of a snapshot, written part by part into one growing buffer. */
+class BodyWriter {
+  private buf = bodyScratch;
+  length = 0;
+
+  private reserve(bytes: number): void {
+    const need = this.length + bytes;
+    if (need <= this.buf.length) return;
+    const grown = new Uint8Array(Math.max(need, 2 * this.buf.length, 1 << 16));
+    grown.set(this.buf.subarray(0, this.length));
+    this.buf = grown;
+    if (grown.byteLength <= SCRATCH_MAX_BYTES) bodyScratch = grown;
+  }
+
+  write(bytes: Uint8Array): void {
+    this.reserve(bytes.length);
+    this.buf.set(bytes, this.length);
+    this.length += bytes.length;
+  }
+
+  /** The body written so far: a view of the writer's buffer, valid until the next snapshot is encoded. */
+  view(): Buffer {
+    return Buffer.from(this.buf.buffer, this.buf.byteOffset, this.length);
+  }
+}
+
+/**
+ * Writes a value table's values as typed columns (see the top of this file) to `out` and returns
+ * their layout, or returns null (writing nothing) when they are not all numbers or all plain
+ * objects of one shape with number fields. One pass over the values reads every field once (into
+ * float64 columns, noting which fields are all 32-bit integers); the columns are then written from
+ * those, without touching the values again.
+ */
+function writeTypedColumns(values: readonly unknown[], out: BodyWriter): ValueLayout | null {
   const n = values.length;
   const first = values[0];
   let fields: string[] | null = null;
@@ -256,13 +311,17 @@ function typedColumns(values: readonly unknown[]): { layout: ValueLayout; blob: 
   }
   const width = fields ? fields.length : 1;
   const ints = new Array<boolean>(width).fill(true);
-  // First pass: the shape of every value, and which fields are all 32-bit integers.
+  // Field f of row r at read[f * n + r]; + 0: -0 is stored as 0, as MessagePack does.
+  const read = readColumns(width * n);
   if (fields === null) {
+    let int = true;
     for (let r = 0; r < n; r++) {
       const x = values[r];
       if (typeof x !== 'number') return null;
-      if (ints[0] && (x | 0) !== x) ints[0] = false;
+      if (int && (x | 0) !== x) int = false;
+      read[r] = x + 0;
     }
+    ints[0] = int;
   } else {
     for (let r = 0; r < n; r++) {
       const v = values[r];
@@ -273,34 +332,24 @@ function typedColumns(values: readonly unknown[]): { layout: ValueLayout; blob: 
         const x = v[k];
         if (typeof x !== 'number') return null;
         if (ints[i] && (x | 0) !== x) ints[i] = false;
+        read[i * n + r] = x + 0;
         i++;
       }
       if (i !== width) return null;
     }
   }
   const types = ints.map((i) => (i ? 'i32' : 'f64') as 'i32' | 'f64');
-  let bytes = 0;
-  for (const t of types) bytes += columnBytes(t, n);
-  const blob = Buffer.alloc(bytes);
-  let at = 0;
   for (let f = 0; f < width; f++) {
-    const key = fields ? fields[f]! : null;
+    const from = f * n;
     if (types[f] === 'i32') {
-      const col = new Int32Array(n);
-      for (let r = 0; r < n; r++)
-        col[r] = (key === null ? values[r] : (values[r] as Record<string, unknown>)[key]) as number;
-      blob.set(new Uint8Array(col.buffer), at);
-      at += columnBytes('i32', n);
+      const col = intColumn(n);
+      for (let r = 0; r < n; r++) col[r] = read[from + r]!;
+      out.write(new Uint8Array(col.buffer, 0, n * 4));
     } else {
-      const col = new Float64Array(n);
-      // + 0: -0 is stored as 0, as MessagePack does.
-      for (let r = 0; r < n; r++)
-        col[r] = ((key === null ? values[r] : (values[r] as Record<string, unknown>)[key]) as number) + 0;
-      blob.set(new Uint8Array(col.buffer), at);
-      at += columnBytes('f64', n);
+      out.write(new Uint8Array(read.buffer, from * 8, n * 8));
     }
   }
-  return { layout: { fields, types }, blob };
+  return { fields, types };
 }
 
 /** Bytes of one typed column of `rows` rows. */
@@ -378,6 +427,55 @@ function columns(s: SnapshotSection): { keys: readonly string[]; values: readonl
   return flat ? { keys: src.keys, values: src.values.map(flattenMap) } : src;
 }
 
+/** A table's key columns: each key's length (uint32 LE, in UTF-16 units) and the keys as UTF-8. */
+interface KeyColumns {
+  readonly keys: readonly string[];
+  readonly lens: Buffer;
+  readonly blob: Buffer;
+}
+
+/**
+ * The key columns last written for a table (by its entries Map), reused while the table holds the
+ * same keys in the same order: a table whose values change but whose keys do not (every full snapshot
+ * of a settled key space) then skips joining, checking and encoding its keys again. Checking costs a
+ * pass of string comparisons, nearly all of them on the very same strings (a Map keeps the key it was
+ * first given). Only for tables of COLUMN_MIN_ROWS to KEY_CACHE_MAX_ROWS keys: the entry keeps the
+ * key array and both columns alive with the table.
+ */
+const keyColumnCache = new WeakMap<object, KeyColumns>();
+const KEY_CACHE_MAX_ROWS = 1 << 18;
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function keyColumns(s: SnapshotSection, keys: readonly string[]): KeyColumns {
+  const src = s.entries;
+  const n = keys.length;
+  const cacheable = src instanceof Map && n >= COLUMN_MIN_ROWS && n <= KEY_CACHE_MAX_ROWS;
+  if (cacheable) {
+    const cached = keyColumnCache.get(src);
+    if (cached && sameKeys(cached.keys, keys)) return cached;
+  }
+  const lens = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    const k = keys[i];
+    if (typeof k !== 'string') throw new StateError(`state '${s.name}': keys must be strings`);
+    lens[i] = k.length;
+  }
+  const joined = keys.join('');
+  if (!joined.isWellFormed()) throw new StateError(`state '${s.name}': a key is not well-formed UTF-16`);
+  const out: KeyColumns = {
+    keys,
+    lens: Buffer.from(lens.buffer, lens.byteOffset, lens.byteLength),
+    blob: Buffer.from(joined, 'utf8'),
+  };
+  if (cacheable) keyColumnCache.set(src, out);
+  return out;
+}
+
 /** Encodes a snapshot. `sections` are written in order. */
 export function encodeSnapshot(
   meta: SnapshotMeta,
@@ -386,36 +484,29 @@ export function encodeSnapshot(
 ): Buffer {
   const packr = packer();
   const tables: SnapshotTableHeader[] = [];
-  const parts: Buffer[] = [];
+  const raw = new BodyWriter();
   let entryCount = 0;
   for (const s of sections) {
     const { keys, values } = columns(s);
     const n = keys.length;
-    const lens = new Uint32Array(n);
-    for (let i = 0; i < n; i++) {
-      const k = keys[i];
-      if (typeof k !== 'string') throw new StateError(`state '${s.name}': keys must be strings`);
-      lens[i] = k.length;
-    }
-    const joined = keys.join('');
-    if (!joined.isWellFormed()) throw new StateError(`state '${s.name}': a key is not well-formed UTF-16`);
-    const keyBlob = Buffer.from(joined, 'utf8');
-    let valueBlob: Buffer;
+    const { lens, blob: keyBlob } = keyColumns(s, keys);
+    raw.write(lens);
+    raw.write(keyBlob);
+    const valuesAt = raw.length;
     let layout: ValueLayout | undefined;
     try {
-      const typed = s.kind === 'value' && n >= COLUMN_MIN_ROWS ? typedColumns(values) : null;
-      if (typed) {
-        layout = typed.layout;
-        valueBlob = typed.blob;
-      } else valueBlob = packValues(packr, values);
+      const typed = s.kind === 'value' && n >= COLUMN_MIN_ROWS ? writeTypedColumns(values, raw) : null;
+      if (typed) layout = typed;
+      else raw.write(packValues(packr, values));
     } catch (err) {
       throw new StateError(`state '${s.name}': a value cannot be encoded (${(err as Error).message})`, {
         cause: err,
       });
     }
+    const valueBytes = raw.length - valuesAt;
     const deletes = s.deletes ?? [];
     const deleteBlob = deletes.length > 0 ? packr.pack(deletes) : Buffer.alloc(0);
-    parts.push(Buffer.from(lens.buffer, lens.byteOffset, lens.byteLength), keyBlob, valueBlob, deleteBlob);
+    raw.write(deleteBlob);
     tables.push({
       name: s.name,
       kind: s.kind,
@@ -424,15 +515,18 @@ export function encodeSnapshot(
       entries: n,
       deletes: deletes.length,
       keyBytes: keyBlob.length,
-      valueBytes: valueBlob.length,
+      valueBytes,
       deleteBytes: deleteBlob.length,
       ...(layout ? { layout } : {}),
     });
     entryCount += n;
   }
-  const raw = Buffer.concat(parts);
+  const rawBody = raw.view();
+  // (`rawBody` is scratch memory: compressed, or copied into the envelope below, before returning.)
   const body =
-    compression === 'zstd' ? zstdCompressSync(raw, { params: { [zc.ZSTD_c_compressionLevel]: 1 } }) : raw;
+    compression === 'zstd'
+      ? zstdCompressSync(rawBody, { params: { [zc.ZSTD_c_compressionLevel]: 1 } })
+      : rawBody;
   const header: SnapshotHeader = { ...meta, entryCount, compression, tables };
   const headerBlob = Buffer.from(
     JSON.stringify(header, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)),
@@ -452,7 +546,7 @@ export function encodeSnapshot(
   p += 4;
   headerBlob.copy(out, p);
   p += headerBlob.length;
-  out.writeBigUInt64LE(BigInt(raw.length), p);
+  out.writeBigUInt64LE(BigInt(rawBody.length), p);
   p += 8;
   out.writeBigUInt64LE(BigInt(body.length), p);
   p += 8;

@@ -150,6 +150,43 @@ describe('snapshot format 2: typed value columns', () => {
     });
   }
 
+  it('writes the same table again after its keys or values changed, and earlier snapshots stay intact', () => {
+    // The encoder reuses a table's key columns while its keys are the same, and its own scratch
+    // memory from one snapshot to the next: neither may leak into what a later encoding writes or
+    // change what an earlier one returned.
+    const table = rows(ROWS + 3, (i) => ({ balance: i, count: 1 }));
+    const states: Array<Map<string, unknown>> = [];
+    const written: Buffer[] = [];
+    const encode = (compression: 'zstd' | 'none') => {
+      states.push(new Map(table));
+      written.push(encodeSnapshot(meta, [valueTable('account', table)], compression));
+    };
+    for (const compression of ['zstd', 'none'] as const) {
+      encode(compression);
+      table.set('k5', { balance: -1, count: 2 }); // a value changes: the keys are the same
+      encode(compression);
+      table.delete('k7'); // a key goes
+      encode(compression);
+      table.set('k7', { balance: 7, count: 7 }); // and comes back, last
+      encode(compression);
+      table.delete('k8'); // same count, a key of another length in another place
+      table.set('k80000', { balance: 8, count: 8 });
+      encode(compression);
+      const swapped = [...table].reverse(); // same keys, another order
+      table.clear();
+      for (const [k, v] of swapped) table.set(k, v);
+      encode(compression);
+      table.set('k1', 0.5); // another shape: MessagePack, and a body of another size
+      encode(compression);
+      table.set('k1', { balance: 1, count: 1 });
+    }
+    written.forEach((bytes, i) => {
+      const back = decodeSnapshot(bytes, 'k').sections[0]!.entries;
+      expect(new Map(back)).toEqual(states[i]);
+      expect([...back.keys()]).toEqual([...states[i]!.keys()]);
+    });
+  });
+
   it('restores typed tables among others, at any offset of the body, leaving the others intact', () => {
     // The index of a typed table is built in its own dead bytes of the decompressed body: the tables
     // around it (binary values are views of the body) must come back unchanged.
