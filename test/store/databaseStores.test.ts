@@ -353,12 +353,17 @@ describe('the configured commit store', () => {
     expect(list.stdout).toContain('never committed');
   });
 
-  it('loads no database driver on the DynamoDB path, and the AWS SDK only on first use', () => {
-    const script = `
+  it.each([
+    ['lite', '[]'],
+    ['sdk', '["/client-dynamodb/"]'],
+  ])(
+    'loads no database driver on the DynamoDB path, and with TIDEMARK_AWS_CLIENT=%s the AWS SDK %s on first use',
+    (awsClient, sdkOnFirstUse) => {
+      const script = `
       import { createRequire } from 'node:module';
       const { createKafkaHandler } = await import(${JSON.stringify(path.join(ROOT, 'lib/handler/createKafkaHandler.ts'))});
       const { balances } = await import(${JSON.stringify(path.join(ROOT, 'examples/balances.ts'))});
-      const handler = createKafkaHandler(balances, { env: { TIDEMARK_BUCKET: 'b', TIDEMARK_TABLE: 't', TIDEMARK_PIPELINE: 'p' }, telemetry: false });
+      const handler = createKafkaHandler(balances, { env: { TIDEMARK_BUCKET: 'b', TIDEMARK_TABLE: 't', TIDEMARK_PIPELINE: 'p', TIDEMARK_AWS_CLIENT: ${JSON.stringify(awsClient)} }, telemetry: false });
       const loaded = () => Object.keys(createRequire(import.meta.url).cache);
       const sdk = () => ['/client-dynamodb/', '/client-s3/'].filter((m) => loaded().some((k) => k.includes(m)));
       console.log(JSON.stringify(sdk()));
@@ -367,18 +372,19 @@ describe('the configured commit store', () => {
       console.log(JSON.stringify(['/node_modules/pg/', '/node_modules/mysql2/', '/node_modules/ioredis/', '/client-secrets-manager/', '/rds-signer/'].filter((m) => loaded().some((k) => k.includes(m)))));
       console.log(JSON.stringify(sdk()));
     `;
-    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      env: {
-        ...process.env,
-        AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
-        AWS_REGION: 'us-east-1',
-        AWS_ACCESS_KEY_ID: 'x',
-        AWS_SECRET_ACCESS_KEY: 'x',
-        AWS_MAX_ATTEMPTS: '1',
-      },
-    });
-    expect(out.trim().split('\n')).toEqual(['[]', '[]', '["/client-dynamodb/"]']);
-  });
+      const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          AWS_ENDPOINT_URL: 'http://127.0.0.1:9',
+          AWS_REGION: 'us-east-1',
+          AWS_ACCESS_KEY_ID: 'x',
+          AWS_SECRET_ACCESS_KEY: 'x',
+          AWS_MAX_ATTEMPTS: '1',
+        },
+      });
+      expect(out.trim().split('\n')).toEqual(['[]', '[]', sdkOnFirstUse]);
+    },
+  );
 });
