@@ -16,6 +16,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { quarantinePrefix } from '../../lib/checkpoint/layout.ts';
 import type { CommitStore, SnapshotStore } from '../../lib/checkpoint/stores.ts';
 import { type CommitStoreKind, DEFAULTS, type TidemarkConfig } from '../../lib/config/config.ts';
+import type { AwsClientKind } from '../../lib/config/env.ts';
 import { ConfigurationError } from '../../lib/errors.ts';
 import { inspectTask } from '../../lib/ops/inspect.ts';
 import type { DatabaseStores } from '../../lib/store/database/DatabaseStores.ts';
@@ -127,6 +128,12 @@ export interface CampaignOptions {
   /** Where commits go (docs/stores.md). Default `dynamodb`. */
   commitStore?: CommitStoreKind;
   /**
+   * The containers' client of snapshots and DynamoDB commits: `lite`, the Lambda bundle's (faults
+   * through its transport's attempt hook), or `sdk` (faults as SDK middleware). Sinks use the SDK.
+   * Default `lite`.
+   */
+  awsClient?: AwsClientKind;
+  /**
    * The database of a `postgres`, `mysql` or `redis` commit store (a URL). Default: a server of that
    * kind started for the run in a temporary directory (and stopped after it).
    */
@@ -177,6 +184,7 @@ export interface CampaignReport {
     skip: string[];
     deterministic: boolean;
     commitStore: CommitStoreKind;
+    awsClient: AwsClientKind;
     outputs: CampaignSink[];
   };
   replay: string;
@@ -225,7 +233,7 @@ function replayCommand(
   sinks: readonly CampaignSink[],
 ): string {
   const skip = o.skip && o.skip.length > 0 ? ` --skip ${o.skip.join(',')}` : '';
-  return `npm run campaign -- --seed ${o.seed} --faults ${o.faults} --records ${o.records} --partitions ${o.partitions} --lanes ${lanes} --processor ${processor} --commit-store ${store} --outputs ${sinks.length > 0 ? sinks.join(',') : 'none'}${skip}${o.deterministic ? ' --deterministic' : ''}`;
+  return `npm run campaign -- --seed ${o.seed} --faults ${o.faults} --records ${o.records} --partitions ${o.partitions} --lanes ${lanes} --processor ${processor} --aws-client ${o.awsClient ?? 'lite'} --commit-store ${store} --outputs ${sinks.length > 0 ? sinks.join(',') : 'none'}${skip}${o.deterministic ? ' --deterministic' : ''}`;
 }
 
 /** A database server of the kind a commit store needs, started for the run. */
@@ -531,6 +539,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
           log,
           sabotage: i === 0 ? stateSabotage : undefined,
           commitStore,
+          awsClient: options.awsClient ?? 'lite',
           database,
           commitLedger,
           ...(outputs ? { outputs: { campaign: outputs, settings } } : {}),
@@ -541,7 +550,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
       );
     }
     log(
-      `seed ${options.seed}: ${options.records} records, ${partitions} tasks, ${lanesCount} lanes, ${options.faults} faults, commits in ${commitStore}, outputs ${sinks.join(', ') || 'none'}`,
+      `seed ${options.seed}: ${options.records} records, ${partitions} tasks, ${lanesCount} lanes, ${options.faults} faults, ${options.awsClient ?? 'lite'} AWS client, commits in ${commitStore}, outputs ${sinks.join(', ') || 'none'}`,
     );
     const ticker = setInterval(() => {
       for (const l of lanes) log(l.progress());
@@ -700,6 +709,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
         skip,
         deterministic: options.deterministic ?? false,
         commitStore,
+        awsClient: options.awsClient ?? 'lite',
         outputs: sinks,
       },
       replay: replayCommand(options, lanesCount, processor, commitStore, sinks),

@@ -8,9 +8,16 @@
  * it would in AWS. An outer middleware sees each call's final outcome, so every fired fault is
  * counted as absorbed (the SDK's retries hid it) or surfaced (the engine saw the error).
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
+import { liteDynamoRequests } from '../../lib/store/aws/dynamodb.ts';
+import type { LiteAwsSettings } from '../../lib/store/aws/environment.ts';
+import { liteS3Requests } from '../../lib/store/aws/s3.ts';
+import type { AwsTransportOptions } from '../../lib/store/aws/transport.ts';
 import { itemToCommit } from '../../lib/store/dynamodb/DynamoCommitStore.ts';
+import type { DynamoRequests } from '../../lib/store/dynamodb/requests.ts';
+import type { S3Requests } from '../../lib/store/s3/requests.ts';
 import { FAULT_HEADER, type NetFault } from './proxy.ts';
 
 export const FAULT_KINDS = [
@@ -394,7 +401,96 @@ function conflictOf(err: unknown): { item: unknown } | undefined {
 const FIRED = Symbol('campaignFaultsFired');
 
 /**
- * Installs the campaign's middleware on a container's two clients: fault injection per attempt
+ * One call of a store client, observed for the run (outside the client's retries): snapshot reads,
+ * the snapshot keys commit items reference, and whether the faults fired inside it were absorbed by
+ * the client's retries or surfaced.
+ */
+async function observeCall<T>(
+  command: string,
+  input: Record<string, unknown>,
+  faults: ContainerFaults,
+  observer: RequestObserver,
+  options: ClassifyOptions,
+  fired: StoreFault[],
+  call: () => Promise<T>,
+  itemOf: (out: T) => unknown,
+): Promise<T> {
+  const { op, key } = classify(command, input, options);
+  if (op === 'snapshot-get' && key)
+    observer.snapshotReads.set(key, (observer.snapshotReads.get(key) ?? 0) + 1);
+  faults.inFlight++;
+  try {
+    const out = await call();
+    for (const f of fired) f.outcome = 'absorbed';
+    if (command === 'GetItemCommand') chainKeysOfItem(itemOf(out), observer.committedKeys);
+    if (op === 'commit-write') chainKeysOfItem(committedItemOf(command, input), observer.committedKeys);
+    return out;
+  } catch (err) {
+    for (const f of fired) f.outcome = 'surfaced';
+    const conflict = op === 'commit-write' ? conflictOf(err) : undefined;
+    if (conflict) chainKeysOfItem(conflict.item, observer.committedKeys);
+    throw err;
+  } finally {
+    for (const f of fired) observer.onOutcome?.(f);
+    if (--faults.inFlight === 0) faults.onIdle?.();
+  }
+}
+
+/**
+ * One attempt of a store request (inside the client's retries), with the container's next fault:
+ * latency, a crash before or after the request, an SDK-shaped error instead of it, or a network
+ * fault the proxy carries out (`send` marks the request with it).
+ */
+async function injectAttempt<T>(
+  command: string,
+  input: Record<string, unknown>,
+  faults: ContainerFaults,
+  options: ClassifyOptions,
+  fired: StoreFault[] | undefined,
+  send: (net?: NetFault) => Promise<T>,
+): Promise<T> {
+  if (faults.dead) throw faults.crashError();
+  const { op, task, key } = classify(command, input, options);
+  const z = faults.zombie;
+  const holdHere = z && z.op === op && z.task === task && !z.reached.opened;
+  const f = faults.next(op, task);
+  let net: NetFault | undefined;
+  if (f) {
+    f.fired = true;
+    fired?.push(f);
+    net = NET[f.kind];
+    switch (f.kind) {
+      case 'latency':
+        await sleep(f.variant);
+        break;
+      case 'crash-before-snapshot-put':
+      case 'crash-before-commit':
+      case 'crash-before-delivery':
+        faults.kill(`${f.kind} ${task}`);
+        throw new SimulatedCrash(`${f.kind} ${task}`);
+      case 'crash-after-snapshot-put':
+      case 'crash-after-commit':
+      case 'crash-mid-delivery':
+      case 'crash-after-delivery': {
+        await send();
+        faults.kill(`${f.kind} ${task}`);
+        throw new SimulatedCrash(`${f.kind} ${task}`);
+      }
+      default:
+        if (!net) throw sdkError(f.kind, f.variant);
+    }
+  }
+  const out = await send(net);
+  if (holdHere && z) {
+    z.key = key;
+    z.reached.open();
+    await z.resume.wait;
+  }
+  return out;
+}
+
+/**
+ * Installs the campaign's middleware on a container's two SDK clients: fault injection per attempt
  * (inside the SDK's retry loop) and observation per call (outside it).
  */
 export function instrumentClients(
@@ -405,89 +501,85 @@ export function instrumentClients(
 ): void {
   for (const client of [clients.s3, clients.dynamodb] as S3Client[]) {
     client.middlewareStack.add(
-      (next, context) => async (args) => {
+      (next, context) => (args) => {
         const c = context as { commandName?: string; [FIRED]?: StoreFault[] };
-        const command = c.commandName ?? 'unknown';
         const input = (args as unknown as { input: Record<string, unknown> }).input;
-        const { op, key } = classify(command, input, options);
-        if (op === 'snapshot-get' && key)
-          observer.snapshotReads.set(key, (observer.snapshotReads.get(key) ?? 0) + 1);
-        c[FIRED] = [];
-        faults.inFlight++;
-        try {
-          const out = await next(args);
-          for (const f of c[FIRED]) f.outcome = 'absorbed';
-          if (command === 'GetItemCommand')
-            chainKeysOfItem((out.output as { Item?: unknown }).Item, observer.committedKeys);
-          if (op === 'commit-write') chainKeysOfItem(committedItemOf(command, input), observer.committedKeys);
-          return out;
-        } catch (err) {
-          for (const f of c[FIRED]) f.outcome = 'surfaced';
-          const conflict = op === 'commit-write' ? conflictOf(err) : undefined;
-          if (conflict) chainKeysOfItem(conflict.item, observer.committedKeys);
-          throw err;
-        } finally {
-          for (const f of c[FIRED]) observer.onOutcome?.(f);
-          if (--faults.inFlight === 0) faults.onIdle?.();
-        }
+        const fired: StoreFault[] = [];
+        c[FIRED] = fired;
+        return observeCall(
+          c.commandName ?? 'unknown',
+          input,
+          faults,
+          observer,
+          options,
+          fired,
+          () => next(args),
+          (out) => (out.output as { Item?: unknown }).Item,
+        );
       },
       { step: 'initialize', name: 'campaignObserver', priority: 'high' },
     );
     client.middlewareStack.add(
-      (next, context) => async (args) => {
+      (next, context) => (args) => {
         const c = context as { commandName?: string; [FIRED]?: StoreFault[] };
-        const command = c.commandName ?? 'unknown';
-        if (faults.dead) throw faults.crashError();
         const input = (args as unknown as { input: Record<string, unknown> }).input;
-        const { op, task, key } = classify(command, input, options);
-        const z = faults.zombie;
-        const holdHere = z && z.op === op && z.task === task && !z.reached.opened;
-        const f = faults.next(op, task);
-        if (f) {
-          f.fired = true;
-          c[FIRED]?.push(f);
-          const net = NET[f.kind];
-          switch (f.kind) {
-            case 'latency':
-              await sleep(f.variant);
-              break;
-            case 'crash-before-snapshot-put':
-            case 'crash-before-commit':
-            case 'crash-before-delivery':
-              faults.kill(`${f.kind} ${task}`);
-              throw new SimulatedCrash(`${f.kind} ${task}`);
-            case 'crash-after-snapshot-put':
-            case 'crash-after-commit':
-            case 'crash-mid-delivery':
-            case 'crash-after-delivery': {
-              await next(args);
-              faults.kill(`${f.kind} ${task}`);
-              throw new SimulatedCrash(`${f.kind} ${task}`);
-            }
-            default:
-              if (net) {
-                const request = (args as { request?: { headers?: Record<string, string> } }).request;
-                if (request?.headers) request.headers[FAULT_HEADER] = net;
-              } else throw sdkError(f.kind, f.variant);
+        const request = (args as { request?: { headers?: Record<string, string> } }).request;
+        return injectAttempt(c.commandName ?? 'unknown', input, faults, options, c[FIRED], async (net) => {
+          if (net && request?.headers) request.headers[FAULT_HEADER] = net;
+          try {
+            return await next(args);
+          } finally {
+            // The SDK reuses one request object across its attempts: the mark is for this one only.
+            if (request?.headers) delete request.headers[FAULT_HEADER];
           }
-        }
-        let out: Awaited<ReturnType<typeof next>>;
-        try {
-          out = await next(args);
-        } finally {
-          // The SDK reuses one request object across its attempts: the mark is for this one only.
-          const request = (args as { request?: { headers?: Record<string, string> } }).request;
-          if (request?.headers) delete request.headers[FAULT_HEADER];
-        }
-        if (holdHere && z) {
-          z.key = key;
-          z.reached.open();
-          await z.resume.wait;
-        }
-        return out;
+        });
       },
       // After the retry and signing middleware: each SDK attempt passes here.
       { step: 'finalizeRequest', name: 'campaignFaults', priority: 'low' },
     );
   }
+}
+
+/**
+ * The same for a container's lightweight clients (the Lambda bundle's): observation around each
+ * call, and the transport's `interceptAttempt` hook for each attempt. Returns the two clients.
+ */
+export function instrumentedLiteClients(
+  settings: { dynamodb: LiteAwsSettings; s3: LiteAwsSettings },
+  faults: ContainerFaults,
+  observer: RequestObserver,
+  options: ClassifyOptions = {},
+  transport: Pick<AwsTransportOptions, 'timeouts' | 'maxAttempts'> = {},
+): { dynamodb: DynamoRequests; s3: S3Requests } {
+  const calls = new AsyncLocalStorage<{ input: Record<string, unknown>; fired: StoreFault[] }>();
+  const interceptAttempt: AwsTransportOptions['interceptAttempt'] = (operation, send) => {
+    const call = calls.getStore();
+    return injectAttempt(`${operation}Command`, call?.input ?? {}, faults, options, call?.fired, (net) =>
+      send(net ? { [FAULT_HEADER]: net } : undefined),
+    );
+  };
+  const observed = <R extends DynamoRequests | S3Requests>(inner: R): R =>
+    ({
+      client: inner.client,
+      send: (operation: string, input: Record<string, unknown>) => {
+        const fired: StoreFault[] = [];
+        return observeCall(
+          `${operation}Command`,
+          input,
+          faults,
+          observer,
+          options,
+          fired,
+          () =>
+            calls.run({ input, fired }, () =>
+              (inner.send as (o: string, i: unknown) => Promise<unknown>)(operation, input),
+            ),
+          (out) => (out as { Item?: unknown }).Item,
+        );
+      },
+    }) as unknown as R;
+  return {
+    dynamodb: observed(liteDynamoRequests(settings.dynamodb, { ...transport, interceptAttempt })),
+    s3: observed(liteS3Requests(settings.s3, { ...transport, interceptAttempt })),
+  };
 }

@@ -19,6 +19,7 @@ import type { BatchSummary } from '../../lib/checkpoint/epochEngine.ts';
 import type { ProcessContext, Processor } from '../../lib/checkpoint/processor.ts';
 import type { CommitStore } from '../../lib/checkpoint/stores.ts';
 import type { CommitStoreKind, TidemarkConfig } from '../../lib/config/config.ts';
+import type { AwsClientKind } from '../../lib/config/env.ts';
 import { BatchFailedError, TidemarkError } from '../../lib/errors.ts';
 import type { KafkaEvent, KafkaRecord, RawKafkaRecord } from '../../lib/event/types.ts';
 import { createKafkaHandler, type KafkaHandler } from '../../lib/handler/createKafkaHandler.ts';
@@ -37,6 +38,7 @@ import {
   type FaultKind,
   gate,
   instrumentClients,
+  instrumentedLiteClients,
   type ProcessorFault,
   type RequestObserver,
   type StoreFault,
@@ -152,6 +154,8 @@ export interface LaneOptions {
   observer: RequestObserver;
   /** Where commits go; a database store's connection options (each container connects on its own). */
   commitStore: CommitStoreKind;
+  /** The stores' client of snapshots and DynamoDB commits (sinks use the SDK clients). */
+  awsClient: AwsClientKind;
   database?: RedisStoreOptions;
   /** The run's record of commits (every store). */
   commitLedger: CommitLedger;
@@ -481,17 +485,33 @@ export class Lane {
     };
     const outputsPrefix = this.o.outputs?.campaign.targets.s3?.prefix;
     instrumentClients(clients, faults, this.o.observer, { outputsPrefix });
+    const at = (endpoint: string) => ({ region: this.o.region, credentials: this.o.credentials, endpoint });
+    const lite =
+      this.o.awsClient === 'lite'
+        ? instrumentedLiteClients(
+            { dynamodb: at(this.o.endpoints.dynamodb), s3: at(this.o.endpoints.s3) },
+            faults,
+            this.o.observer,
+            { outputsPrefix },
+            {
+              timeouts: {
+                connectionTimeout: CAMPAIGN_CLIENT_TIMEOUTS.connectionTimeout,
+                requestTimeout: CAMPAIGN_CLIENT_TIMEOUTS.requestTimeout,
+              },
+            },
+          )
+        : undefined;
     const database: Container['database'] = {};
     const kind = this.o.commitStore;
     const inner: CommitStore =
       kind === 'dynamodb'
-        ? new DynamoCommitStore({ client: clients.dynamodb, table: this.o.table })
+        ? new DynamoCommitStore({ client: lite?.dynamodb ?? clients.dynamodb, table: this.o.table })
         : new DeferredCommitStore(kind, () => {
             database.stores ??= loadDatabaseStores(kind, this.o.database ?? {});
             return database.stores;
           });
     const stores = {
-      snapshots: new S3SnapshotStore({ client: clients.s3, bucket: this.o.bucket }),
+      snapshots: new S3SnapshotStore({ client: lite?.s3 ?? clients.s3, bucket: this.o.bucket }),
       commits: new CampaignCommitStore(inner, {
         faults,
         ledger: this.o.commitLedger,

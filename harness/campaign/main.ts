@@ -9,6 +9,7 @@
 import { createWriteStream, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { CommitStoreKind } from '../../lib/config/config.ts';
+import type { AwsClientKind } from '../../lib/config/env.ts';
 import { ConfigurationError } from '../../lib/errors.ts';
 import { CAMPAIGN_COMMIT_STORES, type CampaignReport, runCampaign } from './campaign.ts';
 import { ALL_CAMPAIGN_SINKS, CAMPAIGN_SINKS, type CampaignSink } from './outputCheck.ts';
@@ -36,6 +37,14 @@ const program = new Command('campaign')
       .default('both'),
   )
   .option('--keys <n>', 'accounts per task', int('keys'), 24)
+  .addOption(
+    new Option(
+      '--aws-client <client>',
+      "the containers' client of snapshots and DynamoDB commits (the Lambda bundle's is lite)",
+    )
+      .choices(['lite', 'sdk'])
+      .default('lite'),
+  )
   .addOption(
     new Option('--commit-store <store>', 'where commits go')
       .choices([...CAMPAIGN_COMMIT_STORES])
@@ -98,6 +107,7 @@ const o = program.opts<{
   processor: 'both' | 'ledger' | 'balances';
   keys: number;
   commitStore: CommitStoreKind;
+  awsClient: AwsClientKind;
   outputs: CampaignSink[];
   brokers?: string[];
   brokerFaults: number;
@@ -125,6 +135,7 @@ try {
     processor: o.processor,
     keysPerTask: o.keys,
     commitStore: o.commitStore,
+    awsClient: o.awsClient,
     outputs: o.outputs,
     kafkaBrokers: o.brokers,
     brokerFaultRate: o.brokerFaults,

@@ -44,6 +44,8 @@ describe.each(STORES)('commits in %s', (store, urlVariable, sinks) => {
       commitStore: store,
       databaseUrl,
       outputs: sinks,
+      // The SDK's S3 client for snapshots here; the main campaign runs the lightweight one.
+      awsClient: 'sdk',
       deterministic: true,
       env: process.env,
     });

@@ -77,7 +77,10 @@ function verifyCrc32(response: AwsResponse): void {
   }
 }
 
-export type LiteDynamoOptions = Pick<AwsTransportOptions, 'onRequest' | 'maxAttempts' | 'timeouts'>;
+export type LiteDynamoOptions = Pick<
+  AwsTransportOptions,
+  'onRequest' | 'interceptAttempt' | 'maxAttempts' | 'timeouts'
+>;
 
 export function liteDynamoRequests(
   settings: LiteAwsSettings,

@@ -108,7 +108,10 @@ export function s3Address(
   return { hostname: `${bucket}.s3.${settings.region}.${dnsSuffix(settings.region)}`, path: `/${rest}` };
 }
 
-export type LiteS3Options = Pick<AwsTransportOptions, 'onRequest' | 'maxAttempts' | 'timeouts'>;
+export type LiteS3Options = Pick<
+  AwsTransportOptions,
+  'onRequest' | 'interceptAttempt' | 'maxAttempts' | 'timeouts'
+>;
 
 export function liteS3Requests(settings: LiteAwsSettings, options: LiteS3Options = {}): S3Requests {
   const regional = `s3.${settings.region}.${dnsSuffix(settings.region)}`;

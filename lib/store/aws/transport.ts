@@ -100,6 +100,20 @@ const THROTTLING = new Set([
 /** Error codes the SDK retries as transient. */
 const TRANSIENT = new Set(['TimeoutError', 'RequestTimeout', 'RequestTimeoutException', 'InternalError']);
 const TRANSIENT_STATUS = new Set([500, 502, 503, 504]);
+/** Node's codes for a connection that failed or broke (the SDK retries these too). */
+const NETWORK_ERRORS = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EADDRNOTAVAIL',
+  'ERR_STREAM_PREMATURE_CLOSE',
+]);
 /** Error codes that may mean the local clock is off; the request is signed again with the server's time. */
 const CLOCK_SKEW = new Set([
   'AuthFailure',
@@ -128,6 +142,16 @@ export interface AwsTransportOptions {
   maxAttempts?: number;
   /** Connection, whole-request and socket-idle timeouts (default `CLIENT_TIMEOUTS`, as the SDK clients). */
   timeouts?: Partial<Record<'connectionTimeout' | 'requestTimeout' | 'socketTimeout', number>>;
+  /**
+   * Wraps each attempt (tests: the fault campaign injects its faults here, as SDK middleware does
+   * after the SDK's retry step). `send` sends the attempt, with extra headers if given. An error it
+   * throws that is shaped like a service's (`name`, `$metadata.httpStatusCode`) or a network error's
+   * (`code`) is retried by the same rules as a real one; any other error ends the request as is.
+   */
+  interceptAttempt?: (
+    operation: string,
+    send: (headers?: Readonly<Record<string, string>>) => Promise<AwsResponse>,
+  ) => Promise<AwsResponse>;
   /**
    * Called once per request sent, retries included (tests and benchmarks count them); headers it
    * returns are added to that attempt (the fault proxy of the tests reads its marker from one).
@@ -162,6 +186,7 @@ export class AwsTransport {
   private readonly verify: AwsTransportOptions['verify'];
   private readonly maxAttempts: number;
   private readonly onRequest: AwsTransportOptions['onRequest'];
+  private readonly interceptAttempt: AwsTransportOptions['interceptAttempt'];
   private readonly timeouts: { connectionTimeout: number; requestTimeout: number; socketTimeout: number };
   /** Server time minus local time, learnt from a clock-skew error. */
   private clockOffsetMs = 0;
@@ -175,6 +200,7 @@ export class AwsTransport {
     this.verify = options.verify;
     this.maxAttempts = options.maxAttempts ?? MAX_ATTEMPTS;
     this.onRequest = options.onRequest;
+    this.interceptAttempt = options.interceptAttempt;
     this.timeouts = { ...CLIENT_TIMEOUTS, ...options.timeouts };
   }
 
@@ -189,9 +215,13 @@ export class AwsTransport {
       let throttled = false;
       try {
         const extra = this.onRequest?.(operation, attempt);
-        const response = await this.once(
-          extra ? { ...request, headers: { ...request.headers, ...extra } } : request,
-        );
+        const sendAttempt = (more?: Readonly<Record<string, string>>) =>
+          this.once(
+            extra || more ? { ...request, headers: { ...request.headers, ...extra, ...more } } : request,
+          );
+        const response = await (this.interceptAttempt
+          ? this.interceptAttempt(operation, sendAttempt)
+          : sendAttempt());
         if (response.status < 300) {
           this.verify?.(response);
           request.verify?.(response);
@@ -214,17 +244,30 @@ export class AwsTransport {
         });
         if (skew && attempt < this.maxAttempts) continue;
       } catch (err) {
+        const e = err as NodeJS.ErrnoException & { $metadata?: { httpStatusCode?: number } };
+        const status = e?.$metadata?.httpStatusCode;
         if (err instanceof AwsServiceError) error = err;
-        else {
+        else if (status !== undefined) {
+          // An error shaped like a service's, from an interceptor: the same rules as a response.
+          throttled = THROTTLING.has(e.name) || status === 429;
+          error = new AwsServiceError(e.name, e.message, {
+            status,
+            retryable: throttled || TRANSIENT.has(e.name) || TRANSIENT_STATUS.has(status),
+            attempts: attempt,
+            cause: err,
+          });
+        } else if (
+          e?.name === 'TimeoutError' ||
+          (typeof e?.code === 'string' && NETWORK_ERRORS.has(e.code))
+        ) {
           // No response (refused, reset, timed out): the request may or may not have been applied;
           // like the SDK, it is sent again (the stores' writes are conditional or idempotent).
-          const e = err as NodeJS.ErrnoException;
           error = new AwsServiceError(
-            e.name === 'TimeoutError' ? 'TimeoutError' : (e.code ?? 'NetworkingError'),
+            e.name === 'TimeoutError' ? 'TimeoutError' : (e.code as string),
             `${operation}: ${e.message}`,
             { retryable: true, attempts: attempt, cause: err },
           );
-        }
+        } else throw err;
       }
       if (!error.$retryable || attempt >= this.maxAttempts) {
         error.$metadata.attempts = attempt;
