@@ -223,6 +223,28 @@ describe('AwsTransport', () => {
     expect(seen).toHaveLength(2);
   });
 
+  it('retries an interceptor's service-shaped error by the same rules, and ends on any other error as is', async () => {
+    let calls = 0;
+    const injected = Object.assign(new Error('injected'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } });
+    const flaky = transport({
+      interceptAttempt: (_op, send) => (++calls === 1 ? Promise.reject(injected) : send()),
+    });
+    await flaky.send('GetItem', { method: 'POST', path: '/', body: '{}' });
+    expect(calls).toBe(2);
+    expect(seen).toHaveLength(1);
+    class Crash extends Error {}
+    const crash = new Crash('container died');
+    let crashes = 0;
+    const dying = transport({
+      interceptAttempt: () => {
+        crashes++;
+        return Promise.reject(crash);
+      },
+    });
+    await expect(dying.send('GetItem', { method: 'POST', path: '/', body: '{}' })).rejects.toBe(crash);
+    expect(crashes).toBe(1);
+  });
+
   it('maps an unreachable endpoint to a retriable StoreError through the commit store', async () => {
     const store = new DynamoCommitStore({
       client: liteDynamoRequests({
