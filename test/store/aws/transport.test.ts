@@ -223,9 +223,12 @@ describe('AwsTransport', () => {
     expect(seen).toHaveLength(2);
   });
 
-  it('retries an interceptor's service-shaped error by the same rules, and ends on any other error as is', async () => {
+  it('retries a service-shaped error from an interceptor by the same rules, and ends on any other error as is', async () => {
     let calls = 0;
-    const injected = Object.assign(new Error('injected'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } });
+    const injected = Object.assign(new Error('injected'), {
+      name: 'InternalError',
+      $metadata: { httpStatusCode: 500 },
+    });
     const flaky = transport({
       interceptAttempt: (_op, send) => (++calls === 1 ? Promise.reject(injected) : send()),
     });
