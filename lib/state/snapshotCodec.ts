@@ -242,34 +242,12 @@ function unflattenMap(flat: unknown): Map<string, unknown> {
 }
 
 /**
- * Scratch memory of the encoder, reused from one snapshot to the next: the raw body, and the columns
- * typed values are read into. A fresh buffer of a few hundred kilobytes per snapshot costs more than
- * filling it (the allocator maps and faults in new pages every time). Encoding is synchronous, so one
- * snapshot uses them at a time; buffers over SCRATCH_MAX_BYTES are not kept.
+ * The raw body of a snapshot, written part by part into one growing buffer (instead of a buffer per
+ * part joined at the end). Buffers are not kept from one snapshot to the next: in the overhead
+ * benchmark, keeping them made 1,000-record epochs slower.
  */
-const SCRATCH_MAX_BYTES = 1 << 22;
-let bodyScratch = new Uint8Array(0);
-let readScratch = new Float64Array(0);
-let intScratch = new Int32Array(0);
-
-/** A Float64Array of at least `n` elements (the read scratch when it is large enough, or kept). */
-function readColumns(n: number): Float64Array {
-  if (readScratch.length >= n) return readScratch;
-  const fresh = new Float64Array(Math.max(n, 2 * readScratch.length));
-  if (fresh.byteLength <= SCRATCH_MAX_BYTES) readScratch = fresh;
-  return fresh;
-}
-
-function intColumn(n: number): Int32Array {
-  if (intScratch.length >= n) return intScratch;
-  const fresh = new Int32Array(Math.max(n, 2 * intScratch.length));
-  if (fresh.byteLength <= SCRATCH_MAX_BYTES) intScratch = fresh;
-  return fresh;
-}
-
-/** The raw body of a snapshot, written part by part into one growing buffer. */
 class BodyWriter {
-  private buf = bodyScratch;
+  private buf = new Uint8Array(0);
   length = 0;
 
   private reserve(bytes: number): void {
@@ -278,7 +256,6 @@ class BodyWriter {
     const grown = new Uint8Array(Math.max(need, 2 * this.buf.length, 1 << 16));
     grown.set(this.buf.subarray(0, this.length));
     this.buf = grown;
-    if (grown.byteLength <= SCRATCH_MAX_BYTES) bodyScratch = grown;
   }
 
   write(bytes: Uint8Array): void {
@@ -287,7 +264,7 @@ class BodyWriter {
     this.length += bytes.length;
   }
 
-  /** The body written so far: a view of the writer's buffer, valid until the next snapshot is encoded. */
+  /** The body written so far (a view of the writer's buffer). */
   view(): Buffer {
     return Buffer.from(this.buf.buffer, this.buf.byteOffset, this.length);
   }
@@ -312,7 +289,7 @@ function writeTypedColumns(values: readonly unknown[], out: BodyWriter): ValueLa
   const width = fields ? fields.length : 1;
   const ints = new Array<boolean>(width).fill(true);
   // Field f of row r at read[f * n + r]; + 0: -0 is stored as 0, as MessagePack does.
-  const read = readColumns(width * n);
+  const read = new Float64Array(width * n);
   if (fields === null) {
     let int = true;
     for (let r = 0; r < n; r++) {
@@ -351,9 +328,9 @@ function writeTypedColumns(values: readonly unknown[], out: BodyWriter): ValueLa
   for (let f = 0; f < width; f++) {
     const from = f * n;
     if (types[f] === 'i32') {
-      const col = intColumn(n);
+      const col = new Int32Array(n);
       for (let r = 0; r < n; r++) col[r] = read[from + r]!;
-      out.write(new Uint8Array(col.buffer, 0, n * 4));
+      out.write(new Uint8Array(col.buffer));
     } else {
       out.write(new Uint8Array(read.buffer, from * 8, n * 8));
     }
@@ -531,7 +508,6 @@ export function encodeSnapshot(
     entryCount += n;
   }
   const rawBody = raw.view();
-  // (`rawBody` is scratch memory: compressed, or copied into the envelope below, before returning.)
   const body =
     compression === 'zstd'
       ? zstdCompressSync(rawBody, { params: { [zc.ZSTD_c_compressionLevel]: 1 } })

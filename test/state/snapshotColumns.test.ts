@@ -151,9 +151,8 @@ describe('snapshot format 2: typed value columns', () => {
   }
 
   it('writes the same table again after its keys or values changed, and earlier snapshots stay intact', () => {
-    // The encoder reuses a table's key columns while its keys are the same, and its own scratch
-    // memory from one snapshot to the next: neither may leak into what a later encoding writes or
-    // change what an earlier one returned.
+    // The encoder reuses a table's key columns while its keys are the same: that may neither leak
+    // into what a later encoding writes nor change what an earlier one returned.
     const table = rows(ROWS + 3, (i) => ({ balance: i, count: 1 }));
     const states: Array<Map<string, unknown>> = [];
     const written: Buffer[] = [];
