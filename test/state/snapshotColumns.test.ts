@@ -150,6 +150,14 @@ describe('snapshot format 2: typed value columns', () => {
     });
   }
 
+  it('reads objects across chunks of 4,096 rows: a field that stops being int32 in a later chunk is float64', () => {
+    const entries = rows(10_007, (i) => ({ a: i === 9_000 ? 0.5 : i, b: 5 - i }));
+    const bytes = encodeSnapshot(meta, [valueTable('s', entries)]);
+    const decoded = decodeSnapshot(bytes, 'k', { columnar: true });
+    expect(decoded.header.tables[0]!.layout).toEqual({ fields: ['a', 'b'], types: ['f64', 'i32'] });
+    expect(new Map(decoded.sections[0]!.entries)).toEqual(entries);
+  });
+
   it('writes the same table again after its keys or values changed, and earlier snapshots stay intact', () => {
     // The encoder reuses a table's key columns while its keys are the same: that may neither leak
     // into what a later encoding writes nor change what an earlier one returned.
@@ -254,6 +262,13 @@ describe('snapshot format 2: typed value columns', () => {
       ['a string among numbers', rows(ROWS, (i) => (i === 9 ? '9' : i))],
       ['an own __proto__ field', rows(ROWS, () => JSON.parse('{"__proto__": 1, "a": 2}'))],
       ['fewer rows', rows(ROWS - 1, (i) => ({ a: i }))],
+      // Objects are read in chunks of 4,096 rows: a misfit in a later chunk, or in its last row.
+      [
+        'a field more in a later chunk',
+        rows(10_000, (i) => (i === 9_000 ? { a: 1, b: 2, c: 3 } : { a: 1, b: 2 })),
+      ],
+      ["a string field in a chunk's last row", rows(8_192, (i) => ({ a: 1, b: i === 8_191 ? 'x' : 2 }))],
+      ['a number among objects in a later chunk', rows(5_000, (i) => (i === 4_096 ? 7 : { a: i }))],
     ];
     for (const [what, entries] of others) {
       const bytes = encodeSnapshot(meta, [valueTable('s', entries)]);
