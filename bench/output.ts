@@ -63,7 +63,7 @@ the Kafka sink sends once per partition.
   (0.49–0.67); the ten repeats of both runs at 10,000-record epochs have a median of 0.76. The goal
   is met, by a margin this machine's noise can take away in a single run. Where Tidemark's own time
   goes, measured by taking one piece out at a time in alternating runs (not shipped): freezing every
-  stored value, 7–12 % of Tidemark's CPU time; the per-record undo journal, about 4 %; checking base64
+  stored value, 7–15 % of Tidemark's CPU time; the per-record undo journal, about 4 %; checking base64
   strictly, 3–5 %; and the checkpoint, about 11 % in CPU profiles (at this epoch size an epoch
   changes about 64 % of the 10,000 accounts, so each writes a full snapshot). Each of these is a
   guarantee (values cannot change behind the journal's back, a failing record leaves nothing behind,
